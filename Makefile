@@ -1,0 +1,47 @@
+# factorcast: `make run` and `make test` do all set-up themselves.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+DATA ?= ../shared/data/bittrex-5m
+
+.PHONY: run test lint typecheck pytest bench replay schema clean system-deps
+
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "installing python3-venv"; rm -rf $(VENV); \
+	  apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+run: $(STAMP)
+	$(BIN)/factorcast run $(ARGS)
+
+replay: $(STAMP)
+	$(BIN)/factorcast replay --data $(DATA) $(ARGS)
+
+schema: $(STAMP)
+	$(BIN)/factorcast schema
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy factors strategy adapters bench
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/replay.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info

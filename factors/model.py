@@ -1,0 +1,242 @@
+"""The live six-factor model: one ``update`` per bar close, O(symbols) each.
+
+Follows FACTORS.md exactly.  Choices it leaves open, made here:
+
+* Time advances on the timeframe grid: the caller pushes one update per grid
+  step, an empty one (no symbol present) for a grid time without any bar, so
+  windows and lags count grid steps.
+* ``adv`` weight at t: mean quote volume over the symbol's real bars in the
+  liquidity window ending at t-1 (at least one bar, mean > 0).  ``cap`` weight:
+  as-of close at t-1 times supply.
+* ``size`` counts a symbol's real bars in the window for ``min_obs``; its NaN
+  reason is ``zero_volume`` when no bar in the window has quote volume > 0.
+* ``liquidity``: ``insufficient_history`` when the window has fewer than
+  ``min_obs`` valid returns, ``zero_volume`` when fewer than ``min_obs`` of them
+  have quote volume > 0, ``no_price_change`` when every |r| is 0.
+* Zero tests on quantities built from rolling sums (market variance, Amihud,
+  mean volume) use exact counts of non-zero terms, so add/subtract drift can
+  never turn an exact zero into a tiny non-zero value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from factors.params import FactorParams
+from factors.reasons import Reason
+from factors.registry import CANONICAL
+from factors.rolling import LagRing, RollingSums
+from factors.standardize import standardize
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+ReasonArray = NDArray[np.uint8]
+
+_MKT, _SIZE, _VALUE, _MOM, _VOL, _LIQ = range(6)
+#: Below this fraction of sum(m^2), the paired market variance counts as zero.
+_REL_ZERO_VAR = 1e-13
+
+
+@dataclass(frozen=True, slots=True)
+class FactorSnapshot:
+    """Factor state after one bar close.
+
+    Matrices are ``(n_symbols, n_factors)`` with columns in ``names`` order.
+    ``reason`` holds :class:`factors.reasons.Reason` codes, ``OK`` exactly where
+    ``exposure`` is finite.  ``members`` marks the symbols in the cross-section.
+    """
+
+    names: tuple[str, ...]
+    raw: FloatArray
+    exposure: FloatArray
+    reason: ReasonArray
+    members: BoolArray
+    market_return: float
+
+
+class FactorModel:
+    """Incremental cross-sectional six-factor model over a fixed universe."""
+
+    names: tuple[str, ...] = CANONICAL
+
+    def __init__(
+        self,
+        n_symbols: int,
+        params: FactorParams | None = None,
+        supply: FloatArray | None = None,
+    ) -> None:
+        p = params or FactorParams()
+        self.params = p
+        self.n_symbols = n_symbols
+        self._supply: FloatArray = (
+            np.full(n_symbols, np.nan) if supply is None else np.asarray(supply, dtype=float)
+        )
+        if self._supply.shape != (n_symbols,):
+            raise ValueError("supply must have one entry per symbol")
+        if p.weighting == "cap" and not np.isfinite(self._supply).any():
+            raise ValueError("cap weighting needs circulating supply for some symbols")
+        self._log_supply = np.log(np.where(self._supply > 0, self._supply, np.nan))
+        # [pair, r, m, r*m, m*m, m != 0]
+        self._beta = RollingSums(n_symbols, p.beta_window, 6)
+        # [bar, Q, Q > 0]
+        self._size = RollingSums(n_symbols, p.size_window, 3)
+        # [valid r, r, r*r]
+        self._vol = RollingSums(n_symbols, p.volatility_window, 3)
+        # [valid r, valid r & Q > 0, |r|/Q, |r| > 0 & Q > 0]
+        self._liq = RollingSums(n_symbols, p.liquidity_window, 4)
+        # [bar, Q] for the adv weight, read before the push (window ends at t-1)
+        self._adv = RollingSums(n_symbols, p.liquidity_window, 2) if p.weighting == "adv" else None
+        self._asof = LagRing(n_symbols, p.value_lag + 1)
+        self._asof_lc: FloatArray = np.full(n_symbols, np.nan)  # ln of as-of close at t-1
+        self._prev_lc: FloatArray = np.full(n_symbols, np.nan)  # ln close at t-1 if a bar
+        self.steps = 0
+
+    # -- weights ------------------------------------------------------------
+    def _weights(self) -> FloatArray:
+        """Per-symbol weight at t (NaN = no weight), from state up to t-1."""
+        p = self.params
+        if p.weighting == "equal":
+            return np.ones(self.n_symbols)
+        if p.weighting == "adv":
+            assert self._adv is not None
+            bars, q = self._adv.sums[:, 0], self._adv.sums[:, 1]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                adv = q / bars
+            return np.where((bars > 0) & (adv > 0), adv, np.nan)
+        cap = np.exp(self._asof_lc) * self._supply
+        return np.where(cap > 0, cap, np.nan)
+
+    # -- one bar close ------------------------------------------------------
+    def update(
+        self,
+        close: FloatArray,
+        volume: FloatArray,
+        quote_volume: FloatArray,
+        present: BoolArray,
+    ) -> FactorSnapshot:
+        """Advance one grid step with the bars at t (NaN/absent where no bar)."""
+        p = self.params
+        n = self.n_symbols
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lc = np.where(present, np.log(close), np.nan)
+            q = np.where(np.isfinite(quote_volume), quote_volume, close * volume)
+            q = np.where(present, q, np.nan)
+            r = lc - self._prev_lc
+        rvalid = np.isfinite(r)
+        r0 = np.where(rvalid, r, 0.0)
+
+        weights = self._weights()
+        wm = rvalid & np.isfinite(weights)
+        m = float(np.dot(weights[wm], r[wm]) / weights[wm].sum()) if wm.any() else np.nan
+
+        # rolling windows
+        pair = rvalid if np.isfinite(m) else np.zeros(n, dtype=bool)
+        mp = np.where(pair, m, 0.0)
+        rp = np.where(pair, r0, 0.0)
+        self._beta.push(
+            np.column_stack((pair, rp, mp, rp * mp, mp * mp, pair & (m != 0.0))).astype(float)
+        )
+        q0 = np.where(present, q, 0.0)
+        qpos = present & (q > 0)
+        self._size.push(np.column_stack((present, q0, qpos)).astype(float))
+        self._vol.push(np.column_stack((rvalid, r0, r0 * r0)))
+        lterm = rvalid & qpos
+        with np.errstate(invalid="ignore", divide="ignore"):
+            amihud_term = np.where(lterm, np.abs(r0) / q, 0.0)
+        self._liq.push(np.column_stack((rvalid, lterm, amihud_term, lterm & (r0 != 0.0))))
+        if self._adv is not None:
+            self._adv.push(np.column_stack((present, q0)).astype(float))
+
+        asof_lc = np.where(present, lc, self._asof_lc)
+        self._asof.push(asof_lc)
+        self._asof_lc = asof_lc
+        self._prev_lc = lc
+        self.steps += 1
+
+        raw = np.full((6, n), np.nan)
+        why = np.zeros((6, n), dtype=np.uint8)
+        self._market(raw[_MKT], why[_MKT])
+        self._size_raw(lc, raw[_SIZE], why[_SIZE])
+        self._lags(lc, raw[_VALUE], why[_VALUE], raw[_MOM], why[_MOM])
+        self._volatility(raw[_VOL], why[_VOL])
+        self._liquidity(raw[_LIQ], why[_LIQ])
+
+        raw[:, ~present] = np.nan
+        exposure, row_why = standardize(raw, weights, p)
+        reason = np.where(np.isfinite(raw), row_why, why).astype(np.uint8)
+        reason[:, ~present] = Reason.MISSING_BAR
+        return FactorSnapshot(
+            names=self.names,
+            raw=raw.T,
+            exposure=exposure.T,
+            reason=reason.T,
+            members=present.copy(),
+            market_return=m,
+        )
+
+    # -- raw descriptors ----------------------------------------------------
+    def _market(self, out: FloatArray, why: ReasonArray) -> None:
+        k, sr, sm, srm, smm, nz = self._beta.sums.T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cov = srm - sr * sm / k
+            var = smm - sm * sm / k
+            beta = cov / var
+        enough = k >= self.params.beta_min_obs
+        flat = (nz == 0) | (var <= _REL_ZERO_VAR * smm)
+        ok = enough & ~flat
+        out[ok] = beta[ok]
+        why[~enough] = Reason.INSUFFICIENT_HISTORY
+        why[enough & flat] = Reason.NO_MARKET_VARIANCE
+
+    def _size_raw(self, lc: FloatArray, out: FloatArray, why: ReasonArray) -> None:
+        bars, q, qpos = self._size.sums.T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            by_volume = np.log(q / bars)
+        enough = bars >= self.params.size_min_obs
+        ok = enough & (qpos > 0)
+        out[ok] = by_volume[ok]
+        why[~enough] = Reason.INSUFFICIENT_HISTORY
+        why[enough & (qpos == 0)] = Reason.ZERO_VOLUME
+        has_supply = np.isfinite(self._log_supply)
+        out[has_supply] = (lc + self._log_supply)[has_supply]
+        why[has_supply] = Reason.OK
+
+    def _lags(
+        self,
+        lc: FloatArray,
+        value: FloatArray,
+        why_value: ReasonArray,
+        momentum: FloatArray,
+        why_momentum: ReasonArray,
+    ) -> None:
+        p = self.params
+        a_mom = self._asof.ago(p.momentum_lag)
+        a_val = self._asof.ago(p.value_lag)
+        momentum[:] = lc - a_mom
+        value[:] = -(a_mom - a_val)
+        why_momentum[~np.isfinite(a_mom)] = Reason.INSUFFICIENT_HISTORY
+        why_value[~(np.isfinite(a_mom) & np.isfinite(a_val))] = Reason.INSUFFICIENT_HISTORY
+
+    def _volatility(self, out: FloatArray, why: ReasonArray) -> None:
+        k, s, ss = self._vol.sums.T
+        enough = k >= self.params.volatility_min_obs
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = np.maximum(ss - s * s / k, 0.0) / (k - 1)
+        out[enough] = np.sqrt(var[enough])
+        why[~enough] = Reason.INSUFFICIENT_HISTORY
+
+    def _liquidity(self, out: FloatArray, why: ReasonArray) -> None:
+        nr, nterm, total, nonzero = self._liq.sums.T
+        min_obs = self.params.liquidity_min_obs
+        enough = nr >= min_obs
+        volume_ok = enough & (nterm >= min_obs)
+        ok = volume_ok & (nonzero > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            liq = -np.log(total / nterm)
+        out[ok] = liq[ok]
+        why[~enough] = Reason.INSUFFICIENT_HISTORY
+        why[enough & ~volume_ok] = Reason.ZERO_VOLUME
+        why[volume_ok & (nonzero == 0)] = Reason.NO_PRICE_CHANGE

@@ -1,0 +1,105 @@
+"""The one registry of factor names.
+
+Every other part of factorcast (signals, Redis keys, metric labels, CLI tables,
+reports) reads factor names from here; nothing else spells them.  Custom factors
+join the same registry under their own names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+MARKET: Final = "market"
+SIZE: Final = "size"
+VALUE: Final = "value"
+MOMENTUM: Final = "momentum"
+VOLATILITY: Final = "volatility"
+LIQUIDITY: Final = "liquidity"
+
+#: The six canonical factors, in their canonical order (the column order of every
+#: exposure matrix).
+CANONICAL: Final[tuple[str, ...]] = (MARKET, SIZE, VALUE, MOMENTUM, VOLATILITY, LIQUIDITY)
+
+
+@dataclass(frozen=True, slots=True)
+class FactorSpec:
+    """What a factor is called and how to label it for people.
+
+    ``label`` may contain ``{...}`` fields naming attributes of the factor
+    parameters (``factors.params.FactorParams``); ``display_label`` fills them.
+    """
+
+    name: str
+    label: str
+    positive_means: str
+
+    def display_label(self, params: object | None = None) -> str:
+        if params is None or "{" not in self.label:
+            return self.label.split(" (")[0]
+        fields = {f: getattr(params, f) for f in _label_fields(self.label)}
+        return self.label.format(**fields)
+
+
+def _label_fields(label: str) -> list[str]:
+    import string
+
+    return [f for _, f, _, _ in string.Formatter().parse(label) if f]
+
+
+class FactorRegistry:
+    """Ordered, append-only mapping of factor name to :class:`FactorSpec`."""
+
+    def __init__(self, specs: tuple[FactorSpec, ...]) -> None:
+        self._specs: dict[str, FactorSpec] = {}
+        for spec in specs:
+            self.register(spec)
+
+    def register(self, spec: FactorSpec) -> None:
+        if not spec.name.isidentifier() or spec.name != spec.name.lower():
+            raise ValueError(f"factor name must be a lower-case identifier: {spec.name!r}")
+        if spec.name in self._specs:
+            raise ValueError(f"factor {spec.name!r} is already registered")
+        self._specs[spec.name] = spec
+
+    def __getitem__(self, name: str) -> FactorSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise KeyError(f"unknown factor {name!r}; known: {', '.join(self._specs)}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._specs)
+
+    def copy(self) -> FactorRegistry:
+        return FactorRegistry(tuple(self._specs.values()))
+
+
+def canonical_registry() -> FactorRegistry:
+    """A fresh registry holding the six canonical factors of FACTORS.md."""
+    return FactorRegistry(
+        (
+            FactorSpec(MARKET, "Market beta ({beta_window} bars)", "moves more than the market"),
+            FactorSpec(SIZE, "Size ({size_window} bars)", "large"),
+            FactorSpec(
+                VALUE, "Value, reversal ({momentum_lag}-{value_lag} bars)", "fallen long-term"
+            ),
+            FactorSpec(MOMENTUM, "Momentum ({momentum_lag} bars)", "risen recently"),
+            FactorSpec(VOLATILITY, "Volatility ({volatility_window} bars)", "volatile"),
+            FactorSpec(LIQUIDITY, "Liquidity, -ln Amihud ({liquidity_window} bars)", "liquid"),
+        )
+    )
+
+
+REGISTRY: Final = canonical_registry()

@@ -1,0 +1,114 @@
+"""From raw descriptors to exposures (FACTORS.md, "From raw descriptor to exposure").
+
+Vectorized over factors: ``raw`` is ``(n_factors, n_symbols)`` and a row is
+standardized over the symbols whose value is finite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from factors.params import FactorParams
+from factors.reasons import Reason
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+ReasonArray = NDArray[np.uint8]
+
+#: Consistency constant turning a MAD into a normal-equivalent standard deviation.
+MAD_TO_SD = 1.4826
+#: ``sd`` below this fraction of the values' magnitude counts as zero dispersion.
+#: Raw values that come from rolling sums may carry a few ulps of noise where the
+#: exact values are identical; their "dispersion" is that noise, not information.
+_REL_ZERO_SD = 1e-12
+
+
+def _row_median(sorted_rows: FloatArray, n: NDArray[np.intp]) -> FloatArray:
+    """Median of the first ``n[k]`` (finite, sorted) entries of each row."""
+    lo = np.maximum((n - 1) // 2, 0)
+    hi = np.maximum(n // 2, 0)
+    rows = np.arange(sorted_rows.shape[0])
+    return 0.5 * (sorted_rows[rows, lo] + sorted_rows[rows, hi])
+
+
+def standardize(
+    raw: FloatArray,
+    weights: FloatArray,
+    params: FactorParams,
+) -> tuple[FloatArray, ReasonArray]:
+    """Exposures and row-level reasons for a ``(K, S)`` matrix of raw values.
+
+    ``raw`` must be NaN for symbols outside the cross-section. ``weights`` is NaN
+    (or <= 0) for a symbol without a weight. Returns ``(exposure, reason)``,
+    where ``reason`` is ``OK`` for finite exposures, a row-level reason
+    (``TOO_FEW_SYMBOLS``, ``NO_WEIGHTS``, ``NO_DISPERSION``) where the row failed,
+    and ``OK`` (to be filled by the caller) where ``raw`` itself was NaN.
+    """
+    finite = np.isfinite(raw)
+    n = finite.sum(axis=1)
+    if params.scaling == "rank":
+        exposure = _rank_scale(raw, finite, n)
+        reason = np.zeros(raw.shape, dtype=np.uint8)
+        few = (n < 3)[:, None] & finite
+        reason[few] = Reason.TOO_FEW_SYMBOLS
+        exposure[few] = np.nan
+        return exposure, reason
+
+    # 2. winsorize at med +- k * 1.4826 * MAD (no clip where MAD == 0)
+    med = _row_median(np.sort(raw, axis=1), n)
+    dev = np.abs(raw - med[:, None])
+    mad = _row_median(np.sort(dev, axis=1), n)
+    half = params.winsor_k * MAD_TO_SD * mad
+    half = np.where(half > 0, half, np.inf)[:, None]
+    x = np.clip(raw, med[:, None] - half, med[:, None] + half)
+
+    # 3. standardize: weighted mean, equal-weighted population std
+    x0 = np.where(finite, x, 0.0)
+    w = np.where(finite & (weights > 0)[None, :], weights[None, :], 0.0)
+    sw = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = (w * x0).sum(axis=1) / sw
+        mean_eq = x0.sum(axis=1) / n
+        var = np.where(finite, (x - mean_eq[:, None]) ** 2, 0.0).sum(axis=1) / n
+        sd = np.sqrt(var)
+        scale = np.abs(x0).max(axis=1)
+        z = (x - mu[:, None]) / sd[:, None]
+    # 4. clip
+    exposure = np.clip(z, -params.clip, params.clip)
+
+    row_reason = np.zeros(raw.shape[0], dtype=np.uint8)
+    row_reason[sd <= _REL_ZERO_SD * scale] = Reason.NO_DISPERSION
+    row_reason[sw <= 0] = Reason.NO_WEIGHTS
+    row_reason[n < 3] = Reason.TOO_FEW_SYMBOLS
+    reason = np.where(finite, row_reason[:, None], 0).astype(np.uint8)
+    exposure[reason != Reason.OK] = np.nan
+    exposure[~finite] = np.nan
+    return exposure, reason
+
+
+def _rank_scale(raw: FloatArray, finite: BoolArray, n: NDArray[np.intp]) -> FloatArray:
+    """``2 * (rank - 0.5) / n - 1`` with average ranks for ties, per row."""
+    out = np.full(raw.shape, np.nan)
+    for k in range(raw.shape[0]):
+        idx = np.flatnonzero(finite[k])
+        if idx.size == 0:
+            continue
+        out[k, idx] = 2.0 * (average_ranks(raw[k, idx]) - 0.5) / n[k] - 1.0
+    return out
+
+
+def average_ranks(values: FloatArray) -> FloatArray:
+    """1-based ranks, ties sharing the average of their positions."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_vals = values[order]
+    new_group = np.empty(values.size, dtype=bool)
+    new_group[0] = True
+    np.not_equal(sorted_vals[1:], sorted_vals[:-1], out=new_group[1:])
+    group = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    ends = np.append(starts[1:], values.size)
+    avg = 0.5 * (starts + ends + 1)  # mean of 1-based positions start+1 .. end
+    ranks = np.empty(values.size)
+    ranks[order] = avg[group]
+    return ranks

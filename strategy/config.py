@@ -1,0 +1,189 @@
+"""Configuration: one pydantic-settings model, built once in the composition root.
+
+Sources, highest precedence first: command-line flags, environment variables
+(``FACTORCAST_``, nesting with ``__``, e.g. ``FACTORCAST_FACTORS__BETA_WINDOW``),
+a TOML file given with ``--config``, the defaults below (those of FACTORS.md and
+SIGNALS.md).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from factors import CANONICAL, FactorParams
+from factors.registry import LIQUIDITY, MARKET, MOMENTUM, SIZE, VALUE, VOLATILITY
+from strategy.signals import FactorView
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FactorSettings(_Section):
+    """Windows, lags and min_obs in bars of the timeframe (FACTORS.md defaults)."""
+
+    beta_window: int = Field(252, ge=2)
+    beta_min_obs: int = Field(100, ge=2)
+    size_window: int = Field(252, ge=1)
+    size_min_obs: int = Field(100, ge=1)
+    momentum_lag: int = Field(63, ge=1)
+    value_lag: int = Field(252, ge=2)
+    volatility_window: int = Field(21, ge=2)
+    volatility_min_obs: int = Field(20, ge=2)
+    liquidity_window: int = Field(21, ge=1)
+    liquidity_min_obs: int = Field(20, ge=1)
+    weighting: Literal["equal", "adv", "cap"] = "equal"
+    scaling: Literal["zscore", "rank"] = "zscore"
+    winsor_k: float = Field(3.0, gt=0)
+    clip: float = Field(3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FactorSettings:
+        try:
+            self.to_params()
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+        return self
+
+    def to_params(self) -> FactorParams:
+        return FactorParams(**self.model_dump())
+
+
+def _default_weights() -> dict[str, float]:
+    return {MARKET: 0.20, SIZE: 0.15, VALUE: 0.15, MOMENTUM: 0.20, VOLATILITY: 0.15, LIQUIDITY: 0.15}
+
+
+def _default_directions() -> dict[str, int]:
+    return {MARKET: 1, SIZE: -1, VALUE: 1, MOMENTUM: 1, VOLATILITY: -1, LIQUIDITY: 1}
+
+
+class SignalSettings(_Section):
+    """The factor view and the adjustment rules (SIGNALS.md sections 2 and 3)."""
+
+    weights: dict[str, float] = Field(default_factory=_default_weights)
+    directions: dict[str, Literal[-1, 0, 1]] = Field(default_factory=_default_directions)
+    threshold: float = Field(0.1, ge=0, le=1)
+    confidence_step: float = Field(0.1, ge=0)
+    min_confidence: float = Field(0.0, ge=0, le=1)
+    factors_can_initiate: bool = False
+
+    @model_validator(mode="after")
+    def _known_factors(self) -> SignalSettings:
+        for field in ("weights", "directions"):
+            unknown = set(getattr(self, field)) - set(CANONICAL)
+            if unknown:
+                raise ValueError(f"{field}: unknown factor(s) {', '.join(sorted(unknown))}")
+        if any(w < 0 for w in self.weights.values()):
+            raise ValueError("weights must be >= 0")
+        return self
+
+    def to_view(self) -> FactorView:
+        return FactorView.build(
+            CANONICAL,
+            self.weights,
+            self.directions,
+            threshold=self.threshold,
+            confidence_step=self.confidence_step,
+            min_confidence=self.min_confidence,
+            factors_can_initiate=self.factors_can_initiate,
+        )
+
+
+class StrategySettings(_Section):
+    name: str = Field("trend", description="built-in name or dotted path module:Class")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExchangeSettings(_Section):
+    id: str = Field("binance", description="ccxt exchange id")
+    timeframe: str = Field("1m", pattern=r"^[1-9][0-9]*[smhdw]$")
+    symbols: list[str] | None = None
+    top_by_volume: int | None = Field(None, ge=3)
+
+
+class SimSettings(_Section):
+    """The built-in simulated market (the default source until a live one is chosen)."""
+
+    symbols: int = Field(50, ge=3, le=5000)
+    seed: int = 7
+    timeframe: str = Field("1m", pattern=r"^[1-9][0-9]*[smhdw]$")
+    speed: float = Field(20.0, gt=0, description="bars per second of wall time")
+    missing_prob: float = Field(0.002, ge=0, lt=0.5)
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("factorcast_config_file", default=None)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FACTORCAST_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    factors: FactorSettings = Field(default_factory=FactorSettings)  # type: ignore[arg-type]
+    signals: SignalSettings = Field(default_factory=SignalSettings)  # type: ignore[arg-type]
+    strategy: StrategySettings = Field(default_factory=StrategySettings)  # type: ignore[arg-type]
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)  # type: ignore[arg-type]
+    sim: SimSettings = Field(default_factory=SimSettings)  # type: ignore[arg-type]
+    log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        path = _CONFIG_FILE.get()
+        if path is not None:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=path),)
+        return sources
+
+
+class ConfigError(Exception):
+    """A bad configuration, with a one-line message naming the field."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings; raise :class:`ConfigError` with a one-line message."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file not found: {config_file}")
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(e)) from None
+    except ValueError as e:  # a TOML syntax error, or a source that failed to parse
+        raise ConfigError(f"config: {e}".splitlines()[0]) from None
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def describe_validation_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "config"
+    msg = err["msg"].removeprefix("Value error, ")
+    extra = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    value = err.get("input")
+    shown = f" (got {value!r})" if isinstance(value, str | int | float | bool) else ""
+    return f"config error: {field}: {msg}{shown}{extra}"

@@ -1,0 +1,120 @@
+"""Turning a step result into wire objects (SIGNALS.md sections 4 and 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from factors import REASON_LABELS, FactorSnapshot
+from strategy.actions import ACTION_LABELS
+from strategy.engine import StepResult
+from strategy.ports import Publication
+from strategy.signals import reason_labels
+from strategy.wire import SCHEMA_ID, iso_ms, sign
+
+
+@dataclass(frozen=True, slots=True)
+class WireContext:
+    """What every signal of one service carries besides the numbers."""
+
+    strategy: str
+    exchange: str
+    timeframe: str
+    symbols: tuple[str, ...]
+    model: str
+    signing_key: bytes | None = None
+
+
+def _exposure_maps(
+    snapshot: FactorSnapshot, rows: Sequence[int]
+) -> list[tuple[dict[str, float | None], dict[str, str]]]:
+    names = snapshot.names
+    exposures = snapshot.exposure[rows].tolist()
+    reasons = snapshot.reason[rows].tolist()
+    out = []
+    for exp_row, why_row in zip(exposures, reasons, strict=True):
+        exp: dict[str, float | None] = {}
+        missing: dict[str, str] = {}
+        for name, e, why in zip(names, exp_row, why_row, strict=True):
+            if why:
+                exp[name] = None
+                missing[name] = REASON_LABELS[why]
+            else:
+                exp[name] = e
+        out.append((exp, missing))
+    return out
+
+
+def signal_dicts(result: StepResult, ctx: WireContext) -> list[dict[str, Any]]:
+    """One wire object per symbol in the cross-section, in universe order."""
+    rows = np.flatnonzero(result.xs.present).tolist()
+    sig = result.signals
+    bar_ts = result.ts
+    bar_time = iso_ms(bar_ts)
+    produced_at = iso_ms(result.produced_at_ms)
+    maps = _exposure_maps(result.factors, rows)
+    action = sig.action[rows].tolist()
+    base_action = sig.base_action[rows].tolist()
+    factor_action = sig.factor_action[rows].tolist()
+    confidence = sig.confidence[rows].tolist()
+    base_confidence = sig.base_confidence[rows].tolist()
+    score = sig.factor_score[rows].tolist()
+    reasons = sig.reasons[rows].tolist()
+    out: list[dict[str, Any]] = []
+    for j, i in enumerate(rows):
+        symbol = ctx.symbols[i]
+        exp, missing = maps[j]
+        obj: dict[str, Any] = {
+            "schema": SCHEMA_ID,
+            "id": f"{ctx.strategy}:{ctx.exchange}:{symbol}:{ctx.timeframe}:{bar_ts}",
+            "strategy": ctx.strategy,
+            "exchange": ctx.exchange,
+            "symbol": symbol,
+            "timeframe": ctx.timeframe,
+            "bar_ts": bar_ts,
+            "bar_time": bar_time,
+            "produced_at": produced_at,
+            "action": ACTION_LABELS[action[j] + 1],
+            "base_action": ACTION_LABELS[base_action[j] + 1],
+            "factor_action": ACTION_LABELS[factor_action[j] + 1],
+            "confidence": confidence[j],
+            "base_confidence": base_confidence[j],
+            "factor_score": score[j],
+            "exposures": exp,
+            "missing": missing,
+            "reasons": reason_labels(reasons[j]),
+            "model": ctx.model,
+        }
+        if ctx.signing_key is not None:
+            obj["sig"] = sign(obj, ctx.signing_key)
+        out.append(obj)
+    return out
+
+
+def exposure_members(result: StepResult) -> list[int]:
+    """Rows published as exposures: the cross-section plus symbols that were late."""
+    xs = result.xs
+    members = xs.present | xs.late if xs.late.size else xs.present
+    return np.flatnonzero(members).tolist()
+
+
+def publication(result: StepResult, ctx: WireContext) -> Publication:
+    """The signals and latest-exposure states of one step, serialized once."""
+    signals = signal_dicts(result, ctx)
+    rows = exposure_members(result)
+    states = {
+        ctx.symbols[i]: orjson.dumps(
+            {"bar_ts": result.ts, "exposures": exp, "missing": missing, "model": ctx.model}
+        )
+        for i, (exp, missing) in zip(rows, _exposure_maps(result.factors, rows), strict=True)
+    }
+    return Publication(
+        bar_ts=result.ts,
+        signals=tuple((s["id"], orjson.dumps(s)) for s in signals),
+        exposures=states,
+        heartbeat=iso_ms(result.ts),
+    )

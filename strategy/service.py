@@ -1,0 +1,110 @@
+"""The asyncio service: source -> bounded queue -> engine -> bounded queue -> outputs.
+
+One ``asyncio.TaskGroup`` owns the named long-lived tasks.  Backpressure is
+explicit: the queues are bounded, so a slow output slows the engine, and a slow
+engine slows the source; nothing is dropped here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from strategy.engine import Engine, StepResult
+from strategy.events import CrossSection
+from strategy.ports import MarketSource
+
+log = structlog.get_logger(__name__)
+
+
+class Output(Protocol):
+    """Anything that consumes step results: files, displays, the Redis sink."""
+
+    async def handle(self, result: StepResult) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class RunStats:
+    cross_sections: int = 0
+    live_cross_sections: int = 0
+    bars: int = 0
+    stopped_early: bool = False
+
+
+_END = object()
+
+
+async def run_pipeline(
+    source: MarketSource,
+    engine: Engine,
+    outputs: Sequence[Output],
+    *,
+    max_bars: int | None = None,
+    stop: asyncio.Event | None = None,
+    queue_size: int = 64,
+) -> RunStats:
+    """Drive ``engine`` from ``source`` until the source ends, ``max_bars`` live
+    cross-sections were processed, or ``stop`` is set; then drain the queues and
+    close the outputs."""
+    stats = RunStats()
+    stop = stop or asyncio.Event()
+    xs_queue: asyncio.Queue[CrossSection | object] = asyncio.Queue(queue_size)
+    out_queue: asyncio.Queue[StepResult | object] = asyncio.Queue(queue_size)
+
+    async def read_source() -> None:
+        try:
+            async for xs in source.cross_sections():
+                await xs_queue.put(xs)
+        finally:
+            if stop.is_set():  # the engine may be gone: never block on a full queue
+                with contextlib.suppress(asyncio.QueueFull):
+                    xs_queue.put_nowait(_END)
+            else:
+                await xs_queue.put(_END)
+
+    async def run_engine() -> None:
+        while not stop.is_set():
+            item = await xs_queue.get()
+            if item is _END:
+                break
+            assert isinstance(item, CrossSection)
+            result = engine.step(item)
+            stats.cross_sections += 1
+            stats.live_cross_sections += item.live
+            stats.bars += int(item.present.sum())
+            await out_queue.put(result)
+            if max_bars is not None and stats.live_cross_sections >= max_bars:
+                stats.stopped_early = True
+                stop.set()
+        await out_queue.put(_END)
+
+    async def feed_outputs() -> None:
+        while (item := await out_queue.get()) is not _END:
+            assert isinstance(item, StepResult)
+            for output in outputs:
+                await output.handle(item)
+
+    async def watch_stop(source_task: asyncio.Task[None]) -> None:
+        await stop.wait()
+        source_task.cancel()
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            source_task = tg.create_task(read_source(), name="source")
+            tg.create_task(run_engine(), name="engine")
+            outputs_task = tg.create_task(feed_outputs(), name="outputs")
+            watcher = tg.create_task(watch_stop(source_task), name="stop-watch")
+            await outputs_task
+            watcher.cancel()
+    finally:
+        for output in outputs:
+            await output.close()
+    log.info("pipeline_finished", cross_sections=stats.cross_sections, bars=stats.bars)
+    return stats
