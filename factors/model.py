@@ -27,6 +27,13 @@ from numpy.typing import NDArray
 
 from factors.params import FactorParams
 from factors.reasons import Reason
+
+_OK = int(Reason.OK)
+_INSUFFICIENT = int(Reason.INSUFFICIENT_HISTORY)
+_MISSING = int(Reason.MISSING_BAR)
+_ZERO_VOLUME = int(Reason.ZERO_VOLUME)
+_NO_CHANGE = int(Reason.NO_PRICE_CHANGE)
+_NO_MKT_VAR = int(Reason.NO_MARKET_VARIANCE)
 from factors.registry import CANONICAL
 from factors.rolling import LagRing, RollingSums
 from factors.standardize import standardize
@@ -103,8 +110,7 @@ class FactorModel:
         if p.weighting == "adv":
             assert self._adv is not None
             bars, q = self._adv.sums[:, 0], self._adv.sums[:, 1]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                adv = q / bars
+            adv = q / bars
             return np.where((bars > 0) & (adv > 0), adv, np.nan)
         cap = np.exp(self._asof_lc) * self._supply
         return np.where(cap > 0, cap, np.nan)
@@ -118,13 +124,24 @@ class FactorModel:
         present: BoolArray,
     ) -> FactorSnapshot:
         """Advance one grid step with the bars at t (NaN/absent where no bar)."""
+        # NaN propagation (missing bars, 0/0 on empty windows) is the design here;
+        # every such value is masked by an explicit count or validity test.
+        with np.errstate(all="ignore"):
+            return self._update(close, volume, quote_volume, present)
+
+    def _update(
+        self,
+        close: FloatArray,
+        volume: FloatArray,
+        quote_volume: FloatArray,
+        present: BoolArray,
+    ) -> FactorSnapshot:
         p = self.params
         n = self.n_symbols
-        with np.errstate(invalid="ignore", divide="ignore"):
-            lc = np.where(present, np.log(close), np.nan)
-            q = np.where(np.isfinite(quote_volume), quote_volume, close * volume)
-            q = np.where(present, q, np.nan)
-            r = lc - self._prev_lc
+        lc = np.where(present, np.log(close), np.nan)
+        q = np.where(np.isfinite(quote_volume), quote_volume, close * volume)
+        q = np.where(present, q, np.nan)
+        r = lc - self._prev_lc
         rvalid = np.isfinite(r)
         r0 = np.where(rvalid, r, 0.0)
 
@@ -136,19 +153,16 @@ class FactorModel:
         pair = rvalid if np.isfinite(m) else np.zeros(n, dtype=bool)
         mp = np.where(pair, m, 0.0)
         rp = np.where(pair, r0, 0.0)
-        self._beta.push(
-            np.column_stack((pair, rp, mp, rp * mp, mp * mp, pair & (m != 0.0))).astype(float)
-        )
+        self._beta.push(pair, rp, mp, rp * mp, mp * mp, pair & (m != 0.0))
         q0 = np.where(present, q, 0.0)
         qpos = present & (q > 0)
-        self._size.push(np.column_stack((present, q0, qpos)).astype(float))
-        self._vol.push(np.column_stack((rvalid, r0, r0 * r0)))
+        self._size.push(present, q0, qpos)
+        self._vol.push(rvalid, r0, r0 * r0)
         lterm = rvalid & qpos
-        with np.errstate(invalid="ignore", divide="ignore"):
-            amihud_term = np.where(lterm, np.abs(r0) / q, 0.0)
-        self._liq.push(np.column_stack((rvalid, lterm, amihud_term, lterm & (r0 != 0.0))))
+        amihud_term = np.where(lterm, np.abs(r0) / q, 0.0)
+        self._liq.push(rvalid, lterm, amihud_term, lterm & (r0 != 0.0))
         if self._adv is not None:
-            self._adv.push(np.column_stack((present, q0)).astype(float))
+            self._adv.push(present, q0)
 
         asof_lc = np.where(present, lc, self._asof_lc)
         self._asof.push(asof_lc)
@@ -167,7 +181,7 @@ class FactorModel:
         raw[:, ~present] = np.nan
         exposure, row_why = standardize(raw, weights, p)
         reason = np.where(np.isfinite(raw), row_why, why).astype(np.uint8)
-        reason[:, ~present] = Reason.MISSING_BAR
+        reason[:, ~present] = _MISSING
         return FactorSnapshot(
             names=self.names,
             raw=raw.T,
@@ -180,29 +194,27 @@ class FactorModel:
     # -- raw descriptors ----------------------------------------------------
     def _market(self, out: FloatArray, why: ReasonArray) -> None:
         k, sr, sm, srm, smm, nz = self._beta.sums.T
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cov = srm - sr * sm / k
-            var = smm - sm * sm / k
-            beta = cov / var
+        cov = srm - sr * sm / k
+        var = smm - sm * sm / k
+        beta = cov / var
         enough = k >= self.params.beta_min_obs
         flat = (nz == 0) | (var <= _REL_ZERO_VAR * smm)
         ok = enough & ~flat
         out[ok] = beta[ok]
-        why[~enough] = Reason.INSUFFICIENT_HISTORY
-        why[enough & flat] = Reason.NO_MARKET_VARIANCE
+        why[~enough] = _INSUFFICIENT
+        why[enough & flat] = _NO_MKT_VAR
 
     def _size_raw(self, lc: FloatArray, out: FloatArray, why: ReasonArray) -> None:
         bars, q, qpos = self._size.sums.T
-        with np.errstate(invalid="ignore", divide="ignore"):
-            by_volume = np.log(q / bars)
+        by_volume = np.log(q / bars)
         enough = bars >= self.params.size_min_obs
         ok = enough & (qpos > 0)
         out[ok] = by_volume[ok]
-        why[~enough] = Reason.INSUFFICIENT_HISTORY
-        why[enough & (qpos == 0)] = Reason.ZERO_VOLUME
+        why[~enough] = _INSUFFICIENT
+        why[enough & (qpos == 0)] = _ZERO_VOLUME
         has_supply = np.isfinite(self._log_supply)
         out[has_supply] = (lc + self._log_supply)[has_supply]
-        why[has_supply] = Reason.OK
+        why[has_supply] = _OK
 
     def _lags(
         self,
@@ -217,16 +229,15 @@ class FactorModel:
         a_val = self._asof.ago(p.value_lag)
         momentum[:] = lc - a_mom
         value[:] = -(a_mom - a_val)
-        why_momentum[~np.isfinite(a_mom)] = Reason.INSUFFICIENT_HISTORY
-        why_value[~(np.isfinite(a_mom) & np.isfinite(a_val))] = Reason.INSUFFICIENT_HISTORY
+        why_momentum[~np.isfinite(a_mom)] = _INSUFFICIENT
+        why_value[~(np.isfinite(a_mom) & np.isfinite(a_val))] = _INSUFFICIENT
 
     def _volatility(self, out: FloatArray, why: ReasonArray) -> None:
         k, s, ss = self._vol.sums.T
         enough = k >= self.params.volatility_min_obs
-        with np.errstate(invalid="ignore", divide="ignore"):
-            var = np.maximum(ss - s * s / k, 0.0) / (k - 1)
+        var = np.maximum(ss - s * s / k, 0.0) / (k - 1)
         out[enough] = np.sqrt(var[enough])
-        why[~enough] = Reason.INSUFFICIENT_HISTORY
+        why[~enough] = _INSUFFICIENT
 
     def _liquidity(self, out: FloatArray, why: ReasonArray) -> None:
         nr, nterm, total, nonzero = self._liq.sums.T
@@ -234,9 +245,8 @@ class FactorModel:
         enough = nr >= min_obs
         volume_ok = enough & (nterm >= min_obs)
         ok = volume_ok & (nonzero > 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            liq = -np.log(total / nterm)
+        liq = -np.log(total / nterm)
         out[ok] = liq[ok]
-        why[~enough] = Reason.INSUFFICIENT_HISTORY
-        why[enough & ~volume_ok] = Reason.ZERO_VOLUME
-        why[volume_ok & (nonzero == 0)] = Reason.NO_PRICE_CHANGE
+        why[~enough] = _INSUFFICIENT
+        why[enough & ~volume_ok] = _ZERO_VOLUME
+        why[volume_ok & (nonzero == 0)] = _NO_CHANGE

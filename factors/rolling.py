@@ -18,25 +18,29 @@ FloatArray = NDArray[np.float64]
 class RollingSums:
     """Sums of ``k`` columns per symbol over the last ``window`` pushes.
 
-    A push takes a ``(n_symbols, k)`` array of contributions; an invalid
+    A push takes ``k`` per-symbol columns of contributions; an invalid
     observation contributes zeros (callers put a 0/1 validity column among the
     columns to count observations).
     """
 
-    __slots__ = ("_pos", "_pushes", "_ring", "sums", "window")
+    __slots__ = ("_new", "_pos", "_pushes", "_ring", "sums", "window")
 
     def __init__(self, n_symbols: int, window: int, k: int) -> None:
         self.window = window
         self._ring: FloatArray = np.zeros((window, n_symbols, k))
+        self._new: FloatArray = np.zeros((n_symbols, k))
         self.sums: FloatArray = np.zeros((n_symbols, k))
         self._pos = 0
         self._pushes = 0
 
-    def push(self, contrib: FloatArray) -> None:
+    def push(self, *columns: NDArray[np.float64] | NDArray[np.bool_]) -> None:
+        new = self._new
+        for j, column in enumerate(columns):
+            new[:, j] = column
         slot = self._ring[self._pos]
-        self.sums += contrib
         self.sums -= slot
-        slot[...] = contrib
+        self.sums += new
+        slot[...] = new
         self._pos += 1
         if self._pos == self.window:
             self._pos = 0

@@ -22,6 +22,9 @@ MAD_TO_SD = 1.4826
 #: Raw values that come from rolling sums may carry a few ulps of noise where the
 #: exact values are identical; their "dispersion" is that noise, not information.
 _REL_ZERO_SD = 1e-12
+_TOO_FEW = np.uint8(Reason.TOO_FEW_SYMBOLS)
+_NO_WEIGHTS = np.uint8(Reason.NO_WEIGHTS)
+_NO_DISPERSION = np.uint8(Reason.NO_DISPERSION)
 
 
 def _row_median(sorted_rows: FloatArray, n: NDArray[np.intp]) -> FloatArray:
@@ -51,7 +54,7 @@ def standardize(
         exposure = _rank_scale(raw, finite, n)
         reason = np.zeros(raw.shape, dtype=np.uint8)
         few = (n < 3)[:, None] & finite
-        reason[few] = Reason.TOO_FEW_SYMBOLS
+        reason[few] = _TOO_FEW
         exposure[few] = np.nan
         return exposure, reason
 
@@ -61,7 +64,7 @@ def standardize(
     mad = _row_median(np.sort(dev, axis=1), n)
     half = params.winsor_k * MAD_TO_SD * mad
     half = np.where(half > 0, half, np.inf)[:, None]
-    x = np.clip(raw, med[:, None] - half, med[:, None] + half)
+    x = np.minimum(np.maximum(raw, med[:, None] - half), med[:, None] + half)
 
     # 3. standardize: weighted mean, equal-weighted population std
     x0 = np.where(finite, x, 0.0)
@@ -75,15 +78,14 @@ def standardize(
         scale = np.abs(x0).max(axis=1)
         z = (x - mu[:, None]) / sd[:, None]
     # 4. clip
-    exposure = np.clip(z, -params.clip, params.clip)
+    exposure = np.minimum(np.maximum(z, -params.clip), params.clip)
 
     row_reason = np.zeros(raw.shape[0], dtype=np.uint8)
-    row_reason[sd <= _REL_ZERO_SD * scale] = Reason.NO_DISPERSION
-    row_reason[sw <= 0] = Reason.NO_WEIGHTS
-    row_reason[n < 3] = Reason.TOO_FEW_SYMBOLS
-    reason = np.where(finite, row_reason[:, None], 0).astype(np.uint8)
-    exposure[reason != Reason.OK] = np.nan
-    exposure[~finite] = np.nan
+    row_reason[sd <= _REL_ZERO_SD * scale] = _NO_DISPERSION
+    row_reason[sw <= 0] = _NO_WEIGHTS
+    row_reason[n < 3] = _TOO_FEW
+    reason = np.where(finite, row_reason[:, None], np.uint8(0))
+    exposure[(reason != 0) | ~finite] = np.nan
     return exposure, reason
 
 

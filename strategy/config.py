@@ -8,6 +8,7 @@ SIGNALS.md).
 
 from __future__ import annotations
 
+import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -126,12 +127,13 @@ class LogSettings(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+_ENV_PREFIX = "FACTORCAST_"
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("factorcast_config_file", default=None)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="FACTORCAST_",
+        env_prefix=_ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
@@ -168,6 +170,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     """Build the settings; raise :class:`ConfigError` with a one-line message."""
     if config_file is not None and not config_file.is_file():
         raise ConfigError(f"config file not found: {config_file}")
+    for name in os.environ:
+        if name.upper().startswith(_ENV_PREFIX):
+            top = name[len(_ENV_PREFIX) :].split("__")[0].lower()
+            if top not in Settings.model_fields:
+                raise ConfigError(f"config error: {name}: unknown setting")
     token = _CONFIG_FILE.set(config_file)
     try:
         return Settings(**overrides)

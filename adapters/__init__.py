@@ -1,0 +1,1 @@
+"""Every outside thing: ccxt sources, the exchange simulator, recorded candles, Redis, metrics."""
