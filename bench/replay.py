@@ -41,17 +41,21 @@ def cross_sections(panel: dict[str, Any]) -> list[CrossSection]:
         present = np.isfinite(panel["close"][t])
         out.append(
             CrossSection(
-                int(ts), panel["open"][t], panel["high"][t], panel["low"][t],
-                panel["close"][t], panel["volume"][t], panel["quote_volume"][t],
-                present, no_late,
+                int(ts),
+                panel["open"][t],
+                panel["high"][t],
+                panel["low"][t],
+                panel["close"][t],
+                panel["volume"][t],
+                panel["quote_volume"][t],
+                present,
+                no_late,
             )
         )
     return out
 
 
-def run_engine(
-    sections: list[CrossSection], params: FactorParams
-) -> tuple[np.ndarray, np.ndarray]:
+def run_engine(sections: list[CrossSection], params: FactorParams) -> tuple[np.ndarray, np.ndarray]:
     """Per-step times in ns, and the exposures of the last step."""
     n = sections[0].close.size
     symbols = [f"S{i}" for i in range(n)]
@@ -76,21 +80,22 @@ def batch_exposures(panel: dict[str, Any], p: FactorParams) -> pd.DataFrame:
     close = pd.DataFrame(panel["close"])
     qv = pd.DataFrame(panel["quote_volume"])
     q = qv.where(qv.notna(), close * pd.DataFrame(panel["volume"]))
-    lc = np.log(close)
+    lc = pd.DataFrame(np.log(close.to_numpy()))
     r = lc.diff()
     m = r.mean(axis=1)
     mp = r.notna().mul(1.0).replace(0.0, np.nan).mul(m, axis=0)
-    beta = r.rolling(p.beta_window, p.beta_min_obs).cov(mp) / mp.rolling(
-        p.beta_window, p.beta_min_obs
-    ).var()
-    size = np.log(q.rolling(p.size_window, p.size_min_obs).mean())
+    beta = (
+        r.rolling(p.beta_window, p.beta_min_obs).cov(mp)
+        / mp.rolling(p.beta_window, p.beta_min_obs).var()
+    )
+    size = q.rolling(p.size_window, p.size_min_obs).mean().apply(np.log)
     asof = lc.ffill()
     a_mom, a_val = asof.shift(p.momentum_lag), asof.shift(p.value_lag)
     momentum = lc - a_mom
     value = -(a_mom - a_val)
     vol = r.rolling(p.volatility_window, p.volatility_min_obs).std()
     term = (r.abs() / q.where(q > 0)).where(r.notna())
-    liq = -np.log(term.rolling(p.liquidity_window, p.liquidity_min_obs).mean())
+    liq = -term.rolling(p.liquidity_window, p.liquidity_min_obs).mean().apply(np.log)
     out = {}
     for name, raw in zip(CANONICAL, (beta, size, value, momentum, vol, liq), strict=True):
         x = raw.where(close.notna())
@@ -100,7 +105,8 @@ def batch_exposures(panel: dict[str, Any], p: FactorParams) -> pd.DataFrame:
         x = x.clip(med - half, med + half, axis=0)
         z = x.sub(x.mean(axis=1), axis=0).div(x.std(axis=1, ddof=0), axis=0)
         out[name] = z.clip(-p.clip, p.clip).where(x.notna().sum(axis=1) >= 3, axis=0)
-    return pd.concat(out, axis=1)
+    frame: pd.DataFrame = pd.concat(out, axis=1)
+    return frame
 
 
 def main() -> None:
@@ -112,8 +118,12 @@ def main() -> None:
     args = ap.parse_args()
     w = args.window
     params = FactorParams(
-        beta_window=w, size_window=w, value_lag=w, momentum_lag=min(63, w - 1),
-        beta_min_obs=min(100, w), size_min_obs=min(100, w),
+        beta_window=w,
+        size_window=w,
+        value_lag=w,
+        momentum_lag=min(63, w - 1),
+        beta_min_obs=min(100, w),
+        size_min_obs=min(100, w),
     )
     panel = make_panel(args.symbols, args.bars, args.seed)
     sections = cross_sections(panel)
@@ -152,7 +162,9 @@ def main() -> None:
         f"window {w}); step p50 {result['step_us_p50']} us, p99 {result['step_us_p99']} us"
     )
     print(f"batch ceiling (vectorized pandas, whole panel): {batch_bars_per_s:,.0f} bars/s")
-    print(f"engine / batch: {result['engine_vs_batch']}  (last-bar exposures differ by <= {agree:.1e})")
+    print(
+        f"engine / batch: {result['engine_vs_batch']} (last-bar exposures differ by <= {agree:.1e})"
+    )
     print(json.dumps(result))
 
 

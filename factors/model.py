@@ -27,13 +27,6 @@ from numpy.typing import NDArray
 
 from factors.params import FactorParams
 from factors.reasons import Reason
-
-_OK = int(Reason.OK)
-_INSUFFICIENT = int(Reason.INSUFFICIENT_HISTORY)
-_MISSING = int(Reason.MISSING_BAR)
-_ZERO_VOLUME = int(Reason.ZERO_VOLUME)
-_NO_CHANGE = int(Reason.NO_PRICE_CHANGE)
-_NO_MKT_VAR = int(Reason.NO_MARKET_VARIANCE)
 from factors.registry import CANONICAL
 from factors.rolling import LagRing, RollingSums
 from factors.standardize import standardize
@@ -43,6 +36,13 @@ BoolArray = NDArray[np.bool_]
 ReasonArray = NDArray[np.uint8]
 
 _MKT, _SIZE, _VALUE, _MOM, _VOL, _LIQ = range(6)
+# plain ints: enum attribute look-ups cost more than the numpy work they index
+_OK = int(Reason.OK)
+_INSUFFICIENT = int(Reason.INSUFFICIENT_HISTORY)
+_MISSING = int(Reason.MISSING_BAR)
+_ZERO_VOLUME = int(Reason.ZERO_VOLUME)
+_NO_CHANGE = int(Reason.NO_PRICE_CHANGE)
+_NO_MKT_VAR = int(Reason.NO_MARKET_VARIANCE)
 #: Below this fraction of sum(m^2), the paired market variance counts as zero.
 _REL_ZERO_VAR = 1e-13
 

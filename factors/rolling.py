@@ -67,4 +67,5 @@ class LagRing:
         """Values pushed ``k`` pushes before the latest one (``k=0``: the latest)."""
         if not 0 <= k < self.depth:
             raise IndexError(f"lag {k} outside ring depth {self.depth}")
-        return self._ring[(self._pos - 1 - k) % self.depth]
+        row: FloatArray = self._ring[(self._pos - 1 - k) % self.depth]
+        return row

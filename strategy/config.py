@@ -61,10 +61,17 @@ class FactorSettings(_Section):
 
 
 def _default_weights() -> dict[str, float]:
-    return {MARKET: 0.20, SIZE: 0.15, VALUE: 0.15, MOMENTUM: 0.20, VOLATILITY: 0.15, LIQUIDITY: 0.15}
+    return {
+        MARKET: 0.20,
+        SIZE: 0.15,
+        VALUE: 0.15,
+        MOMENTUM: 0.20,
+        VOLATILITY: 0.15,
+        LIQUIDITY: 0.15,
+    }
 
 
-def _default_directions() -> dict[str, int]:
+def _default_directions() -> dict[str, Literal[-1, 0, 1]]:
     return {MARKET: 1, SIZE: -1, VALUE: 1, MOMENTUM: 1, VOLATILITY: -1, LIQUIDITY: 1}
 
 
@@ -139,12 +146,12 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    factors: FactorSettings = Field(default_factory=FactorSettings)  # type: ignore[arg-type]
-    signals: SignalSettings = Field(default_factory=SignalSettings)  # type: ignore[arg-type]
-    strategy: StrategySettings = Field(default_factory=StrategySettings)  # type: ignore[arg-type]
-    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)  # type: ignore[arg-type]
-    sim: SimSettings = Field(default_factory=SimSettings)  # type: ignore[arg-type]
-    log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
+    factors: FactorSettings = Field(default_factory=FactorSettings)
+    signals: SignalSettings = Field(default_factory=SignalSettings)
+    strategy: StrategySettings = Field(default_factory=StrategySettings)
+    exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
     def settings_customise_sources(

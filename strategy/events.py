@@ -41,6 +41,14 @@ class CrossSection:
     def empty(ts: int, n_symbols: int) -> CrossSection:
         nan = np.full(n_symbols, np.nan)
         return CrossSection(
-            ts, nan, nan, nan, nan, nan, nan, np.zeros(n_symbols, dtype=bool),
-            np.zeros(n_symbols, dtype=bool), live=False,
+            ts,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            np.zeros(n_symbols, dtype=bool),
+            np.zeros(n_symbols, dtype=bool),
+            live=False,
         )

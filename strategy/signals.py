@@ -96,7 +96,8 @@ def factor_score(exposure: FloatArray, view: FactorView) -> FloatArray:
     # An explicit row sum, not a matrix product: BLAS may round differently for
     # different batch shapes, and a symbol's score must not depend on the universe.
     terms = np.where(np.isfinite(clipped), clipped, 0.0) * view.signed_weights
-    return terms.sum(axis=1)
+    score: FloatArray = terms.sum(axis=1)
+    return score
 
 
 def adjust(decision: Decision, exposure: FloatArray, view: FactorView) -> SignalBatch:

@@ -9,7 +9,7 @@ cross-section together with the factor snapshot.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -91,7 +91,7 @@ class Trend:
         return Decision(action=action, confidence=confidence, insufficient=~ready)
 
 
-BUILTIN: Mapping[str, StrategyFactory] = {"trend": Trend}
+BUILTIN: Mapping[str, Callable[..., Strategy]] = {"trend": Trend}
 
 
 def load_strategy(spec: str, symbols: Sequence[str], params: Mapping[str, Any]) -> Strategy:

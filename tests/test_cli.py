@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +13,7 @@ import pytest
 
 from factors import CANONICAL, FactorParams
 from strategy.wire import Signal
-
-FACTORCAST = [sys.executable, "-m", "strategy.cli"]
-
-
-def factorcast(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> (
-    subprocess.CompletedProcess[str]
-):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FACTORCAST_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [*FACTORCAST, *args], capture_output=True, text=True, env=full_env, timeout=timeout,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="session")
-def replay_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("replay")
-    proc = factorcast(
-        "replay", "--data", str(shared_data), "--exposures-out", str(out / "exposures.csv"),
-        "--signals-out", str(out / "signals.jsonl"),
-    )
-    assert proc.returncode == 0, proc.stderr
-    signals = [json.loads(line) for line in (out / "signals.jsonl").read_text().splitlines()]
-    return {
-        "proc": proc,
-        "exposures": pd.read_csv(out / "exposures.csv", keep_default_na=False,
-                                 na_values={"raw": [""], "exposure": [""]}),
-        "signals": signals,
-        "dir": out,
-    }
+from tests.conftest import factorcast
 
 
 def test_replay_exposure_table_layout(replay_run: dict[str, Any]) -> None:
@@ -102,10 +69,17 @@ def test_signal_exposures_equal_the_exposure_table(replay_run: dict[str, Any]) -
                 assert got == value  # both are exact float64 round trips
 
 
-def test_parquet_output_equals_csv(shared_data: Path, tmp_path: Path,
-                                   replay_run: dict[str, Any]) -> None:
-    proc = factorcast("replay", "--data", str(shared_data), "--quiet",
-                      "--exposures-out", str(tmp_path / "e.parquet"))
+def test_parquet_output_equals_csv(
+    shared_data: Path, tmp_path: Path, replay_run: dict[str, Any]
+) -> None:
+    proc = factorcast(
+        "replay",
+        "--data",
+        str(shared_data),
+        "--quiet",
+        "--exposures-out",
+        str(tmp_path / "e.parquet"),
+    )
     assert proc.returncode == 0, proc.stderr
     pq = pd.read_parquet(tmp_path / "e.parquet")
     csv = replay_run["exposures"]
@@ -161,8 +135,16 @@ def test_bad_config_file(tmp_path: Path, shared_data: Path) -> None:
     proc = factorcast("replay", "--data", str(shared_data), "--config", str(tmp_path / "no.toml"))
     assert proc.returncode == 2 and "not found" in proc.stderr
     out = tmp_path / "s.jsonl"
-    proc = factorcast("replay", "--data", str(shared_data), "--config", str(good), "--quiet",
-                      "--signals-out", str(out))
+    proc = factorcast(
+        "replay",
+        "--data",
+        str(shared_data),
+        "--config",
+        str(good),
+        "--quiet",
+        "--signals-out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     first = json.loads(out.read_text().splitlines()[0])
     assert first["model"] == FactorParams(beta_window=120, beta_min_obs=60).tag()
@@ -177,8 +159,16 @@ def test_bad_data_directory_exits_2(tmp_path: Path) -> None:
 def test_run_stops_by_itself_after_max_bars(tmp_path: Path) -> None:
     out = tmp_path / "run.jsonl"
     proc = factorcast(
-        "run", "--max-bars", "5", "--sim-symbols", "12", "--sim-speed", "50",
-        "--signals-out", str(out), env={"FACTORCAST_LOG__FORMAT": "json"},
+        "run",
+        "--max-bars",
+        "5",
+        "--sim-symbols",
+        "12",
+        "--sim-speed",
+        "50",
+        "--signals-out",
+        str(out),
+        env={"FACTORCAST_LOG__FORMAT": "json"},
     )
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
