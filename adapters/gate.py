@@ -1,0 +1,256 @@
+"""The live candle integrity gate: closed candles in, complete cross-sections out.
+
+Pure logic, no I/O and no clock: the caller passes the time where a deadline
+matters, and performs the REST backfills the gate asks for.
+
+Per symbol, candles must arrive with increasing bar times.  Of a candle at a
+bar time the symbol already has, an identical copy is ignored and a different
+one is counted as a conflict (the first stays).  Older candles are dropped as
+out of order; rows with None/NaN/inf, non-positive prices, negative volume,
+high < low or an off-grid time are rejected with the reasons of
+:mod:`adapters.candles`.  A candle more than one bar after the symbol's last is
+accepted and opens a *gap*, which the caller backfills through REST
+(:meth:`CandleGate.backfilled`) before the cross-sections in it are released.
+
+A cross-section at bar time ``T`` is released, in bar-time order, when every
+symbol has reported ``T`` or something later (a symbol that moved past ``T``
+without a bar at ``T`` simply has no bar there), or when the caller declares
+the deadline passed: the symbols still behind are then *late*.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from adapters.candles import (
+    DUPLICATE_TIMESTAMP,
+    HIGH_BELOW_LOW,
+    NAN,
+    NEGATIVE_VOLUME,
+    NON_POSITIVE_PRICE,
+    OFF_GRID,
+    OUT_OF_ORDER,
+)
+from strategy.events import CrossSection
+
+#: Counted outcomes besides the rejection reasons.
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"  # identical copy of a candle already taken: ignored
+CONFLICT = "conflict"  # same bar time, different values: counted, first one kept
+TOO_LATE = "too_late"  # its cross-section was already released
+
+Row = tuple[float, float, float, float, float, float]  # open, high, low, close, volume, qv
+
+
+def row_problem(ts: object, row: Sequence[object], timeframe_ms: int) -> str | None:
+    """The rejection reason of one candle, or None.  Same rules as
+    :func:`adapters.candles.validate_candles`, for one row at a time (the live path)."""
+    try:
+        values = [float(x) for x in row[:5]]  # type: ignore[arg-type]
+        t = float(ts)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return NAN
+    qv = row[5] if len(row) > 5 else None
+    if not all(math.isfinite(v) for v in (t, *values)):
+        return NAN
+    if qv is not None and isinstance(qv, float) and math.isinf(qv):
+        return NAN
+    o, h, lo, c, v = values
+    if min(o, h, lo, c) <= 0:
+        return NON_POSITIVE_PRICE
+    if v < 0 or (isinstance(qv, float) and qv < 0):
+        return NEGATIVE_VOLUME
+    if h < lo:
+        return HIGH_BELOW_LOW
+    if t != int(t) or int(t) % timeframe_ms:
+        return OFF_GRID
+    return None
+
+
+@dataclass(slots=True)
+class GateStats:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    gaps: int = 0
+    backfilled_bars: int = 0
+    late: int = 0
+    released: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Bars ``start .. end`` (inclusive) of a symbol are missing: backfill them."""
+
+    symbol: int
+    start: int
+    end: int
+
+
+class CandleGate:
+    def __init__(self, symbols: Sequence[str], timeframe_ms: int) -> None:
+        self.symbols = tuple(symbols)
+        self.tf = timeframe_ms
+        n = len(self.symbols)
+        self._last = np.full(n, -1, dtype=np.int64)  # last accepted bar time per symbol
+        self._last_row: list[Row | None] = [None] * n
+        self._rows: dict[int, dict[int, Row]] = {}  # bar time -> symbol -> row
+        self._gaps: dict[int, Gap] = {}  # open backfills by symbol
+        self.next_ts: int | None = None  # the next cross-section to release
+        self.stats = GateStats()
+
+    # -- input --------------------------------------------------------------
+    def offer(self, i: int, ts: int, row: Sequence[object]) -> tuple[str, Gap | None]:
+        """Take one *closed* candle of symbol ``i``; returns the outcome and any new gap."""
+        problem = row_problem(ts, row, self.tf)
+        if problem is not None:
+            return self._count(problem), None
+        ts = int(ts)
+        o, h, lo, c, v = (float(x) for x in row[:5])  # type: ignore[arg-type]
+        qv = row[5] if len(row) > 5 else None
+        clean: Row = (o, h, lo, c, v, math.nan if qv is None else float(qv))  # type: ignore[arg-type]
+        last = int(self._last[i])
+        if ts == last:
+            same = _same(self._last_row[i], clean)
+            return self._count(DUPLICATE if same else CONFLICT), None
+        if ts < last:
+            gap = self._gaps.get(i)
+            if gap is not None and gap.start <= ts <= gap.end:
+                return self._store(i, ts, clean, advance=False), None
+            return self._count(OUT_OF_ORDER), None
+        if self.next_ts is not None and ts < self.next_ts:
+            self._last[i] = ts
+            self._last_row[i] = clean
+            return self._count(TOO_LATE), None
+        new_gap = None
+        if last >= 0 and ts > last + self.tf:
+            start = max(last + self.tf, self.next_ts if self.next_ts is not None else last)
+            if start <= ts - self.tf:
+                new_gap = Gap(i, start, ts - self.tf)
+                self._gaps[i] = new_gap
+                self.stats.gaps += 1
+        return self._store(i, ts, clean, advance=True), new_gap
+
+    def backfilled(self, i: int, candles: Sequence[Sequence[object]]) -> None:
+        """The REST answer for symbol ``i``'s open gap (possibly empty: the bars do not exist)."""
+        gap = self._gaps.pop(i, None)
+        if gap is None:
+            return
+        for c in candles:
+            ts = c[0]
+            if isinstance(ts, int | float) and gap.start <= ts <= gap.end:
+                self._gaps[i] = gap  # accept inside the gap window
+                outcome = self.offer(i, int(ts), c[1:])[0]
+                self._gaps.pop(i, None)
+                if outcome == ACCEPTED:
+                    self.stats.backfilled_bars += 1
+
+    def cancel_gap(self, i: int) -> None:
+        """Backfill failed: stop waiting for it (the deadline marks the bars late)."""
+        self._gaps.pop(i, None)
+
+    def start(self, ts: int) -> None:
+        """Release nothing before ``ts`` (the first cross-section the caller wants)."""
+        self.next_ts = ts - ts % self.tf
+
+    # -- output -------------------------------------------------------------
+    def pending_symbols(self) -> list[int]:
+        """Symbols the next cross-section still waits for."""
+        if self.next_ts is None:
+            return []
+        t = self.next_ts
+        return [i for i in range(len(self.symbols)) if not self._settled(i, t)]
+
+    def release(self, *, deadline_passed: bool = False) -> list[CrossSection]:
+        """Every cross-section that can be released now, in order.  With
+        ``deadline_passed`` the next one goes out even if symbols are behind: they
+        are marked late (a deadline forces one cross-section, not more)."""
+        out: list[CrossSection] = []
+        if self.next_ts is None:
+            if not self._rows:
+                return out
+            self.next_ts = min(self._rows)
+        force = deadline_passed
+        while self._last.max() >= self.next_ts:
+            t = self.next_ts
+            waiting = [i for i in range(len(self.symbols)) if not self._settled(i, t)]
+            if waiting and not force:
+                break
+            force = False
+            rows = self._rows.pop(t, {})
+            late = np.zeros(len(self.symbols), dtype=bool)
+            late[waiting] = True
+            self.stats.late += len(waiting)
+            for i in waiting:
+                self._shrink_gap(i, t + self.tf)
+            if rows:
+                out.append(self._cross_section(t, rows, late))
+            self.next_ts = t + self.tf
+        self.stats.released += len(out)
+        return out
+
+    def _shrink_gap(self, i: int, start: int) -> None:
+        gap = self._gaps.get(i)
+        if gap is None:
+            return
+        if start > gap.end:
+            del self._gaps[i]
+        else:
+            self._gaps[i] = Gap(i, max(gap.start, start), gap.end)
+
+    # -- helpers ------------------------------------------------------------
+    def _settled(self, i: int, t: int) -> bool:
+        gap = self._gaps.get(i)
+        return bool(self._last[i] >= t) and not (gap is not None and gap.start <= t <= gap.end)
+
+    def _store(self, i: int, ts: int, row: Row, *, advance: bool) -> str:
+        self._rows.setdefault(ts, {})[i] = row
+        if advance:
+            self._last[i] = ts
+            self._last_row[i] = row
+        return self._count(ACCEPTED)
+
+    def _count(self, outcome: str) -> str:
+        self.stats.outcomes[outcome] += 1
+        return outcome
+
+    def _cross_section(self, t: int, rows: dict[int, Row], late: np.ndarray) -> CrossSection:
+        n = len(self.symbols)
+        block = np.full((6, n), np.nan)
+        present = np.zeros(n, dtype=bool)
+        for i, row in rows.items():
+            block[:, i] = row
+            present[i] = True
+        return CrossSection(
+            ts=t,
+            open=block[0],
+            high=block[1],
+            low=block[2],
+            close=block[3],
+            volume=block[4],
+            quote_volume=block[5],
+            present=present,
+            late=late & ~present,
+        )
+
+
+def _same(a: Row | None, b: Row) -> bool:
+    return a is not None and all(
+        x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True)
+    )
+
+
+__all__ = [
+    "ACCEPTED",
+    "CONFLICT",
+    "DUPLICATE",
+    "DUPLICATE_TIMESTAMP",
+    "TOO_LATE",
+    "CandleGate",
+    "Gap",
+    "GateStats",
+    "row_problem",
+]

@@ -1,0 +1,132 @@
+"""The live integrity gate: what gets through, what is counted, when a cross-section goes out."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.candles import validate_candles
+from adapters.gate import ACCEPTED, CONFLICT, DUPLICATE, TOO_LATE, CandleGate, Gap, row_problem
+
+TF = 60_000
+
+
+def bar(price: float = 10.0, volume: float = 1.0) -> list[float]:
+    return [price, price * 1.01, price * 0.99, price, volume]
+
+
+def test_released_only_when_every_symbol_has_closed() -> None:
+    gate = CandleGate(["A", "B", "C"], TF)
+    gate.offer(0, 0, bar(1))
+    gate.offer(1, 0, bar(2))
+    assert gate.release() == []
+    assert gate.pending_symbols() == [2]
+    gate.offer(2, 0, bar(3))
+    (xs,) = gate.release()
+    assert xs.ts == 0 and xs.present.all()
+    np.testing.assert_array_equal(xs.close, [1, 2, 3])
+    assert not xs.late.any()
+
+
+def test_a_symbol_that_moved_past_t_without_a_bar_is_missing_not_late() -> None:
+    gate = CandleGate(["A", "B"], TF)
+    gate.start(0)
+    gate.offer(0, 0, bar())
+    gate.offer(1, 0, bar())
+    gate.release()
+    gate.offer(0, TF, bar())
+    outcome, gap = gate.offer(1, 2 * TF, bar())  # B skipped TF: a gap to backfill
+    assert outcome == ACCEPTED and gap == Gap(1, TF, TF)
+    assert gate.release() == []  # waits for the backfill
+    gate.backfilled(1, [])  # the exchange has no bar there
+    (xs,) = gate.release()
+    assert xs.ts == TF and xs.present.tolist() == [True, False] and not xs.late.any()
+
+
+def test_gap_backfill_fills_the_cross_sections_in_order() -> None:
+    gate = CandleGate(["A", "B"], TF)
+    gate.start(0)
+    for t in range(5):
+        gate.offer(0, t * TF, bar(10 + t))
+    gate.offer(1, 0, bar(20))
+    _, gap = gate.offer(1, 4 * TF, bar(24))
+    assert gap == Gap(1, TF, 3 * TF)
+    assert [xs.ts for xs in gate.release()] == [0]
+    gate.backfilled(1, [[t * TF, *bar(20 + t)] for t in (1, 2, 3)])
+    out = gate.release()
+    assert [xs.ts for xs in out] == [TF, 2 * TF, 3 * TF, 4 * TF]
+    assert all(xs.present.all() for xs in out)
+    assert [xs.close[1] for xs in out] == [21, 22, 23, 24]
+    assert gate.stats.backfilled_bars == 3 and gate.stats.gaps == 1
+
+
+def test_duplicates_conflicts_and_out_of_order() -> None:
+    gate = CandleGate(["A"], TF)
+    assert gate.offer(0, TF, bar(5))[0] == ACCEPTED
+    assert gate.offer(0, TF, bar(5))[0] == DUPLICATE
+    assert gate.offer(0, TF, bar(6))[0] == CONFLICT
+    assert gate.offer(0, 0, bar(4))[0] == "out_of_order"
+    (xs,) = gate.release()
+    assert xs.close[0] == 5  # the first copy stays
+    c = gate.stats.outcomes
+    assert (c[ACCEPTED], c[DUPLICATE], c[CONFLICT], c["out_of_order"]) == (1, 1, 1, 1)
+
+
+def test_bad_rows_are_rejected_with_their_reason() -> None:
+    gate = CandleGate(["A"], TF)
+    cases = {
+        "nan": [None, None, None, None, None],  # ccxt's row for an HTML answer
+        "non_positive_price": [0.0, 1.0, 0.5, 1.0, 1.0],
+        "negative_volume": [1.0, 1.0, 1.0, 1.0, -1.0],
+        "high_below_low": [1.0, 0.9, 1.1, 1.0, 1.0],
+    }
+    for reason, row in cases.items():
+        assert gate.offer(0, TF, row)[0] == reason
+    assert gate.offer(0, TF + 1, bar())[0] == "off_grid"
+    assert gate.offer(0, TF, [math.nan, 1, 1, 1, 1])[0] == "nan"
+    assert gate.release() == []  # nothing got through
+    assert sum(gate.stats.outcomes.values()) == 6
+
+
+def test_deadline_releases_with_late_symbols_and_drops_their_late_bar() -> None:
+    gate = CandleGate(["A", "B", "C"], TF)
+    gate.start(0)
+    gate.offer(0, 0, bar())
+    gate.offer(1, 0, bar())
+    assert gate.release() == []
+    (xs,) = gate.release(deadline_passed=True)
+    assert xs.late.tolist() == [False, False, True]
+    assert xs.present.tolist() == [True, True, False]
+    assert gate.offer(2, 0, bar())[0] == TOO_LATE
+    gate.offer(0, TF, bar())
+    gate.offer(1, TF, bar())
+    gate.offer(2, TF, bar())
+    (xs,) = gate.release()
+    assert xs.ts == TF and xs.present.all()
+    assert gate.stats.late == 1
+
+
+def test_deadline_forces_only_one_cross_section() -> None:
+    gate = CandleGate(["A", "B"], TF)
+    gate.start(0)
+    for t in range(3):
+        gate.offer(0, t * TF, bar())
+    assert [x.ts for x in gate.release(deadline_passed=True)] == [0]
+    assert [x.ts for x in gate.release(deadline_passed=True)] == [TF]
+
+
+finite = st.floats(-10, 1e6, allow_nan=False)
+value = st.one_of(finite, st.just(math.nan), st.just(math.inf), st.just(0.0), st.none())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(value, min_size=5, max_size=5), st.sampled_from([0, TF, TF + 7]))
+def test_row_rules_equal_the_recorded_reader_rules(row: list[float | None], ts: int) -> None:
+    _, rejections = validate_candles(
+        "X", [ts], [row[0]], [row[1]], [row[2]], [row[3]], [row[4]], timeframe_ms=TF
+    )
+    expected = rejections[0].reason if rejections else None
+    assert row_problem(ts, row, TF) == expected
