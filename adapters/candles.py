@@ -113,7 +113,7 @@ class Rejection:
 
 
 # The row fields are positional, one per OHLCV column, as every OHLCV API spells them.
-def validate_candles(  # noqa: PLR0917
+def validate_candles(
     symbol: str,
     ts: Column,
     open: Column,

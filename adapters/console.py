@@ -22,6 +22,12 @@ from strategy.wire import iso_ms
 _ACTION_STYLE = {"buy": "green", "sell": "red", "hold": "dim"}
 
 
+def wide_console(stderr: bool = False) -> Console:
+    """A console; off a terminal, wide enough for the exposure table."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=120)
+
+
 def _fmt(x: float) -> str:
     return "—" if not math.isfinite(x) else f"{x:+.2f}"
 
@@ -123,14 +129,17 @@ class LiveDisplay:
     """The live-updating table of ``factorcast run``."""
 
     def __init__(
-        self, symbols: tuple[str, ...], source_label: str, rows: int = 20,
+        self,
+        symbols: tuple[str, ...],
+        source_label: str,
+        rows: int = 20,
         console: Console | None = None,
     ) -> None:
         self.symbols = symbols
         self.source_label = source_label
         self.rows = rows
         self.counter = SignalCounter()
-        self.console = console or Console()
+        self.console = console or wide_console()
         self._live = Live(console=self.console, refresh_per_second=4, transient=False)
         self._started = False
         self._rendered_at = 0.0
@@ -146,9 +155,11 @@ class LiveDisplay:
         return Group(head, exposure_table(last, self.symbols, self.rows, title="latest"))
 
     async def handle(self, result: StepResult) -> None:
+        if not result.xs.live:
+            return  # warm-up history: the table shows live bars only
         await self.counter.handle(result)
         now = time.monotonic()
-        if not result.xs.live or now - self._rendered_at < 0.1:
+        if now - self._rendered_at < 0.1:
             return
         self._rendered_at = now
         if not self._started:

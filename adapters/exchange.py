@@ -13,6 +13,7 @@ base delay.  Every failure is counted by type; a definite refusal (``BadSymbol``
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -69,6 +70,16 @@ def rewrite_urls(tree: Any, api_url: str | None, ws_url: str | None) -> Any:
     return tree
 
 
+@functools.cache
+def _api_urls(exchange_id: str) -> Any:
+    """ccxt's URL tree for ``exchange_id``: ccxt.pro's class where there is one, as it
+    adds the websocket URLs to the REST ones."""
+    import ccxt.pro
+
+    cls = getattr(ccxt.pro, exchange_id, None) or getattr(ccxt_async, exchange_id)
+    return cls().urls["api"]
+
+
 def client_config(
     exchange_id: str,
     *,
@@ -96,8 +107,7 @@ def client_config(
             **config["options"],
         }
     if api_url or ws_url:
-        urls = getattr(ccxt_async, exchange_id)().urls["api"]
-        config["urls"] = {"api": rewrite_urls(urls, api_url, ws_url)}
+        config["urls"] = {"api": rewrite_urls(_api_urls(exchange_id), api_url, ws_url)}
     if api_key is not None and secret is not None:
         config["apiKey"] = api_key.get_secret_value()
         config["secret"] = secret.get_secret_value()
@@ -120,17 +130,21 @@ class ExchangeClient:
         self.backoff = backoff or Backoff()
         self.errors: Counter[str] = Counter()
         self._rng = random.Random(seed)
-        self.url = redact_url(str(self._first_url(self.rest.urls.get("api"))))
+        self.url = redact_url(self._base_url(self.rest.urls.get("api")) or exchange_id)
 
     @staticmethod
-    def _first_url(tree: Any) -> str | None:
+    def _base_url(tree: Any) -> str | None:
+        """``scheme://host`` of the first REST URL in ccxt's URL tree."""
         if isinstance(tree, dict):
             for value in tree.values():
-                url = ExchangeClient._first_url(value)
-                if url and not url.startswith("ws"):
+                url = ExchangeClient._base_url(value)
+                if url:
                     return url
             return None
-        return tree if isinstance(tree, str) else None
+        if isinstance(tree, str) and tree.startswith("http"):
+            parts = urlsplit(tree)
+            return f"{parts.scheme}://{parts.netloc}"
+        return None
 
     async def __aenter__(self) -> ExchangeClient:
         return self
@@ -155,10 +169,10 @@ class ExchangeClient:
             try:
                 return await fn(*args, **kwargs)
             except (ccxt.ExchangeError, ccxt.BadRequest) as e:
-                self._count(e)
+                self.count_error(e)
                 raise FeedError(f"{self.exchange_id} refused {what}: {type(e).__name__}") from e
             except (ccxt.OperationFailed, *_GARBAGE) as e:
-                self._count(e)
+                self.count_error(e)
                 rate_limited = isinstance(e, ccxt.DDoSProtection | ccxt.RateLimitExceeded)
                 attempt += 1
                 if attempts is not None and attempt >= attempts:
@@ -166,7 +180,7 @@ class ExchangeClient:
                         f"{self.exchange_id} {what} failed {attempt} times, "
                         f"last: {type(e).__name__}"
                     ) from e
-                delay = self.backoff.delay(attempt - 1, rate_limited, self._rng)
+                delay = self.retry_delay(attempt - 1, rate_limited)
                 log.warning(
                     "exchange_call_failed",
                     call=what,
@@ -176,7 +190,10 @@ class ExchangeClient:
                 )
                 await asyncio.sleep(delay)
 
-    def _count(self, e: BaseException) -> None:
+    def retry_delay(self, attempt: int, rate_limited: bool = False) -> float:
+        return self.backoff.delay(attempt, rate_limited, self._rng)
+
+    def count_error(self, e: BaseException) -> None:
         name = type(e).__name__ if isinstance(e, ccxt.BaseError) else "BadResponse"
         self.errors[name] += 1
 
@@ -207,16 +224,14 @@ class ExchangeClient:
         limit: int | None = None,
         attempts: int | None = 3,
     ) -> list[list[Any]]:
-        rows = await self.call(
-            "fetch_ohlcv",
-            self.rest.fetch_ohlcv,
-            symbol,
-            timeframe,
-            since,
-            limit,
-            attempts=attempts,
-        )
-        return list(rows or [])
+        async def fetch() -> list[list[Any]]:
+            rows = list(await self.rest.fetch_ohlcv(symbol, timeframe, since, limit) or [])
+            if any(all(v is None for v in row[1:6]) for row in rows):
+                # an HTML page answered with 200 parses to rows of None: not candles
+                raise ccxt.BadResponse(f"{self.exchange_id} fetch_ohlcv returned no candles")
+            return rows
+
+        return await self.call("fetch_ohlcv", fetch, attempts=attempts)
 
     async def fetch_tickers(self, attempts: int | None = 5) -> dict[str, Any]:
         return dict(await self.call("fetch_tickers", self.rest.fetch_tickers, attempts=attempts))

@@ -148,6 +148,20 @@ class CandleGate:
                 if outcome == ACCEPTED:
                     self.stats.backfilled_bars += 1
 
+    def mark_absent(self, i: int, ts: int) -> None:
+        """The exchange confirmed symbol ``i`` has no bar at ``ts`` (its REST answer
+        moved past it): the symbol counts as settled up to ``ts``."""
+        if ts > self._last[i]:
+            self._last[i] = ts
+            self._last_row[i] = None
+        gap = self._gaps.get(i)
+        if gap is not None and gap.start <= ts:
+            self._shrink_gap(i, ts + self.tf)
+
+    def last_ts(self, i: int) -> int:
+        """Bar time of symbol ``i``'s last accepted (or confirmed absent) bar; -1 if none."""
+        return int(self._last[i])
+
     def cancel_gap(self, i: int) -> None:
         """Backfill failed: stop waiting for it (the deadline marks the bars late)."""
         self._gaps.pop(i, None)

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -113,20 +113,50 @@ class StrategySettings(_Section):
 
 
 class ExchangeSettings(_Section):
+    """Where market data comes from.  By default the embedded exchange (Binance's wire
+    format, on loopback) serves the simulated market; ``embedded = false`` and any
+    ccxt id goes to that exchange (``api_url``/``ws_url`` for testnets and proxies)."""
+
     id: str = Field("binance", description="ccxt exchange id")
+    embedded: bool = True
+    api_url: str | None = Field(None, description="REST base URL override")
+    ws_url: str | None = Field(None, description="websocket base URL override")
     timeframe: str = Field("1m", pattern=r"^[1-9][0-9]*[smhdw]$")
     symbols: list[str] | None = None
     top_by_volume: int | None = Field(None, ge=3)
+    quote: str | None = Field("USDT", description="quote currency for top_by_volume")
+    options: dict[str, Any] = Field(default_factory=dict, description="ccxt client options")
+    api_key: SecretStr | None = None
+    secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _embedded_speaks_binance(self) -> ExchangeSettings:
+        if self.embedded and self.id != "binance":
+            raise ValueError(
+                f"the embedded exchange speaks binance, not {self.id}: "
+                "set exchange.embedded = false to use a real exchange"
+            )
+        return self
+
+
+class SourceSettings(_Section):
+    """How live candles are read.  Durations are in exchange seconds."""
+
+    mode: Literal["ws", "rest"] = "ws"
+    grace_s: float = Field(10.0, gt=0, description="wait for late symbols after a bar closes")
+    stale_after_s: float | None = Field(
+        None, gt=0, description="websocket silence before the REST fallback (default 2 bars)"
+    )
 
 
 class SimSettings(_Section):
-    """The built-in simulated market (the default source until a live one is chosen)."""
+    """The embedded exchange's market: the simulated one, or recorded candles."""
 
     symbols: int = Field(50, ge=3, le=5000)
     seed: int = 7
-    timeframe: str = Field("1m", pattern=r"^[1-9][0-9]*[smhdw]$")
-    speed: float = Field(20.0, gt=0, description="bars per second of wall time")
+    speed: float = Field(10.0, gt=0, description="bars per second of wall time")
     missing_prob: float = Field(0.002, ge=0, lt=0.5)
+    data: Path | None = Field(None, description="recorded candles (freqtrade layout) to serve")
 
 
 class LogSettings(_Section):
@@ -150,6 +180,7 @@ class Settings(BaseSettings):
     signals: SignalSettings = Field(default_factory=SignalSettings)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
+    source: SourceSettings = Field(default_factory=SourceSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 

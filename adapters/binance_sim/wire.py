@@ -8,12 +8,10 @@ fixed number of decimals, as Binance sends them.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 from numpy.typing import NDArray
@@ -233,34 +231,12 @@ class WireFormat:
         }
 
 
-def _rewrite(urls: Any, host: str) -> Any:
-    if isinstance(urls, dict):
-        return {k: _rewrite(v, host) for k, v in urls.items()}
-    if isinstance(urls, str) and "://" in urls:
-        scheme = "ws" if urls.startswith("ws") else "http"
-        return f"{scheme}://{host}{urlsplit(urls).path}"
-    return urls
-
-
-@functools.cache
-def _ccxt_binance_api_urls() -> dict[str, Any]:
-    import ccxt.pro  # heavy (about a second): only the config helper needs it
-
-    urls: dict[str, Any] = ccxt.pro.binance().urls["api"]
-    return urls
-
-
 def ccxt_config(host: str, port: int) -> dict[str, Any]:
     """Constructor config for ``ccxt.async_support.binance`` and ``ccxt.pro.binance``:
     every URL of ccxt's ``urls['api']`` tree (REST and websocket) keeps its path but
     points at ``host:port``, and only spot markets load (no sapi, fapi or dapi call)."""
-    return {
-        "urls": {"api": _rewrite(_ccxt_binance_api_urls(), f"{host}:{port}")},
-        "options": {
-            "fetchMarkets": {"types": ["spot"]},
-            "fetchCurrencies": False,
-            "fetchMargins": False,
-            "adjustForTimeDifference": False,
-            "defaultType": "spot",
-        },
-    }
+    from adapters.exchange import client_config
+
+    config = client_config("binance", api_url=f"http://{host}:{port}", ws_url=f"ws://{host}:{port}")
+    config["options"]["adjustForTimeDifference"] = False
+    return config

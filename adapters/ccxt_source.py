@@ -1,0 +1,448 @@
+"""Live candles through ccxt: REST polling or ccxt.pro websockets, into the gate.
+
+* Warm-up: before the first live bar, REST backfills the history the longest
+  factor window needs, so exposures exist from the first live bar.
+* ``ws`` mode: ``watch_ohlcv_for_symbols`` (or one ``watch_ohlcv`` per symbol
+  where the exchange lacks it).  ccxt drops binance's "closed" flag, so a candle
+  counts as closed when the symbol's next candle starts.
+* ``rest`` mode: ``fetch_ohlcv`` per symbol at each bar boundary; closed candles
+  only (a later candle exists, or the bar has ended by the exchange's clock).
+* A per-symbol staleness watchdog polls REST for symbols whose websocket went
+  silent (the automatic REST fallback); a dropped websocket reconnects with
+  backoff, and the gap it leaves is backfilled.
+* A cross-section still waiting for some symbols is checked against REST after
+  half the grace period (or as soon as another symbol moved a whole bar past
+  it): a bar REST has is taken, a bar the exchange confirms absent is missing.
+  At the grace deadline the remaining symbols are ``late``.
+
+Exchange time may run faster than wall time (the embedded exchange's
+accelerated clock): ``clock_rate`` is exchange seconds per wall second, and every
+duration here (grace, staleness, polling) is in exchange seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import ccxt
+import ccxt.pro
+import structlog
+
+from adapters.exchange import ExchangeClient, FeedError, FeedUnavailable
+from adapters.gate import ACCEPTED, DUPLICATE, TOO_LATE, CandleGate, Gap
+from strategy.events import CrossSection
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class FeedStats:
+    reconnects: int = 0
+    rest_fallbacks: int = 0
+    rest_checks: int = 0
+    ws_updates: int = 0
+    stale_symbols: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedTiming:
+    """Durations in exchange seconds (see ``clock_rate``)."""
+
+    grace_s: float = 10.0
+    stale_after_s: float = 90.0
+    clock_rate: float = 1.0  # exchange seconds per wall second
+    #: wall-time floors: an accelerated clock must not turn scheduling noise into late bars
+    min_grace_wall_s: float = 0.25
+    min_stale_wall_s: float = 1.0
+    tick_s: float = 0.02  # wall seconds between deadline/watchdog checks
+    #: REST mode: wall seconds between polls; None polls at each bar boundary
+    poll_interval_s: float | None = None
+
+
+async def resolve_universe(
+    client: ExchangeClient,
+    symbols: Sequence[str] | None,
+    top_by_volume: int | None,
+    quote: str | None,
+) -> tuple[str, ...]:
+    """The symbol list: given, or the top N active spot markets by quote volume."""
+    markets = await client.load_markets(attempts=None)
+    if symbols:
+        unknown = [s for s in symbols if s not in markets]
+        if unknown:
+            raise FeedError(f"{client.exchange_id} has no market {', '.join(unknown)}")
+        return tuple(symbols)
+    candidates = [
+        s
+        for s, m in markets.items()
+        if m.get("active", True) is not False
+        and m.get("spot", True)
+        and (quote is None or m.get("quote") == quote)
+    ]
+    if top_by_volume is None:
+        return tuple(sorted(candidates))
+    tickers = await client.fetch_tickers(attempts=None)
+    volume = {s: float(tickers.get(s, {}).get("quoteVolume") or 0.0) for s in candidates}
+    ranked = sorted(candidates, key=lambda s: (-volume[s], s))[:top_by_volume]
+    return tuple(sorted(ranked))
+
+
+class CcxtSource:
+    """A :class:`strategy.ports.MarketSource` over a live exchange."""
+
+    def __init__(
+        self,
+        client: ExchangeClient,
+        symbols: Sequence[str],
+        timeframe: str,
+        *,
+        history_bars: int,
+        mode: str = "ws",
+        pro: Any = None,
+        timing: FeedTiming | None = None,
+        watch_batch: int = 100,
+    ) -> None:
+        if mode not in ("ws", "rest"):
+            raise ValueError("mode must be 'ws' or 'rest'")
+        if mode == "ws" and pro is None:
+            raise ValueError("ws mode needs a ccxt.pro client")
+        if pro is not None and not pro.markets and client.rest.markets:
+            pro.set_markets(client.rest.markets)  # one load_markets, not two
+        self.client = client
+        self.pro = pro
+        self.symbols = tuple(symbols)
+        self.index = {s: i for i, s in enumerate(self.symbols)}
+        self.timeframe = timeframe
+        self.tf = int(client.rest.parse_timeframe(timeframe) * 1000)
+        self.history_bars = history_bars
+        self.mode = mode
+        self.timing = timing or FeedTiming()
+        self.watch_batch = watch_batch
+        self.gate = CandleGate(self.symbols, self.tf)
+        self.stats = FeedStats()
+        n = len(self.symbols)
+        self._offered = [-1] * n  # newest bar time handed to the gate, per symbol
+        self._heard = [time.monotonic()] * n  # wall time of the last websocket update
+        self._seen_ws: list[tuple[Any, ...]] = [()] * n  # last cache head looked at
+        self._ws_distrust = [-1] * n  # cached candles up to here predate a reconnect
+        self._live_from = 0
+        self._out: asyncio.Queue[CrossSection] = asyncio.Queue()
+        self._sync = (0, time.monotonic())  # (exchange ms, wall) of the last clock sync
+        self._first_seen: dict[int, float] = {}  # bar time -> wall time it first closed
+        self._checked: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- time ---------------------------------------------------------------
+    def exchange_now_ms(self) -> int:
+        server, wall = self._sync
+        return int(server + (time.monotonic() - wall) * 1000 * self.timing.clock_rate)
+
+    async def _sync_clock(self) -> int:
+        now = await self.client.fetch_time()
+        self._sync = (now, time.monotonic())
+        return now
+
+    def _wall(self, exchange_s: float) -> float:
+        return exchange_s / self.timing.clock_rate
+
+    # -- the source ----------------------------------------------------------
+    async def cross_sections(self) -> AsyncIterator[CrossSection]:
+        for xs in await self._warmup():
+            yield xs
+        log.info("feed_live", mode=self.mode, live_from=self._live_from, symbols=len(self.symbols))
+        if self.mode == "ws":
+            for start in range(0, len(self.symbols), self.watch_batch):
+                self._spawn(self._watch(self.symbols[start : start + self.watch_batch]))
+        else:
+            self._spawn(self._poll())
+        self._spawn(self._supervise())
+        try:
+            while True:
+                yield await self._out.get()
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("feed_task_failed", error=repr(task.exception()))
+
+    # -- warm-up ---------------------------------------------------------------
+    async def _warmup(self) -> list[CrossSection]:
+        now = await self.client.fetch_time(attempts=None)
+        self._sync = (now, time.monotonic())
+        forming = now - now % self.tf
+        since = forming - self.history_bars * self.tf
+        sem = asyncio.Semaphore(8)
+
+        async def history(symbol: str) -> None:
+            async with sem:
+                rows = await self._fetch_range(symbol, since, forming)
+            self._take(self.index[symbol], rows, until=forming, backfill=False)
+
+        async with asyncio.TaskGroup() as tg:
+            for symbol in self.symbols:
+                tg.create_task(history(symbol))
+        self._live_from = forming
+        self.gate.start(since)
+        out = self.gate.release()
+        log.info(
+            "feed_warmed_up",
+            cross_sections=len(out),
+            bars=sum(int(x.present.sum()) for x in out),
+            since=since,
+            live_from=forming,
+        )
+        return [replace(x, live=False) for x in out]
+
+    async def _fetch_range(self, symbol: str, since: int, until: int) -> list[list[Any]]:
+        """Candles with ``since <= ts < until``, paging forward (1000 rows a page)."""
+        rows: list[list[Any]] = []
+        cursor = since
+        while cursor < until:
+            page = await self.client.fetch_ohlcv(
+                symbol, self.timeframe, cursor, 1000, attempts=None
+            )
+            page = [r for r in page if isinstance(r[0], int) and cursor <= r[0] < until]
+            if not page:
+                break
+            rows.extend(page)
+            cursor = page[-1][0] + self.tf
+        return rows
+
+    # -- candles into the gate ---------------------------------------------------
+    def _take(
+        self, i: int, rows: Sequence[Sequence[Any]], *, until: int, backfill: bool = True
+    ) -> None:
+        """Offer symbol ``i``'s candles that are closed: bar time < ``until``.  A gap
+        they open is backfilled through REST, unless ``backfill`` is off because
+        ``rows`` already are everything the exchange has (then the gap's bars do not
+        exist)."""
+        for row in sorted(rows, key=lambda r: r[0] if isinstance(r[0], int) else -1):
+            ts = row[0]
+            if isinstance(ts, int) and (ts >= until or ts <= self._offered[i]):
+                continue
+            outcome, gap = self.gate.offer(i, ts, row[1:])
+            if outcome in (ACCEPTED, DUPLICATE):
+                self._offered[i] = max(self._offered[i], int(ts))
+                self._first_seen.setdefault(int(ts), time.monotonic())
+            elif outcome == TOO_LATE:
+                self._offered[i] = max(self._offered[i], int(ts))
+                log.info("bar_too_late", symbol=self.symbols[i], ts=ts)
+            else:
+                log.warning("bar_rejected", symbol=self.symbols[i], ts=ts, reason=outcome)
+            if gap is not None and backfill:
+                self._spawn(self._backfill(gap))
+            elif gap is not None:
+                self.gate.backfilled(i, [])
+
+    def _release(self, *, deadline_passed: bool = False) -> None:
+        for xs in self.gate.release(deadline_passed=deadline_passed):
+            if xs.late.any():
+                late = [self.symbols[i] for i in xs.late.nonzero()[0]]
+                log.warning("cross_section_late", ts=xs.ts, symbols=late)
+            self._first_seen.pop(xs.ts, None)
+            self._checked.discard(xs.ts)
+            self._out.put_nowait(replace(xs, live=xs.ts >= self._live_from))
+
+    async def _backfill(self, gap: Gap) -> None:
+        symbol = self.symbols[gap.symbol]
+        log.info("feed_gap", symbol=symbol, start=gap.start, end=gap.end)
+        try:
+            rows = await self._fetch_range(symbol, gap.start, gap.end + self.tf)
+        except (FeedUnavailable, FeedError) as e:
+            log.warning("feed_backfill_failed", symbol=symbol, error=str(e))
+            self.gate.cancel_gap(gap.symbol)
+        else:
+            self.gate.backfilled(gap.symbol, rows)
+            log.info("feed_backfilled", symbol=symbol, bars=len(rows))
+        self._release()
+
+    # -- websockets -------------------------------------------------------------
+    async def _watch(self, symbols: Sequence[str]) -> None:
+        pairs = [[s, self.timeframe] for s in symbols]
+        many = bool(self.pro.has.get("watchOHLCVForSymbols"))
+        attempt = 0
+        while True:
+            try:
+                if many:
+                    await self.pro.watch_ohlcv_for_symbols(pairs)
+                else:
+                    await asyncio.wait(
+                        [
+                            asyncio.ensure_future(self.pro.watch_ohlcv(s, self.timeframe))
+                            for s in symbols
+                        ],
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                # ccxt resolves only the watch that is pending when a message lands;
+                # the others of the same read are in its cache: look at every symbol
+                for symbol in symbols:
+                    self._on_ws(symbol)
+                attempt = 0
+            except (ccxt.OperationFailed, ccxt.ExchangeError, *_WS_GARBAGE) as e:
+                self.client.count_error(e)
+                self.stats.reconnects += 1
+                delay = self.client.retry_delay(attempt)
+                attempt += 1
+                self._distrust_cache(symbols)
+                log.warning(
+                    "feed_disconnected",
+                    error=type(e).__name__,
+                    detail=str(e)[:200],
+                    retry_in_s=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+                for s in symbols:  # whatever closed while we were away
+                    self._spawn(self._rest_catch_up(self.index[s]))
+
+    def _distrust_cache(self, symbols: Sequence[str]) -> None:
+        """After a disconnect, a cached candle may hold an early snapshot of its bar
+        (its closing update was lost): those bars come from REST, never the cache."""
+        for symbol in symbols:
+            i = self.index[symbol]
+            cache = self.pro.ohlcvs.get(symbol, {}).get(self.timeframe)
+            if cache:
+                self._ws_distrust[i] = max(self._ws_distrust[i], int(cache[-1][0]))
+
+    async def _reconnect_ws(self) -> None:
+        self.stats.reconnects += 1
+        log.warning("feed_reconnecting", reason="websocket silent")
+        with contextlib.suppress(Exception):
+            await self.pro.close()  # pending watches fail; the watch loops resubscribe
+
+    def _on_ws(self, symbol: str) -> None:
+        i = self.index[symbol]
+        cache = self.pro.ohlcvs.get(symbol, {}).get(self.timeframe)
+        if not cache:
+            return
+        newest = cache[-1][0]
+        if (newest, cache[-1][4], cache[-1][5]) == self._seen_ws[i]:
+            return  # nothing new for this symbol
+        self._seen_ws[i] = (newest, cache[-1][4], cache[-1][5])
+        self.stats.ws_updates += 1
+        self._heard[i] = time.monotonic()
+        if i in self.stats.stale_symbols:
+            self.stats.stale_symbols.discard(i)
+            log.info("feed_resumed", symbol=symbol)
+        fresh = []
+        for row in reversed(cache):
+            if row[0] <= self._offered[i] or row[0] <= self._ws_distrust[i]:
+                break
+            if row[0] < newest:  # closed: the next candle has started
+                fresh.append(row)
+        if fresh:
+            self._take(i, fresh, until=newest)
+            self._release()
+
+    # -- REST polling, checks and the watchdog -------------------------------------
+    async def _rest_catch_up(self, i: int) -> None:
+        """Closed candles of symbol ``i`` since its last one, through REST."""
+        since = max(self._offered[i], self.gate.last_ts(i)) + self.tf
+        try:
+            now = await self._sync_clock()
+            rows = await self.client.fetch_ohlcv(self.symbols[i], self.timeframe, since, 1000)
+        except (FeedUnavailable, FeedError) as e:
+            log.warning("feed_rest_failed", symbol=self.symbols[i], error=str(e))
+            return
+        forming = now - now % self.tf
+        good = [r for r in rows if isinstance(r[0], int)]
+        self._take(i, good, until=forming)
+        # the exchange has moved past bars it did not return: they do not exist
+        self._confirm_absent(i, {r[0] for r in good}, since, forming)
+        self._release()
+
+    def _confirm_absent(self, i: int, have: set[int], since: int, forming: int) -> None:
+        ts = since
+        while ts < forming and ts < (self.gate.next_ts or ts) + 4 * self.tf:
+            if ts not in have and ts > self.gate.last_ts(i):
+                self.gate.mark_absent(i, ts)
+            ts += self.tf
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                now = await self._sync_clock()
+            except (FeedUnavailable, FeedError) as e:
+                log.warning("feed_rest_failed", error=str(e))
+                await asyncio.sleep(self._wall(self.tf / 4000))
+                continue
+            next_close = now - now % self.tf + self.tf
+            await asyncio.gather(*(self._rest_catch_up(i) for i in range(len(self.symbols))))
+            if self.timing.poll_interval_s is not None:
+                await asyncio.sleep(self.timing.poll_interval_s)
+                continue
+            wait_ms = next_close - self.exchange_now_ms() + 0.02 * self.tf
+            await asyncio.sleep(max(self._wall(wait_ms / 1000), 0.0))
+
+    async def _supervise(self) -> None:
+        """Deadlines of the next cross-section, and the staleness watchdog."""
+        t = self.timing
+        while True:
+            await asyncio.sleep(t.tick_s)
+            self._check_deadline()
+            if self.mode == "ws":
+                self._check_stale()
+
+    def _check_deadline(self) -> None:
+        ts = self.gate.next_ts
+        if ts is None or ts not in self._first_seen:
+            return
+        pending = self.gate.pending_symbols()
+        if not pending:
+            return
+        waited = time.monotonic() - self._first_seen[ts]
+        grace = max(self._wall(self.timing.grace_s), self.timing.min_grace_wall_s)
+        moved_on = (ts + self.tf) in self._first_seen
+        if ts not in self._checked and (waited >= grace / 2 or moved_on):
+            self._checked.add(ts)
+            self.stats.rest_checks += 1
+            for i in pending:
+                self._spawn(self._rest_catch_up(i))
+        elif waited >= grace:
+            self._release(deadline_passed=True)
+
+    def _check_stale(self) -> None:
+        limit = max(self._wall(self.timing.stale_after_s), self.timing.min_stale_wall_s)
+        now = time.monotonic()
+        if all(now - heard >= limit for heard in self._heard):
+            # the whole websocket went silent (a stall, not a quiet market): reconnect
+            self._spawn(self._reconnect_ws())
+        for i, heard in enumerate(self._heard):
+            if now - heard < limit:
+                continue
+            if i not in self.stats.stale_symbols:
+                self.stats.stale_symbols.add(i)
+                log.warning("feed_stale", symbol=self.symbols[i], silent_s=round(now - heard, 3))
+            self._heard[i] = now  # poll again after another stale period
+            self.stats.rest_fallbacks += 1
+            self._spawn(self._rest_catch_up(i))
+
+
+_WS_GARBAGE = (AttributeError, TypeError, KeyError, ValueError, IndexError)
+
+
+def pro_client(exchange_id: str, config: dict[str, Any]) -> Any:
+    """A ccxt.pro client for ``exchange_id`` (raises FeedError if ccxt.pro lacks it)."""
+    if not hasattr(ccxt.pro, exchange_id):
+        raise FeedError(f"ccxt.pro has no websocket client for {exchange_id!r}")
+    return getattr(ccxt.pro, exchange_id)(config)

@@ -1,0 +1,602 @@
+"""The signal stream's consumer (SIGNALS.md section 5): what ``factorcast subscribe`` runs.
+
+Delivery
+    :class:`SignalSubscriber` reads ``{prefix}:signals`` in a consumer group
+    (``XGROUP CREATE ... MKSTREAM``, from ``$`` or, with ``from_start``, from ``0``; an
+    existing group keeps its position). On start it first takes over entries that
+    another consumer of the group left pending for ``claim_idle_ms`` (``XAUTOCLAIM``:
+    the default consumer name is ``host-pid``, so a restarted process is a new
+    consumer), then re-reads its own pending entries (id ``0``), then new ones (``>``).
+    After a lost connection it reconnects with jittered backoff and re-reads its
+    pending entries again: a reply lost in transit is not lost.
+
+At least once, then deduplicated
+    An entry is acknowledged (``XACK``) only after the consumer has handled it: when it
+    asks for the next one, or leaves ``async with`` without an exception. Acks are
+    batched into the next read's round trip. A consumer that dies mid-signal has it
+    delivered again. Signal ids are deterministic, so the same signal under a second
+    stream id (a republish, a redelivery) is dropped by a bounded LRU of recent ids
+    and counted in ``stats.duplicates``.
+
+Rejection
+    Entries that are not a ``factorcast.signal/1`` JSON object with an ``id``, or whose
+    ``sig`` does not verify when a signing key is configured, are counted in
+    ``stats.rejected``, logged as ``signal_rejected`` (signal id, reason), acked so
+    they never loop, and never yielded. Ids enter the dedupe window only after the
+    signature check, so a forged entry cannot shadow the real signal.
+
+Secrets
+    The password (a ``SecretStr`` or inside the URL) is kept out of ``url``, ``repr``,
+    every log line and every exception message this module makes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import sys
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, BinaryIO, Final, Literal, NamedTuple, TypeVar
+from urllib.parse import quote
+
+import orjson
+import structlog
+from pydantic import SecretStr
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from rich.console import Console, JustifyMethod
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from adapters.redis_sink import _split_url, redact_url
+from strategy.wire import SCHEMA_ID, verify
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "Received",
+    "SignalSubscriber",
+    "SubscriberError",
+    "SubscriberStats",
+    "run_subscriber",
+]
+
+_log = structlog.get_logger("adapters.subscriber")
+
+DEFAULT_GROUP: Final = "factorcast-subscribers"
+_UNAVAILABLE = (RedisError, OSError)
+_T = TypeVar("_T")
+_Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+class SubscriberError(Exception):
+    """The subscriber cannot reach or use Redis; the message is redacted."""
+
+
+class _Stopped(Exception):
+    """The stop event fired while waiting on Redis."""
+
+
+@dataclass(slots=True)
+class SubscriberStats:
+    received: int = 0  # stream entries read (including rejected and duplicates)
+    yielded: int = 0  # signals handed to the consumer
+    duplicates: int = 0  # dropped: signal id seen recently
+    rejected: int = 0  # dropped: malformed, wrong schema, bad or missing signature
+    acked: int = 0  # XACKs Redis confirmed
+    claimed: int = 0  # entries taken over from idle consumers at start
+    errors: dict[str, int] = field(default_factory=dict)  # by exception type
+
+
+class Received(NamedTuple):
+    """One signal: its stream entry id, the parsed object and the exact wire bytes."""
+
+    entry_id: str
+    signal: dict[str, Any]
+    data: bytes
+
+
+class _RecentIds:
+    """A bounded LRU set of signal ids."""
+
+    def __init__(self, capacity: int) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._capacity = capacity
+
+    def seen(self, sid: str) -> bool:
+        """True if ``sid`` was seen recently; remembers it either way."""
+        if sid in self._ids:
+            self._ids.move_to_end(sid)
+            return True
+        self._ids[sid] = None
+        if len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+        return False
+
+
+class SignalSubscriber:
+    """Consumer-group reader of the signal stream; an async context manager.
+
+    ``async for entry_id, signal in sub`` yields ``(str, dict)``; :meth:`get` returns
+    :class:`Received` (with the exact wire bytes) or ``None`` once ``stop`` is set.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        password: SecretStr | None = None,
+        prefix: str = "factorcast",
+        group: str = DEFAULT_GROUP,
+        consumer: str | None = None,
+        from_start: bool = False,
+        signing_key: bytes | SecretStr | None = None,
+        block_ms: int = 5_000,
+        count: int = 100,
+        dedupe_size: int = 100_000,
+        claim_idle_ms: int | None = 300_000,
+        connect_timeout_s: float = 2.0,
+        socket_timeout_s: float = 5.0,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 30.0,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        if block_ms < 1 or count < 1 or dedupe_size < 1:
+            raise ValueError("block_ms, count and dedupe_size must be >= 1")
+        clean_url, url_password = _split_url(url)
+        secret = password.get_secret_value() if password is not None else url_password
+        self._url = clean_url
+        self._password = secret or None
+        self.url = redact_url(clean_url, has_password=self._password is not None)
+        self.stream = f"{prefix}:signals"
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._from_start = from_start
+        if isinstance(signing_key, SecretStr):
+            signing_key = signing_key.get_secret_value().encode()
+        self._key = signing_key or None
+        self._block_ms = block_ms
+        self._count = count
+        self._claim_idle_ms = claim_idle_ms
+        self._connect_timeout_s = connect_timeout_s
+        self._socket_timeout_s = socket_timeout_s
+        self._backoff = (backoff_initial_s, backoff_max_s)
+        self._stop = stop
+        self.stats = SubscriberStats()
+        self._seen = _RecentIds(dedupe_size)
+        self._client: Redis | None = None
+        self._stop_waiter: asyncio.Task[Literal[True]] | None = None
+        self._buffer: deque[_Entry] = deque()
+        self._current: str | None = None  # yielded, not yet handled
+        self._to_ack: list[str] = []  # handled or dropped, not yet acked
+        self._pending_from: str | None = "0"  # re-reading our pending entries; None: new ones
+        self._group_missing = False
+        self._attempt = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"SignalSubscriber(url={self.url!r}, stream={self.stream!r}, "
+            f"group={self.group!r}, consumer={self.consumer!r})"
+        )
+
+    @property
+    def buffered(self) -> int:
+        """Entries read from Redis and not yet handed out (0: the next get() reads)."""
+        return len(self._buffer)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> SignalSubscriber:
+        self._client = Redis.from_url(
+            self._url,
+            password=self._password,
+            socket_connect_timeout=self._connect_timeout_s,
+            # A blocking XREADGROUP must not hit the socket timeout.
+            socket_timeout=self._block_ms / 1000 + self._socket_timeout_s,
+            retry=Retry(NoBackoff(), 0),  # retries and backoff are ours
+            client_name="factorcast-subscriber",
+        )
+        try:
+            await self._client.ping()
+            created = await self._ensure_group()
+            await self._claim_idle()
+        except _UNAVAILABLE as e:
+            await self.aclose()
+            self._count_error(e)
+            raise self._translate(e) from e
+        if self._stop is not None:
+            self._stop_waiter = asyncio.create_task(self._stop.wait(), name="subscriber-stop")
+        _log.info(
+            "subscriber_connected",
+            url=self.url,
+            stream=self.stream,
+            group=self.group,
+            consumer=self.consumer,
+            group_created=created,
+            from_start=self._from_start,
+            claimed=self.stats.claimed,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None and self._current is not None:
+                self._to_ack.append(self._current)  # the consumer got past it: handled
+            self._current = None
+            await self._flush_acks()
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close without acking anything more (what is unacked stays pending)."""
+        if self._stop_waiter is not None:
+            self._stop_waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._stop_waiter
+            self._stop_waiter = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- reading ---------------------------------------------------------------------
+
+    def __aiter__(self) -> SignalSubscriber:
+        return self
+
+    async def __anext__(self) -> tuple[str, dict[str, Any]]:
+        received = await self.get()
+        if received is None:
+            raise StopAsyncIteration
+        return received.entry_id, received.signal
+
+    async def get(self) -> Received | None:
+        """The next new signal; marks the previous one handled. ``None`` once stopped."""
+        if self._client is None:
+            raise SubscriberError("SignalSubscriber is not open (use 'async with')")
+        if self._current is not None:
+            self._to_ack.append(self._current)
+            self._current = None
+        while True:
+            if self._stop is not None and self._stop.is_set():
+                return None
+            while self._buffer:
+                received = self._accept(*self._buffer.popleft())
+                if received is not None:
+                    self._current = received.entry_id
+                    self.stats.yielded += 1
+                    return received
+            try:
+                self._buffer.extend(await self._fetch())
+            except _Stopped:
+                return None
+
+    def _accept(self, raw_id: bytes, fields: dict[bytes, bytes]) -> Received | None:
+        self.stats.received += 1
+        entry_id = raw_id.decode()
+        data = fields.get(b"data")
+        obj, sid, reason = self._validate(data)
+        if reason is not None or obj is None or sid is None or data is None:
+            self._reject(entry_id, sid, reason or "invalid")
+            return None
+        if self._seen.seen(sid):
+            self.stats.duplicates += 1
+            self._to_ack.append(entry_id)
+            _log.debug("signal_duplicate", signal_id=sid, entry_id=entry_id)
+            return None
+        return Received(entry_id, obj, data)
+
+    def _validate(self, data: bytes | None) -> tuple[dict[str, Any] | None, str | None, str | None]:
+        """(the object, its signal id, why it is rejected or None)."""
+        if data is None:  # a pending entry trimmed away by MAXLEN, or not a signal
+            return None, None, "entry_without_data"
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None, None, "invalid_json"
+        if not isinstance(obj, dict):
+            return None, None, "not_an_object"
+        sid = obj.get("id")
+        sid = sid if isinstance(sid, str) and sid else None
+        if obj.get("schema") != SCHEMA_ID:
+            return obj, sid, "unsupported_schema"
+        if sid is None:
+            return obj, None, "missing_id"
+        if self._key is not None:
+            if not isinstance(obj.get("sig"), str):
+                return obj, sid, "missing_signature"
+            if not verify(obj, self._key):
+                return obj, sid, "bad_signature"
+        return obj, sid, None
+
+    def _reject(self, entry_id: str, sid: str | None, reason: str) -> None:
+        self.stats.rejected += 1
+        self._to_ack.append(entry_id)  # never redeliver what can never be accepted
+        _log.warning("signal_rejected", signal_id=sid, entry_id=entry_id, reason=reason)
+
+    # -- Redis -----------------------------------------------------------------------
+
+    async def _fetch(self) -> list[_Entry]:
+        """One read (with the pending acks in the same round trip); retries outages."""
+        while True:
+            try:
+                entries = await self._interruptible(self._read())
+            except _Stopped:
+                raise
+            except AuthenticationError as e:
+                self._count_error(e)
+                raise self._translate(e) from e
+            except ResponseError as e:
+                self._count_error(e)
+                if not str(e).startswith("NOGROUP"):
+                    raise self._translate(e) from e
+                # The stream or group vanished (a Redis without persistence restarted):
+                # recreate it before the next read.
+                _log.warning("subscriber_group_missing", stream=self.stream, group=self.group)
+                self._group_missing = True
+                self._pending_from = "0"
+            except _UNAVAILABLE as e:
+                self._count_error(e)
+                log = _log.warning if self._attempt == 0 else _log.debug
+                log(
+                    "subscriber_unavailable",
+                    url=self.url,
+                    error=type(e).__name__,
+                    detail=self._scrub(str(e)),
+                    attempt=self._attempt,
+                )
+                self._pending_from = "0"  # a reply lost in transit is in our pending list
+                await self._backoff_sleep()
+            else:
+                if self._attempt:
+                    _log.info("subscriber_reconnected", url=self.url, attempts=self._attempt)
+                    self._attempt = 0
+                return entries
+
+    async def _read(self) -> list[_Entry]:
+        assert self._client is not None
+        if self._group_missing:
+            await self._ensure_group()
+            self._group_missing = False
+        start = self._pending_from or ">"
+        block = None if self._pending_from is not None else self._block_ms
+        acks = list(self._to_ack)
+        if acks:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.xack(self.stream, self.group, *acks)
+                pipe.xreadgroup(
+                    self.group, self.consumer, {self.stream: start}, count=self._count, block=block
+                )
+                acked, reply = await pipe.execute()
+            del self._to_ack[: len(acks)]
+            self.stats.acked += int(acked)
+        else:
+            reply = await self._client.xreadgroup(
+                self.group, self.consumer, {self.stream: start}, count=self._count, block=block
+            )
+        entries: list[_Entry] = reply[0][1] if reply else []
+        if self._pending_from is not None:
+            # Our own pending list, in id order; an empty page means it is done.
+            self._pending_from = entries[-1][0].decode() if entries else None
+        return entries
+
+    async def _ensure_group(self) -> bool:
+        assert self._client is not None
+        try:
+            await self._client.xgroup_create(
+                self.stream, self.group, id="0" if self._from_start else "$", mkstream=True
+            )
+        except ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+            return False
+        return True
+
+    async def _claim_idle(self) -> None:
+        """Take over what other consumers of the group left pending (XAUTOCLAIM)."""
+        if self._claim_idle_ms is None:
+            return
+        assert self._client is not None
+        cursor: bytes | str = "0-0"
+        while True:
+            reply = await self._client.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                self._claim_idle_ms,
+                start_id=cursor,
+                count=1000,
+            )
+            self.stats.claimed += len(reply[1])
+            cursor = reply[0]
+            if cursor in (b"0-0", "0-0"):
+                break
+        if self.stats.claimed:
+            _log.info("subscriber_claimed", entries=self.stats.claimed, consumer=self.consumer)
+
+    async def _flush_acks(self) -> None:
+        if not self._to_ack or self._client is None:
+            return
+        try:
+            acked = await self._client.xack(self.stream, self.group, *self._to_ack)
+        except _UNAVAILABLE as e:
+            self._count_error(e)
+            _log.warning(
+                "subscriber_ack_failed",
+                entries=len(self._to_ack),
+                error=type(e).__name__,
+                detail=self._scrub(str(e)),
+            )
+        else:
+            self.stats.acked += int(acked)
+            self._to_ack.clear()
+
+    async def _interruptible(self, aw: Awaitable[_T]) -> _T:
+        """Await ``aw``, or cancel it and raise _Stopped when the stop event fires."""
+        if self._stop_waiter is None:
+            return await aw
+        task = asyncio.ensure_future(aw)
+        try:
+            await asyncio.wait({task, self._stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()  # redis-py drops the connection; the next command reconnects
+                with contextlib.suppress(asyncio.CancelledError, *_UNAVAILABLE):
+                    await task
+        if task.cancelled():
+            raise _Stopped
+        return task.result()
+
+    async def _backoff_sleep(self) -> None:
+        low, high = self._backoff
+        delay = min(high, low * 2 ** min(self._attempt, 30)) * random.uniform(0.5, 1.0)
+        self._attempt += 1
+        if self._stop_waiter is None:
+            await asyncio.sleep(delay)
+            return
+        done, _ = await asyncio.wait({self._stop_waiter}, timeout=delay)
+        if done:
+            raise _Stopped
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _count_error(self, error: BaseException) -> None:
+        name = type(error).__name__
+        self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
+
+    def _translate(self, error: BaseException) -> SubscriberError:
+        return SubscriberError(
+            f"Redis at {self.url} unavailable: {type(error).__name__}: {self._scrub(str(error))}"
+        )
+
+    def _scrub(self, text: str) -> str:
+        if self._password:
+            for form in {self._password, quote(self._password, safe="")}:
+                text = text.replace(form, "***")
+        return text
+
+
+# -- the command -------------------------------------------------------------------------
+
+_ACTION_STYLE = {"buy": "green", "sell": "red", "hold": "dim"}
+
+
+def _num(value: object, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, int | float) else "—"
+
+
+def signal_table(latest: dict[str, dict[str, Any]], stats: SubscriberStats) -> Table:
+    """The latest signal per symbol."""
+    table = Table(
+        caption=(
+            f"received {stats.received}  yielded {stats.yielded}  "
+            f"duplicates {stats.duplicates}  rejected {stats.rejected}"
+        ),
+        caption_justify="left",
+    )
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("symbol", "left"),
+        ("action", "left"),
+        ("confidence", "right"),
+        ("factor score", "right"),
+        ("bar time", "left"),
+    )
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=True)
+    for symbol in sorted(latest):
+        s = latest[symbol]
+        action = str(s.get("action", "—"))
+        table.add_row(
+            symbol,
+            Text(action, style=_ACTION_STYLE.get(action, "")),
+            _num(s.get("confidence"), ".2f"),
+            _num(s.get("factor_score"), "+.2f"),
+            str(s.get("bar_time", "—")),
+        )
+    return table
+
+
+async def run_subscriber(
+    url: str,
+    *,
+    password: SecretStr | None = None,
+    prefix: str = "factorcast",
+    group: str = DEFAULT_GROUP,
+    consumer: str | None = None,
+    from_start: bool = False,
+    signing_key: bytes | SecretStr | None = None,
+    output: Literal["table", "json"] = "json",
+    max_messages: int | None = None,
+    stop: asyncio.Event | None = None,
+    block_ms: int = 5_000,
+    out: BinaryIO | None = None,
+    console: Console | None = None,
+) -> SubscriberStats:
+    """Print signals until ``max_messages`` were shown or ``stop`` is set.
+
+    ``json``: one signal per line, exactly the wire JSON, to ``out`` (stdout).
+    ``table``: a live table of the latest signal per symbol on ``console``.
+    """
+    sub = SignalSubscriber(
+        url,
+        password=password,
+        prefix=prefix,
+        group=group,
+        consumer=consumer,
+        from_start=from_start,
+        signing_key=signing_key,
+        block_ms=block_ms,
+        stop=stop,
+    )
+    shown = 0
+    async with sub:
+        if output == "json":
+            stream = out if out is not None else sys.stdout.buffer
+            while max_messages is None or shown < max_messages:
+                received = await sub.get()
+                if received is None:
+                    break
+                stream.write(received.data + b"\n")
+                shown += 1
+                if not sub.buffered:
+                    stream.flush()  # once per batch: prompt, without a syscall per line
+            stream.flush()
+        else:
+            latest: dict[str, dict[str, Any]] = {}
+            with Live(signal_table(latest, sub.stats), console=console, auto_refresh=False) as live:
+                last_render = 0.0
+                while max_messages is None or shown < max_messages:
+                    received = await sub.get()
+                    if received is None:
+                        break
+                    latest[str(received.signal.get("symbol", "?"))] = received.signal
+                    shown += 1
+                    now = time.monotonic()
+                    if not sub.buffered or now - last_render >= 0.25:
+                        live.update(signal_table(latest, sub.stats), refresh=True)
+                        last_render = now
+                live.update(signal_table(latest, sub.stats), refresh=True)
+    _log.info(
+        "subscriber_stopped",
+        stream=sub.stream,
+        group=sub.group,
+        consumer=sub.consumer,
+        received=sub.stats.received,
+        yielded=sub.stats.yielded,
+        duplicates=sub.stats.duplicates,
+        rejected=sub.stats.rejected,
+    )
+    return sub.stats

@@ -1,0 +1,262 @@
+"""Composition of the commands: which adapters serve a run, wired into the engine.
+
+Part of the composition root with ``strategy.cli``: the only modules that import
+concrete adapters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from factors import FactorModel
+from strategy.config import ConfigError, Settings
+from strategy.engine import Engine
+from strategy.publish import WireContext
+from strategy.service import Output, RunStats, run_pipeline
+from strategy.strategies import load_strategy
+
+log = structlog.get_logger(__name__)
+
+
+def build_engine(
+    settings: Settings, symbols: Sequence[str], timeframe_ms: int, supply: Any = None
+) -> Engine:
+    model = FactorModel(len(symbols), settings.factors.to_params(), supply=supply)
+    try:
+        strategy = load_strategy(settings.strategy.name, symbols, settings.strategy.params)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config error: strategy: {e}") from None
+    return Engine(symbols, timeframe_ms, model, strategy, settings.signals.to_view())
+
+
+def file_outputs(args: argparse.Namespace, ctx: WireContext) -> list[Output]:
+    from adapters.files import ExposureWriter, SignalWriter
+
+    outputs: list[Output] = []
+    if getattr(args, "exposures_out", None):
+        outputs.append(ExposureWriter(args.exposures_out, ctx.symbols))
+    if getattr(args, "signals_out", None):
+        outputs.append(SignalWriter(args.signals_out, ctx))
+    return outputs
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    """An open connection to the exchange a run reads from."""
+
+    source: Any  # adapters.ccxt_source.CcxtSource
+    symbols: tuple[str, ...]
+    timeframe: str
+    timeframe_ms: int
+    label: str  # the exchange in signal ids
+    description: str
+
+
+async def open_market(
+    settings: Settings, stack: contextlib.AsyncExitStack, history_bars: int
+) -> Market:
+    """Start the embedded exchange if configured, connect ccxt, resolve the universe."""
+    import ccxt
+
+    from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client, resolve_universe
+    from adapters.exchange import ExchangeClient, client_config
+    from adapters.recorded import timeframe_to_ms
+
+    ex, src = settings.exchange, settings.source
+    timeframe = ex.timeframe
+    api_url, ws_url, clock_rate = ex.api_url, ex.ws_url, 1.0
+    what = ex.id
+    if ex.embedded:
+        sim, timeframe, what = await _start_embedded(settings, stack, history_bars)
+        api_url, ws_url = sim.base_url, sim.base_url.replace("http://", "ws://")
+        clock_rate = settings.sim.speed * timeframe_to_ms(timeframe) / 1000
+    config = client_config(
+        ex.id,
+        api_url=api_url,
+        ws_url=ws_url,
+        options=ex.options,
+        api_key=ex.api_key,
+        secret=ex.secret,
+    )
+    client = ExchangeClient(ex.id, config)
+    stack.push_async_callback(client.close)
+    pro = None
+    if src.mode == "ws":
+        pro = pro_client(ex.id, config)
+        stack.push_async_callback(pro.close)
+    top = ex.top_by_volume
+    if not ex.embedded and not ex.symbols and top is None:
+        top = 20
+    symbols = await resolve_universe(client, ex.symbols, top, None if ex.embedded else ex.quote)
+    tf_ms = timeframe_to_ms(timeframe)
+    stale = src.stale_after_s if src.stale_after_s is not None else 2 * tf_ms / 1000
+    source = CcxtSource(
+        client,
+        symbols,
+        timeframe,
+        history_bars=history_bars,
+        mode=src.mode,
+        pro=pro,
+        timing=FeedTiming(grace_s=src.grace_s, stale_after_s=stale, clock_rate=clock_rate),
+    )
+    stack.push_async_callback(source.aclose)
+    log.info(
+        "exchange_connected",
+        exchange=ex.id,
+        url=client.url,
+        client=f"ccxt {ccxt.__version__} ({'ccxt.pro websockets' if pro else 'REST polling'})",
+        embedded=ex.embedded,
+        symbols=len(symbols),
+        timeframe=timeframe,
+    )
+    label = "sim" if ex.embedded else ex.id
+    description = f"{what} via {client.url} · {len(symbols)} symbols · {timeframe} · {src.mode}"
+    return Market(source, symbols, timeframe, tf_ms, label, description)
+
+
+async def _start_embedded(
+    settings: Settings, stack: contextlib.AsyncExitStack, history_bars: int
+) -> tuple[Any, str, str]:
+    from adapters.binance_sim import BinanceSim, aligned_start_ms, retime
+    from adapters.recorded import load_directory, timeframe_to_ms
+    from adapters.simmarket import SimulatedMarket
+
+    sim_cfg = settings.sim
+    now_ms = int(time.time() * 1000)
+    feed: Any
+    if sim_cfg.data is not None:
+        candles = load_directory(sim_cfg.data)
+        timeframe = candles.timeframe
+        feed = retime(
+            candles.series,
+            timeframe_ms=candles.timeframe_ms,
+            history_bars=history_bars,
+            now_ms=now_ms,
+        )
+        what = f"recorded candles {sim_cfg.data}"
+    else:
+        timeframe = settings.exchange.timeframe
+        tf_ms = timeframe_to_ms(timeframe)
+        feed = SimulatedMarket(
+            sim_cfg.symbols,
+            seed=sim_cfg.seed,
+            timeframe_ms=tf_ms,
+            start_ms=aligned_start_ms(now_ms, tf_ms, history_bars),
+            missing_prob=sim_cfg.missing_prob,
+        )
+        what = f"simulated market (seed {sim_cfg.seed})"
+    sim = await stack.enter_async_context(
+        BinanceSim(feed, history_bars=history_bars, sim_speed=sim_cfg.speed, decimals=None)
+    )
+    log.info("embedded_exchange_started", url=sim.base_url, serving=what, speed=sim_cfg.speed)
+    return sim, timeframe, f"embedded exchange serving {what}"
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT stop the sources; the pipeline then finishes the current
+    cross-section, flushes the outputs and returns (exit code 0)."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def run_live(
+    args: argparse.Namespace,
+    settings: Settings,
+    extra_outputs: Sequence[Output] = (),
+) -> RunStats:
+    """``factorcast run``: live candles through the engine until stopped."""
+    from adapters.console import LiveDisplay
+
+    history_bars = settings.factors.to_params().history_bars
+    async with contextlib.AsyncExitStack() as stack:
+        market = await open_market(settings, stack, history_bars)
+        engine = build_engine(settings, market.symbols, market.timeframe_ms)
+        ctx = WireContext(
+            strategy=engine.strategy.name,
+            exchange=market.label,
+            timeframe=market.timeframe,
+            symbols=market.symbols,
+            model=engine.model.params.tag(),
+        )
+        outputs: list[Output] = [*file_outputs(args, ctx), *extra_outputs]
+        if not getattr(args, "quiet", False):
+            outputs.append(LiveDisplay(market.symbols, market.description))
+        log.info(
+            "service_started", model=ctx.model, strategy=ctx.strategy, warmup_bars=history_bars
+        )
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        stats = await run_pipeline(
+            market.source, engine, outputs, max_bars=args.max_bars, stop=stop
+        )
+        log.info("service_stopped", live_bars=stats.live_cross_sections, bars=stats.bars)
+        return stats
+
+
+async def replay(args: argparse.Namespace, settings: Settings) -> RunStats:
+    """``factorcast replay``: recorded candles through the same engine, as fast as it goes."""
+    from adapters.console import (
+        ReplayProgress,
+        SignalCounter,
+        counts_table,
+        exposure_table,
+        wide_console,
+    )
+    from adapters.recorded import load_directory
+    from adapters.replay import Panel, ReplaySource
+
+    candles = load_directory(args.data, args.timeframe)
+    panel = Panel.from_recorded(candles)
+    engine = build_engine(settings, panel.symbols, candles.timeframe_ms)
+    ctx = WireContext(
+        strategy=engine.strategy.name,
+        exchange=args.exchange or settings.exchange.id,
+        timeframe=candles.timeframe,
+        symbols=panel.symbols,
+        model=engine.model.params.tag(),
+    )
+    counter = SignalCounter()
+    outputs = [*file_outputs(args, ctx), counter]
+    log.info(
+        "replay_started",
+        data=str(args.data),
+        symbols=len(panel.symbols),
+        bars=int(panel.present.sum()),
+        cross_sections=int(panel.ts.size),
+        rejected=sum(candles.rejected.values()),
+        model=ctx.model,
+    )
+    started = time.perf_counter()
+    progress = None if args.quiet else ReplayProgress(int(panel.ts.size))
+    source = ReplaySource(panel, on_progress=progress.update if progress else None)
+    with progress or contextlib.nullcontext():
+        stats = await run_pipeline(source, engine, outputs)
+    log.info(
+        "replay_finished",
+        cross_sections=stats.cross_sections,
+        bars=stats.bars,
+        signals=counter.signals,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    if not args.quiet and counter.last is not None:
+        console = wide_console()
+        console.print(exposure_table(counter.last, panel.symbols, title="latest exposures"))
+        console.print(counts_table(counter.by_action))
+        if candles.rejected:
+            console.print(f"rejected candles: {dict(candles.rejected)}")
+    return stats

@@ -1,0 +1,228 @@
+"""The live data path: the real ccxt clients against the embedded exchange on loopback.
+
+Bars advance by hand (``BinanceSim.advance``), so every test knows exactly which
+candles the exchange has; a second market with the same seed is the truth the
+released cross-sections are compared with, value for value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from adapters.binance_sim import BinanceSim, aligned_start_ms
+from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client, resolve_universe
+from adapters.exchange import Backoff, ExchangeClient
+from adapters.simmarket import SimulatedMarket
+from strategy.events import CrossSection
+
+pytestmark = pytest.mark.integration
+
+TF = 60_000
+HISTORY = 40
+N = 6
+
+
+def market(missing: float = 0.0) -> SimulatedMarket:
+    start = aligned_start_ms(int(time.time() * 1000), TF, HISTORY)
+    return SimulatedMarket(N, seed=11, timeframe_ms=TF, start_ms=start, missing_prob=missing)
+
+
+def timing_for(stale_after_s: float = 30.0) -> FeedTiming:
+    """Exchange time is frozen between manual advances: stale_after is wall time here."""
+    return FeedTiming(
+        grace_s=2.0,
+        stale_after_s=stale_after_s,
+        min_grace_wall_s=0.3,
+        min_stale_wall_s=stale_after_s,
+        poll_interval_s=0.05,
+    )
+
+
+@dataclass
+class Live:
+    sim: BinanceSim
+    source: CcxtSource
+    client: ExchangeClient
+    truth: dict[str, Any]
+    got: list[CrossSection]
+
+    def live(self) -> list[CrossSection]:
+        return [x for x in self.got if x.live]
+
+    async def wait_for(self, n_live: int, timeout: float = 15.0) -> list[CrossSection]:
+        deadline = time.monotonic() + timeout
+        while len(self.live()) < n_live:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {len(self.live())} of {n_live} live cross-sections")
+            await asyncio.sleep(0.01)
+        return self.live()
+
+    def check_against_truth(self, sections: list[CrossSection]) -> None:
+        ts = self.truth["ts"]
+        for xs in sections:
+            row = int(np.searchsorted(ts, xs.ts))
+            assert ts[row] == xs.ts
+            want_present = np.isfinite(self.truth["close"][row])
+            np.testing.assert_array_equal(xs.present, want_present, err_msg=f"bar {xs.ts}")
+            assert not xs.late.any()
+            for field in ("open", "high", "low", "close", "volume"):
+                np.testing.assert_array_equal(
+                    getattr(xs, field)[want_present], self.truth[field][row][want_present]
+                )
+
+
+@contextlib.asynccontextmanager
+async def live_source(
+    mode: str = "ws",
+    missing: float = 0.0,
+    timing: FeedTiming | None = None,
+    before_start: Any = None,
+) -> AsyncIterator[Live]:
+    feed = market(missing)
+    truth = market(missing).history_arrays(HISTORY + 60)
+    async with contextlib.AsyncExitStack() as stack:
+        sim = await stack.enter_async_context(BinanceSim(feed, history_bars=HISTORY, decimals=None))
+        config = sim.ccxt_config()
+        config["timeout"] = 1500
+        client = ExchangeClient("binance", config, backoff=Backoff(0.01, 0.1, 0.02), seed=1)
+        stack.push_async_callback(client.close)
+        pro = None
+        if mode == "ws":
+            pro = pro_client("binance", config)
+            stack.push_async_callback(pro.close)
+        symbols = await resolve_universe(client, None, None, None)
+        assert symbols == tuple(feed.symbols)
+        if before_start is not None:
+            before_start(sim)
+        source = CcxtSource(
+            client,
+            symbols,
+            "1m",
+            history_bars=HISTORY,
+            mode=mode,
+            pro=pro,
+            timing=timing or timing_for(),
+        )
+        stack.push_async_callback(source.aclose)
+        live = Live(sim, source, client, truth, [])
+
+        async def consume() -> None:
+            async for xs in source.cross_sections():
+                live.got.append(xs)
+
+        task = asyncio.create_task(consume())
+
+        async def stop_consuming() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        stack.push_async_callback(stop_consuming)
+        deadline = time.monotonic() + 10
+        while not live.got and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()  # the source failed: show why
+        await asyncio.sleep(0.3)  # let the websocket subscribe
+        yield live
+
+
+async def advance(sim: BinanceSim, bars: int, pause: float = 0.05) -> None:
+    for _ in range(bars):
+        await sim.advance(1)
+        await asyncio.sleep(pause)
+
+
+async def test_warm_up_backfills_the_history_the_windows_need() -> None:
+    async with live_source() as live:
+        warm = [x for x in live.got if not x.live]
+        assert len(warm) == HISTORY
+        assert warm[0].ts == live.truth["ts"][0]
+        live.check_against_truth(warm)
+
+
+@pytest.mark.parametrize("mode", ["ws", "rest"])
+async def test_live_bars_arrive_complete_and_exact(mode: str) -> None:
+    async with live_source(mode, missing=0.05) as live:
+        await advance(live.sim, 12)
+        sections = await live.wait_for(11)
+        assert [x.ts for x in sections] == sorted({x.ts for x in sections})
+        live.check_against_truth(sections)
+        assert live.source.gate.stats.late == 0
+        if mode == "ws":
+            assert live.source.stats.ws_updates > 0
+
+
+async def test_5xx_burst_during_warm_up_is_retried_and_counted() -> None:
+    async with live_source(before_start=lambda sim: sim.faults.server_errors(4)) as live:
+        assert live.client.errors["ExchangeNotAvailable"] == 4
+        live.check_against_truth([x for x in live.got if not x.live])
+
+
+async def test_429_and_418_back_off_and_count() -> None:
+    def faults(sim: BinanceSim) -> None:
+        sim.faults.rate_limited(2, retry_after_s=1).banned(1, retry_after_s=1)
+
+    async with live_source(before_start=faults) as live:
+        assert live.client.errors["DDoSProtection"] == 3
+        assert len([x for x in live.got if not x.live]) == HISTORY
+
+
+async def test_html_answer_with_200_is_not_taken_for_candles() -> None:
+    async with live_source(before_start=lambda sim: sim.faults.html_pages(3)) as live:
+        assert sum(live.client.errors.values()) >= 3
+        warm = [x for x in live.got if not x.live]
+        assert len(warm) == HISTORY
+        live.check_against_truth(warm)
+
+
+async def test_slow_answers_time_out_and_are_retried() -> None:
+    async with live_source(before_start=lambda sim: sim.faults.slow(2.0, n=1)) as live:
+        assert live.client.errors["RequestTimeout"] == 1
+        assert len([x for x in live.got if not x.live]) == HISTORY
+
+
+async def test_websocket_drop_reconnects_resubscribes_and_backfills() -> None:
+    async with live_source() as live:
+        await advance(live.sim, 3)
+        await live.wait_for(2)
+        dropped = await live.sim.faults.drop_websockets()
+        assert dropped >= 1
+        await advance(live.sim, 6)
+        sections = await live.wait_for(8)
+        live.check_against_truth(sections)
+        assert live.source.stats.reconnects >= 1
+        assert live.client.errors["NetworkError"] >= 1
+        want = [int(t) for t in live.truth["ts"][HISTORY : HISTORY + len(sections)]]
+        assert [x.ts for x in sections] == want  # no bar lost across the drop
+
+
+async def test_silent_websocket_falls_back_to_rest() -> None:
+    async with live_source(timing=timing_for(stale_after_s=0.8)) as live:
+        await advance(live.sim, 2)
+        await live.wait_for(1)
+        live.sim.faults.stall_websockets()
+        await advance(live.sim, 4, pause=0.4)  # silent far longer than stale_after
+        sections = await live.wait_for(5, timeout=20)
+        live.check_against_truth(sections)
+        assert live.source.stats.rest_fallbacks > 0
+        live.sim.faults.resume_websockets()
+        await advance(live.sim, 3)
+        live.check_against_truth(await live.wait_for(8, timeout=20))
+
+
+async def test_a_symbol_without_bars_is_missing_never_invented() -> None:
+    async with live_source(missing=0.25) as live:
+        await advance(live.sim, 10)
+        sections = await live.wait_for(9)
+        live.check_against_truth(sections)
+        assert any(not x.present.all() for x in sections)
+        assert live.source.gate.stats.late == 0
