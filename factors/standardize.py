@@ -50,6 +50,7 @@ def standardize(
     """
     finite = np.isfinite(raw)
     n = finite.sum(axis=1)
+    equal_weights = bool((weights == 1.0).all())
     if params.scaling == "rank":
         exposure = _rank_scale(raw, finite, n)
         reason = np.zeros(raw.shape, dtype=np.uint8)
@@ -59,33 +60,37 @@ def standardize(
         return exposure, reason
 
     # 2. winsorize at med +- k * 1.4826 * MAD (no clip where MAD == 0)
-    med = _row_median(np.sort(raw, axis=1), n)
-    dev = np.abs(raw - med[:, None])
-    mad = _row_median(np.sort(dev, axis=1), n)
+    med = _row_median(np.sort(raw, axis=1), n)[:, None]
+    mad = _row_median(np.sort(np.abs(raw - med), axis=1), n)
     half = params.winsor_k * MAD_TO_SD * mad
     half = np.where(half > 0, half, np.inf)[:, None]
-    x = np.minimum(np.maximum(raw, med[:, None] - half), med[:, None] + half)
+    x = np.minimum(np.maximum(raw, med - half), med + half)  # NaN stays NaN
 
     # 3. standardize: weighted mean, equal-weighted population std
     x0 = np.where(finite, x, 0.0)
-    w = np.where(finite & (weights > 0)[None, :], weights[None, :], 0.0)
-    sw = w.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mu = (w * x0).sum(axis=1) / sw
         mean_eq = x0.sum(axis=1) / n
-        var = np.where(finite, (x - mean_eq[:, None]) ** 2, 0.0).sum(axis=1) / n
-        sd = np.sqrt(var)
-        scale = np.abs(x0).max(axis=1)
+        if equal_weights:
+            mu, sw = mean_eq, n.astype(float)
+        else:
+            w = np.where(finite & (weights > 0), weights, 0.0)
+            sw = w.sum(axis=1)
+            mu = np.einsum("ks,ks->k", w, x0) / sw
+        dev = np.where(finite, x - mean_eq[:, None], 0.0)
+        sd = np.sqrt(np.einsum("ks,ks->k", dev, dev) / n)
         z = (x - mu[:, None]) / sd[:, None]
     # 4. clip
     exposure = np.minimum(np.maximum(z, -params.clip), params.clip)
 
+    bad_rows = (n < 3) | (sw <= 0) | (sd <= _REL_ZERO_SD * np.abs(x0).max(axis=1))
+    if not bad_rows.any():
+        return exposure, np.zeros(raw.shape, dtype=np.uint8)
     row_reason = np.zeros(raw.shape[0], dtype=np.uint8)
-    row_reason[sd <= _REL_ZERO_SD * scale] = _NO_DISPERSION
+    row_reason[sd <= _REL_ZERO_SD * np.abs(x0).max(axis=1)] = _NO_DISPERSION
     row_reason[sw <= 0] = _NO_WEIGHTS
     row_reason[n < 3] = _TOO_FEW
     reason = np.where(finite, row_reason[:, None], np.uint8(0))
-    exposure[(reason != 0) | ~finite] = np.nan
+    exposure[reason != 0] = np.nan
     return exposure, reason
 
 

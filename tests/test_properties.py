@@ -11,8 +11,15 @@ from factors import CANONICAL, FactorModel, FactorParams, standardize
 from factors.registry import MARKET, MOMENTUM, VALUE, VOLATILITY
 
 SMALL = FactorParams(
-    beta_window=12, beta_min_obs=6, size_window=10, size_min_obs=5, momentum_lag=4,
-    value_lag=9, volatility_window=6, volatility_min_obs=4, liquidity_window=6,
+    beta_window=12,
+    beta_min_obs=6,
+    size_window=10,
+    size_min_obs=5,
+    momentum_lag=4,
+    value_lag=9,
+    volatility_window=6,
+    volatility_min_obs=4,
+    liquidity_window=6,
     liquidity_min_obs=4,
 )
 PRICE_INVARIANT = [CANONICAL.index(f) for f in (MARKET, MOMENTUM, VALUE, VOLATILITY)]
@@ -34,9 +41,9 @@ def panels(draw: st.DrawFn) -> dict[str, NDArray[np.float64]]:
     return {"close": close, "volume": volume}
 
 
-def run(panel: dict[str, NDArray[np.float64]], params: FactorParams = SMALL) -> tuple[
-    NDArray[np.float64], NDArray[np.float64], NDArray[np.uint8]
-]:
+def run(
+    panel: dict[str, NDArray[np.float64]], params: FactorParams = SMALL
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.uint8]]:
     close, volume = panel["close"], panel["volume"]
     t, n = close.shape
     model = FactorModel(n, params)
@@ -51,7 +58,9 @@ def run(panel: dict[str, NDArray[np.float64]], params: FactorParams = SMALL) -> 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(panels(), st.randoms(use_true_random=False))
-def test_permuting_symbols_permutes_exposures(panel: dict[str, NDArray[np.float64]], rnd: object) -> None:
+def test_permuting_symbols_permutes_exposures(
+    panel: dict[str, NDArray[np.float64]], rnd: object
+) -> None:
     n = panel["close"].shape[1]
     perm = np.array(rnd.sample(range(n), n))  # type: ignore[attr-defined]
     raw, exp, why = run(panel)
@@ -92,7 +101,7 @@ def test_unclipped_exposures_have_weighted_mean_0_and_std_1(
     raw[rng.uniform(size=raw.shape) < nan_share] = np.nan
     weights = np.ones(n) if weighting == "equal" else rng.lognormal(0, 1, n)
     params = FactorParams(clip=1e300)  # no final clip: the property is about z itself
-    z, why = standardize(raw, weights, params)
+    z, _ = standardize(raw, weights, params)
     for k in range(6):
         ok = np.isfinite(z[k])
         if np.isfinite(raw[k]).sum() < 3:

@@ -24,8 +24,16 @@ def test_trend_matches_pandas_ewm_with_missing_bars() -> None:
     actions, confidences, insufficient = [], [], []
     for i in range(t):
         present = np.isfinite(close[i])
-        xs = CrossSection(i * 60_000, close[i], close[i], close[i], close[i],
-                          np.ones(n), np.full(n, np.nan), present)
+        xs = CrossSection(
+            i * 60_000,
+            close[i],
+            close[i],
+            close[i],
+            close[i],
+            np.ones(n),
+            np.full(n, np.nan),
+            present,
+        )
         snap = model.update(xs.close, xs.volume, xs.quote_volume, xs.present)
         d = trend.decide(xs, snap)
         actions.append(d.action)
