@@ -155,7 +155,13 @@ async def _start_embedded(
         )
         what = f"simulated market (seed {sim_cfg.seed})"
     sim = await stack.enter_async_context(
-        BinanceSim(feed, history_bars=history_bars, sim_speed=sim_cfg.speed, decimals=None)
+        BinanceSim(
+            feed,
+            history_bars=history_bars,
+            sim_speed=sim_cfg.speed,
+            decimals=None,  # lossless prices: the recorded candles exactly
+            clock_on_demand=True,
+        )
     )
     log.info("embedded_exchange_started", url=sim.base_url, serving=what, speed=sim_cfg.speed)
     return sim, timeframe, f"embedded exchange serving {what}"

@@ -63,7 +63,8 @@ class BinanceSim:
 
     ``history_bars`` cross-sections are taken from ``feed`` as closed history at
     start and the next one starts forming.  ``sim_speed`` (bars per second) runs
-    the live clock; without it, bars advance only through :meth:`advance`.
+    the live clock, from the start or (``clock_on_demand``) from the first
+    ``/klines`` request; without it, bars advance only through :meth:`advance`.
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class BinanceSim:
         faults: Faults | None = None,
         serve_forming_bar: bool = True,
         decimals: int | None = 8,
+        clock_on_demand: bool = False,
     ) -> None:
         self._feed = feed
         self.book = KlineBook(feed.symbols, feed.timeframe_ms)
@@ -85,6 +87,9 @@ class BinanceSim:
         self.requests: deque[str] = deque(maxlen=10_000)
         self._history_bars = history_bars
         self._speed = sim_speed if sim_speed else None
+        # with clock_on_demand the live clock waits for the first candle request, so a
+        # client's warm-up sees exactly ``history_bars`` of history, however slow its start
+        self._clock_on_demand = clock_on_demand
         self._host, self._port = host, port
         self._serve_forming = serve_forming_bar
         self._wire = WireFormat(feed.timeframe_ms, self.interval, decimals)
@@ -133,8 +138,8 @@ class BinanceSim:
         await site.start()
         self._port = self._runner.addresses[0][1]
         self.faults.bind_dropper(self._drop)
-        if self._speed:
-            self._clock = asyncio.create_task(self._run_clock(), name="binance_sim_clock")
+        if self._speed and not self._clock_on_demand:
+            self._start_clock()
         log.info(
             "exchange_started",
             url=self.base_url,
@@ -219,6 +224,12 @@ class BinanceSim:
             if not self._exhausted:
                 log.info("feed_exhausted", last_bar_ts=self.book.last_closed_ts)
             self._exhausted = True
+
+    def _start_clock(self) -> None:
+        """Start the live clock (once): bars then close at ``sim_speed`` per second."""
+        if self._speed and self._clock is None:
+            self._tick_at = time.monotonic()
+            self._clock = asyncio.create_task(self._run_clock(), name="binance_sim_clock")
 
     async def _run_clock(self) -> None:
         assert self._speed is not None
@@ -324,6 +335,8 @@ class BinanceSim:
 
     async def _klines(self, request: web.Request) -> web.Response:
         market_id, start, end, limit = kline_query(request.query, self.interval)
+        if self._clock_on_demand:
+            self._start_clock()
         rows = self.book.klines(
             self._market(market_id).symbol,
             start_ms=start,
