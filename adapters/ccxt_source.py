@@ -2,9 +2,10 @@
 
 * Warm-up: before the first live bar, REST backfills the history the longest
   factor window needs, so exposures exist from the first live bar.
-* ``ws`` mode: ``watch_ohlcv_for_symbols`` (or one ``watch_ohlcv`` per symbol
-  where the exchange lacks it).  ccxt drops binance's "closed" flag, so a candle
-  counts as closed when the symbol's next candle starts.
+* ``ws`` mode: ccxt.pro, every symbol subscribed on one connection; candles are
+  taken from ccxt's cache as its message handler stores them.  ccxt drops
+  binance's "closed" flag, so a candle counts as closed when the symbol's next
+  candle starts.
 * ``rest`` mode: ``fetch_ohlcv`` per symbol at each bar boundary; closed candles
   only (a later candle exists, or the bar has ended by the exchange's clock).
 * A per-symbol staleness watchdog polls REST for symbols whose websocket went
@@ -24,14 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ccxt
 import ccxt.pro
 import structlog
+from ccxt.async_support.base.ws.cache import ArrayCacheByTimestamp
 
 from adapters.exchange import ExchangeClient, FeedError, FeedUnavailable
 from adapters.gate import ACCEPTED, DUPLICATE, TOO_LATE, CandleGate, Gap
@@ -105,7 +108,6 @@ class CcxtSource:
         mode: str = "ws",
         pro: Any = None,
         timing: FeedTiming | None = None,
-        watch_batch: int = 100,
     ) -> None:
         if mode not in ("ws", "rest"):
             raise ValueError("mode must be 'ws' or 'rest'")
@@ -122,14 +124,14 @@ class CcxtSource:
         self.history_bars = history_bars
         self.mode = mode
         self.timing = timing or FeedTiming()
-        self.watch_batch = watch_batch
         self.gate = CandleGate(self.symbols, self.tf)
         self.stats = FeedStats()
         n = len(self.symbols)
         self._offered = [-1] * n  # newest bar time handed to the gate, per symbol
         self._heard = [time.monotonic()] * n  # wall time of the last websocket update
-        self._seen_ws: list[tuple[Any, ...]] = [()] * n  # last cache head looked at
+        self._ws_newest = [-1] * n  # bar time of the newest candle the websocket brought
         self._ws_distrust = [-1] * n  # cached candles up to here predate a reconnect
+        self._per_symbol_watches = False
         self._live_from = 0
         self._out: asyncio.Queue[CrossSection] = asyncio.Queue()
         self._sync = (0, time.monotonic())  # (exchange ms, wall) of the last clock sync
@@ -156,8 +158,9 @@ class CcxtSource:
             yield xs
         log.info("feed_live", mode=self.mode, live_from=self._live_from, symbols=len(self.symbols))
         if self.mode == "ws":
-            for start in range(0, len(self.symbols), self.watch_batch):
-                self._spawn(self._watch(self.symbols[start : start + self.watch_batch]))
+            self._install_caches()
+            await self._subscribe_all()
+            self._spawn(self._watch_connection())
         else:
             self._spawn(self._poll())
         self._spawn(self._supervise())
@@ -278,33 +281,54 @@ class CcxtSource:
         self._release()
 
     # -- websockets -------------------------------------------------------------
-    async def _watch(self, symbols: Sequence[str]) -> None:
-        pairs = [[s, self.timeframe] for s in symbols]
-        many = bool(self.pro.has.get("watchOHLCVForSymbols"))
+    async def _subscribe_all(self) -> None:
+        """Subscribe every symbol in one message where the exchange allows it: ccxt
+        registers the subscriptions at once, so the per-symbol watches that follow
+        send nothing (one SUBSCRIBE each would be throttled to a few per second)."""
+        if not self.pro.has.get("watchOHLCVForSymbols"):
+            if not self._per_symbol_watches:  # one watch per symbol keeps each subscribed
+                self._per_symbol_watches = True
+                for symbol in self.symbols[1:]:
+                    self._spawn(self._keep_watching(symbol))
+            return
+        pairs = [[s, self.timeframe] for s in self.symbols]
+
+        async def subscribe() -> None:
+            with contextlib.suppress(ccxt.BaseError, *_WS_GARBAGE):
+                await self.pro.watch_ohlcv_for_symbols(pairs)
+
+        self._spawn(subscribe())
+        await asyncio.sleep(0)  # its first step registers the subscriptions
+
+    async def _keep_watching(self, symbol: str) -> None:
+        while True:
+            try:
+                await self.pro.watch_ohlcv(symbol, self.timeframe)
+            except (ccxt.BaseError, *_WS_GARBAGE):
+                await asyncio.sleep(self.client.retry_delay(0))  # the sentinel reconnects
+
+    def _install_caches(self) -> None:
+        limit = int(self.pro.options.get("OHLCVLimit", 1000))
+        for symbol in self.symbols:
+            cache = _NotifyingCache(limit, functools.partial(self._on_ws, self.index[symbol]))
+            self.pro.ohlcvs.setdefault(symbol, {})[self.timeframe] = cache
+
+    async def _watch_connection(self) -> None:
+        """Keep one watch pending: it is what fails when the connection drops (the
+        candles themselves arrive through the caches).  Then: reconnect with
+        backoff, resubscribe everything in one message, REST-catch up every symbol."""
+        sentinel = self.symbols[0]
         attempt = 0
         while True:
             try:
-                if many:
-                    await self.pro.watch_ohlcv_for_symbols(pairs)
-                else:
-                    await asyncio.wait(
-                        [
-                            asyncio.ensure_future(self.pro.watch_ohlcv(s, self.timeframe))
-                            for s in symbols
-                        ],
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                # ccxt resolves only the watch that is pending when a message lands;
-                # the others of the same read are in its cache: look at every symbol
-                for symbol in symbols:
-                    self._on_ws(symbol)
+                await self.pro.watch_ohlcv(sentinel, self.timeframe)
                 attempt = 0
             except (ccxt.OperationFailed, ccxt.ExchangeError, *_WS_GARBAGE) as e:
+                self._distrust_cache(self.symbols)
                 self.client.count_error(e)
                 self.stats.reconnects += 1
                 delay = self.client.retry_delay(attempt)
                 attempt += 1
-                self._distrust_cache(symbols)
                 log.warning(
                     "feed_disconnected",
                     error=type(e).__name__,
@@ -312,8 +336,9 @@ class CcxtSource:
                     retry_in_s=round(delay, 3),
                 )
                 await asyncio.sleep(delay)
-                for s in symbols:  # whatever closed while we were away
-                    self._spawn(self._rest_catch_up(self.index[s]))
+                await self._subscribe_all()
+                for i in range(len(self.symbols)):
+                    self._spawn(self._rest_catch_up(i))
 
     def _distrust_cache(self, symbols: Sequence[str]) -> None:
         """After a disconnect, a cached candle may hold an early snapshot of its bar
@@ -330,26 +355,25 @@ class CcxtSource:
         with contextlib.suppress(Exception):
             await self.pro.close()  # pending watches fail; the watch loops resubscribe
 
-    def _on_ws(self, symbol: str) -> None:
-        i = self.index[symbol]
-        cache = self.pro.ohlcvs.get(symbol, {}).get(self.timeframe)
-        if not cache:
-            return
-        newest = cache[-1][0]
-        if (newest, cache[-1][4], cache[-1][5]) == self._seen_ws[i]:
-            return  # nothing new for this symbol
-        self._seen_ws[i] = (newest, cache[-1][4], cache[-1][5])
-        self.stats.ws_updates += 1
+    def _on_ws(self, i: int, cache: Any) -> None:
+        """ccxt stored an update of symbol ``i``'s candles (called from its message
+        handler).  When a new candle has started, the ones before it are closed."""
         self._heard[i] = time.monotonic()
-        if i in self.stats.stale_symbols:
+        self.stats.ws_updates += 1
+        if self.stats.stale_symbols and i in self.stats.stale_symbols:
             self.stats.stale_symbols.discard(i)
-            log.info("feed_resumed", symbol=symbol)
+            log.info("feed_resumed", symbol=self.symbols[i])
+        newest = cache[-1][0]
+        if newest <= self._ws_newest[i]:
+            return  # an update of the candle still forming
+        self._ws_newest[i] = newest
+        floor = max(self._offered[i], self._ws_distrust[i])
         fresh = []
-        for row in reversed(cache):
-            if row[0] <= self._offered[i] or row[0] <= self._ws_distrust[i]:
+        for k in range(len(cache) - 2, -1, -1):
+            row = cache[k]
+            if row[0] <= floor:
                 break
-            if row[0] < newest:  # closed: the next candle has started
-                fresh.append(row)
+            fresh.append(row)
         if fresh:
             self._take(i, fresh, until=newest)
             self._release()
@@ -439,6 +463,21 @@ class CcxtSource:
 
 
 _WS_GARBAGE = (AttributeError, TypeError, KeyError, ValueError, IndexError)
+
+
+class _NotifyingCache(ArrayCacheByTimestamp):  # type: ignore[misc]
+    """ccxt.pro's candle cache, telling the source about every update as ccxt's
+    message handler stores it (ccxt.pro exchanges keep candles in
+    ``exchange.ohlcvs[symbol][timeframe]`` and reuse a cache that is already there).
+    Re-arming a ``watch_ohlcv`` per message would cost as much as parsing it."""
+
+    def __init__(self, limit: int, on_update: Callable[[Any], None]) -> None:
+        super().__init__(limit)
+        self._on_update = on_update
+
+    def append(self, item: list[Any]) -> None:
+        super().append(item)
+        self._on_update(self)
 
 
 def pro_client(exchange_id: str, config: dict[str, Any]) -> Any:

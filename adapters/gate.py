@@ -175,8 +175,7 @@ class CandleGate:
         """Symbols the next cross-section still waits for."""
         if self.next_ts is None:
             return []
-        t = self.next_ts
-        return [i for i in range(len(self.symbols)) if not self._settled(i, t)]
+        return self._waiting(self.next_ts)
 
     def release(self, *, deadline_passed: bool = False) -> list[CrossSection]:
         """Every cross-section that can be released now, in order.  With
@@ -187,10 +186,12 @@ class CandleGate:
             if not self._rows:
                 return out
             self.next_ts = min(self._rows)
+        if not deadline_passed and not self._gaps and self._last.min() < self.next_ts:
+            return out  # the common case on the live path: still waiting for someone
         force = deadline_passed
         while self._last.max() >= self.next_ts:
             t = self.next_ts
-            waiting = [i for i in range(len(self.symbols)) if not self._settled(i, t)]
+            waiting = self._waiting(t)
             if waiting and not force:
                 break
             force = False
@@ -216,9 +217,11 @@ class CandleGate:
             self._gaps[i] = Gap(i, max(gap.start, start), gap.end)
 
     # -- helpers ------------------------------------------------------------
-    def _settled(self, i: int, t: int) -> bool:
-        gap = self._gaps.get(i)
-        return bool(self._last[i] >= t) and not (gap is not None and gap.start <= t <= gap.end)
+    def _waiting(self, t: int) -> list[int]:
+        """Symbols not yet settled at ``t``: behind it, or inside an open gap around it."""
+        waiting = set(np.flatnonzero(self._last < t).tolist())
+        waiting.update(i for i, gap in self._gaps.items() if gap.start <= t <= gap.end)
+        return sorted(waiting)
 
     def _store(self, i: int, ts: int, row: Row, *, advance: bool) -> str:
         self._rows.setdefault(ts, {})[i] = row

@@ -36,9 +36,9 @@ class SignalReason(IntFlag):
     INSUFFICIENT_HISTORY = 16
 
 
-#: Wire strings in a fixed order.
-SIGNAL_REASON_LABELS: tuple[tuple[SignalReason, str], ...] = tuple(
-    (r, (r.name or "").lower()) for r in SignalReason
+#: Wire strings in a fixed order, with plain int bits (IntFlag arithmetic is slow).
+SIGNAL_REASON_LABELS: tuple[tuple[int, str], ...] = tuple(
+    (int(r), (r.name or "").lower()) for r in SignalReason
 )
 
 

@@ -85,6 +85,9 @@ class BinanceSim:
         self.interval = interval_of(feed.timeframe_ms)
         self.faults = faults if faults is not None else Faults()
         self.requests: deque[str] = deque(maxlen=10_000)
+        #: per closed bar: (bar time, perf_counter() as its first closing kline went
+        #: out, and as its last message went out), for latency measurements
+        self.sent: deque[tuple[int, float, float]] = deque(maxlen=100_000)
         self._history_bars = history_bars
         self._speed = sim_speed if sim_speed else None
         # with clock_on_demand the live clock waits for the first candle request, so a
@@ -213,7 +216,9 @@ class BinanceSim:
                     break
                 self._open_next()
                 self._tick_at = time.monotonic()
+                first_sent = time.perf_counter()
                 await self._broadcast(self._tick_events(*closed))
+                self.sent.append((closed[0], first_sent, time.perf_counter()))
                 done += 1
         return done
 

@@ -1,0 +1,181 @@
+"""Bar close to signal over websockets: 100 symbols from the embedded exchange,
+through the real ccxt.pro client, the integrity gate, the engine and the wire
+serialization.
+
+    python bench/live_latency.py [--symbols 100] [--bars 300] [--interval 0.05]
+
+The exchange runs in its own process, as a real one would, and records when it
+sent each bar's closing klines (``time.perf_counter``: CLOCK_MONOTONIC, shared by
+the processes of one machine).  The clock stops when the bar's signals exist as
+wire JSON.  The primary figure is from the last closing kline of the bar (the
+moment the bar is closed for every symbol) to the signals; the figure from the
+first closing kline is printed too.  Bars are measured once the feed has caught
+up after its warm-up.  The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import platform
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from adapters.binance_sim import BinanceSim, aligned_start_ms, ccxt_config
+from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client, resolve_universe
+from adapters.exchange import ExchangeClient
+from adapters.simmarket import SimulatedMarket
+from factors import FactorModel, FactorParams
+from strategy.config import SignalSettings
+from strategy.engine import Engine, StepResult
+from strategy.publish import WireContext, publication
+from strategy.service import run_pipeline
+from strategy.strategies import Trend
+
+TF = 60_000
+
+
+def exchange_process(conn: Connection, symbols: int, history: int) -> None:
+    """The embedded exchange, advanced one bar per ``advance`` command."""
+    from adapters.logsetup import configure_logging
+
+    configure_logging("warning", "console")
+
+    async def serve() -> None:
+        start = aligned_start_ms(int(time.time() * 1000), TF, history)
+        feed = SimulatedMarket(symbols, seed=5, timeframe_ms=TF, start_ms=start, missing_prob=0)
+        async with BinanceSim(feed, history_bars=history, decimals=None) as sim:
+            conn.send(sim.base_url)
+            loop = asyncio.get_running_loop()
+            while True:
+                command = await loop.run_in_executor(None, conn.recv)
+                if command == "stop":
+                    conn.send(list(sim.sent))
+                    return
+                await sim.advance(1)
+                conn.send(sim.sent[-1])
+
+    asyncio.run(serve())
+
+
+class Stopwatch:
+    """The pipeline output that marks when a bar's signals exist as wire JSON."""
+
+    def __init__(self, ctx: WireContext) -> None:
+        self.ctx = ctx
+        self.done: dict[int, float] = {}
+
+    async def handle(self, result: StepResult) -> None:
+        if result.xs.live:
+            publication(result, self.ctx)
+            self.done[result.ts] = time.perf_counter()
+
+    async def close(self) -> None:
+        return None
+
+
+async def measure(args: argparse.Namespace, conn: Connection) -> dict[str, Any]:
+    params = FactorParams()
+    base_url = await asyncio.to_thread(conn.recv)
+    host, port = base_url.removeprefix("http://").split(":")
+    config = ccxt_config(host, int(port))
+    client = ExchangeClient("binance", config)
+    pro = pro_client("binance", config)
+    loop = asyncio.get_running_loop()
+
+    async def advance() -> tuple[int, float, float]:
+        conn.send("advance")
+        sent: tuple[int, float, float] = await loop.run_in_executor(None, conn.recv)
+        return sent
+
+    try:
+        symbols = await resolve_universe(client, None, None, None)
+        source = CcxtSource(
+            client,
+            symbols,
+            "1m",
+            history_bars=params.history_bars,
+            pro=pro,
+            timing=FeedTiming(grace_s=30, stale_after_s=3600, min_stale_wall_s=3600),
+        )
+        engine = Engine(
+            symbols,
+            TF,
+            FactorModel(len(symbols), params),
+            Trend(symbols),
+            SignalSettings().to_view(),
+        )
+        watch = Stopwatch(WireContext("trend", "sim", "1m", symbols, params.tag()))
+        stop = asyncio.Event()
+        pipeline = asyncio.create_task(run_pipeline(source, engine, [watch], stop=stop))
+        # warm up and catch up: until three bars in a row are done within the interval
+        quick = 0
+        while quick < 3:
+            bar_ts, _, _ = await advance()
+            await asyncio.sleep(args.interval)
+            quick = quick + 1 if bar_ts in watch.done else 0
+        measured = []
+        for _ in range(args.bars):
+            measured.append(await advance())
+            await asyncio.sleep(args.interval)
+        await asyncio.sleep(0.5)
+        stop.set()
+        await pipeline
+    finally:
+        await source.aclose()
+        await client.close()
+        await pro.close()
+    from_last = np.array([watch.done[ts] - last for ts, _, last in measured]) * 1000
+    from_first = np.array([watch.done[ts] - first for ts, first, _ in measured]) * 1000
+    if args.log_level == "debug":
+        print("latencies (ms):", np.round(from_last, 2).tolist())
+    return {
+        "n_symbols": len(symbols),
+        "bars": int(from_last.size),
+        "p50_ms": round(float(np.percentile(from_last, 50)), 3),
+        "p99_ms": round(float(np.percentile(from_last, 99)), 3),
+        "max_ms": round(float(from_last.max()), 3),
+        "from_first_kline_p50_ms": round(float(np.percentile(from_first, 50)), 3),
+        "from_first_kline_p99_ms": round(float(np.percentile(from_first, 99)), 3),
+        "late_symbols": source.gate.stats.late,
+        "python": platform.python_version(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--symbols", type=int, default=100)
+    ap.add_argument("--bars", type=int, default=300)
+    ap.add_argument("--interval", type=float, default=0.05, help="seconds between bars")
+    ap.add_argument("--log-level", default="warning")
+    args = ap.parse_args()
+    from adapters.logsetup import configure_logging
+
+    configure_logging(args.log_level, "console")
+    parent, child = mp.get_context("spawn").Pipe()
+    proc = mp.get_context("spawn").Process(
+        target=exchange_process, args=(child, args.symbols, FactorParams().history_bars)
+    )
+    proc.start()
+    try:
+        result = asyncio.run(measure(args, parent))
+    finally:
+        parent.send("stop")
+        parent.recv()
+        proc.join(10)
+    print(
+        f"bar close -> signal over websockets, {result['n_symbols']} symbols, "
+        f"{result['bars']} bars: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
+        f"(from the bar's first closing kline: p50 {result['from_first_kline_p50_ms']} ms, "
+        f"p99 {result['from_first_kline_p99_ms']} ms)"
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
