@@ -78,13 +78,17 @@ class EmbeddedRedis:
         persistent: bool = True,
         executable: str | None = None,
         startup_timeout_s: float = 10.0,
+        directory: Path | None = None,
     ) -> None:
         self.password = password
         self._unix = unix_socket
         self._persistent = persistent
         self._executable = executable
         self._startup_timeout_s = startup_timeout_s
-        self._dir: Path | None = None
+        # a given directory is kept (the service's state dir: a stable socket path that
+        # `factorcast subscribe` finds); a temporary one is removed by cleanup()
+        self._dir: Path | None = directory.resolve() if directory is not None else None
+        self._owns_dir = directory is None
         self._port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -116,6 +120,10 @@ class EmbeddedRedis:
         exe = self._executable or find_redis_server()
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="fc-redis-"))
+        else:
+            self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with contextlib.suppress(OSError), self._connect():
+                raise RedisServerError(f"a Redis server already answers at {self.url}")
         if not self._unix and self._port is None:
             self._port = _free_port()
         conf = self._write_config()
@@ -166,7 +174,7 @@ class EmbeddedRedis:
     def cleanup(self) -> None:
         """Stop and remove the temp directory (socket, data, log)."""
         self.stop()
-        if self._dir is not None:
+        if self._dir is not None and self._owns_dir:
             shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedRedis:

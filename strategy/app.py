@@ -20,7 +20,7 @@ import structlog
 from factors import FactorModel
 from strategy.config import ConfigError, Settings
 from strategy.engine import Engine
-from strategy.publish import WireContext
+from strategy.publish import PublishingOutput, WireContext
 from strategy.service import Output, RunStats, run_pipeline
 from strategy.strategies import load_strategy
 
@@ -131,7 +131,7 @@ async def _start_embedded(
     from adapters.simmarket import SimulatedMarket
 
     sim_cfg = settings.sim
-    now_ms = int(time.time() * 1000)
+    now_ms = sim_cfg.epoch_ms if sim_cfg.epoch_ms is not None else int(time.time() * 1000)
     feed: Any
     if sim_cfg.data is not None:
         candles = load_directory(sim_cfg.data)
@@ -180,35 +180,122 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
 
 
-async def run_live(
-    args: argparse.Namespace,
+async def open_sink(
+    settings: Settings, stack: contextlib.AsyncExitStack, heartbeat_ttl_s: float
+) -> Any:
+    """The Redis sink: to the configured server, or to one started here."""
+    from adapters.redis_sink import RedisSink
+
+    cfg = settings.redis
+    url = cfg.url
+    if url is None:
+        from adapters.redis_server import EmbeddedRedis
+
+        server = EmbeddedRedis(directory=settings.state_dir / "redis", password=cfg.password)
+        await stack.enter_async_context(server)
+        url = server.url
+        log.info("redis_embedded", url=url, note="stopped on exit; factorcast subscribe reads it")
+    sink = RedisSink(
+        url,
+        spool_dir=settings.state_dir / "spool",
+        password=cfg.password,
+        prefix=cfg.prefix,
+        maxlen=cfg.maxlen,
+        heartbeat_ttl_s=cfg.heartbeat_ttl_s or heartbeat_ttl_s,
+        spool_max_bytes=cfg.spool_max_bytes,
+        spool_fsync=cfg.spool_fsync,
+    )
+    return await stack.enter_async_context(sink)
+
+
+async def open_metrics(
     settings: Settings,
-    extra_outputs: Sequence[Output] = (),
-) -> RunStats:
-    """``factorcast run``: live candles through the engine until stopped."""
+    stack: contextlib.AsyncExitStack,
+    market: Market,
+    sink: Any,
+    model_tag: str,
+) -> Any:
+    """Metrics, their HTTP endpoint and the telemetry output that keeps them current."""
+    from importlib.metadata import version
+
+    from adapters.http import MetricsServer
+    from adapters.metrics import Metrics
+    from adapters.telemetry import Telemetry
+
+    cfg = settings.metrics
+    per_symbol = cfg.per_symbol_exposures
+    if per_symbol is None:
+        per_symbol = len(market.symbols) <= 200
+    source = market.source
+    # bar lag against the exchange's clock (the embedded one runs accelerated)
+    metrics = Metrics(
+        per_symbol_exposures=per_symbol, clock=lambda: source.exchange_now_ms() / 1000
+    )
+    metrics.set_build_info(
+        version=version("factorcast"),
+        model=model_tag,
+        exchange=market.label,
+        timeframe=market.timeframe,
+    )
+    telemetry = Telemetry(
+        metrics,
+        market.symbols,
+        market.timeframe_ms,
+        source=source,
+        sink=sink,
+        bar_wall_s=market.timeframe_ms / 1000 / source.timing.clock_rate,
+    )
+    if cfg.enabled:
+        server = MetricsServer(metrics.registry, telemetry.readiness, host=cfg.host, port=cfg.port)
+        await stack.enter_async_context(server)
+        log.info("metrics_serving", url=server.url, endpoints="/metrics /healthz /readyz")
+    return telemetry
+
+
+async def run_live(args: argparse.Namespace, settings: Settings) -> RunStats:
+    """``factorcast run``: live candles through the engine to Redis until stopped."""
     from adapters.console import LiveDisplay
 
     history_bars = settings.factors.to_params().history_bars
     async with contextlib.AsyncExitStack() as stack:
         market = await open_market(settings, stack, history_bars)
         engine = build_engine(settings, market.symbols, market.timeframe_ms)
+        key = settings.signing_key
         ctx = WireContext(
             strategy=engine.strategy.name,
             exchange=market.label,
             timeframe=market.timeframe,
             symbols=market.symbols,
             model=engine.model.params.tag(),
+            signing_key=key.get_secret_value().encode() if key is not None else None,
         )
-        outputs: list[Output] = [*file_outputs(args, ctx), *extra_outputs]
+        sink = await open_sink(settings, stack, heartbeat_ttl_s=3 * market.timeframe_ms / 1000)
+        telemetry = await open_metrics(settings, stack, market, sink, ctx.model)
+        outputs: list[Output] = [
+            *file_outputs(args, ctx),
+            PublishingOutput(sink, ctx, telemetry.metrics.publish_latency),
+            telemetry,
+        ]
         if not getattr(args, "quiet", False):
-            outputs.append(LiveDisplay(market.symbols, market.description))
+            where = f"{market.description} · signals to {sink.url}"
+            outputs.append(LiveDisplay(market.symbols, where))
         log.info(
-            "service_started", model=ctx.model, strategy=ctx.strategy, warmup_bars=history_bars
+            "service_started",
+            model=ctx.model,
+            strategy=ctx.strategy,
+            warmup_bars=history_bars,
+            redis=sink.url,
+            signed=key is not None,
         )
         stop = asyncio.Event()
         _stop_on_signals(stop)
         stats = await run_pipeline(
-            market.source, engine, outputs, max_bars=args.max_bars, stop=stop
+            market.source,
+            engine,
+            outputs,
+            max_bars=args.max_bars,
+            stop=stop,
+            on_step=telemetry.on_step,
         )
         log.info("service_stopped", live_bars=stats.live_cross_sections, bars=stats.bars)
         return stats
@@ -266,3 +353,40 @@ async def replay(args: argparse.Namespace, settings: Settings) -> RunStats:
         if candles.rejected:
             console.print(f"rejected candles: {dict(candles.rejected)}")
     return stats
+
+
+async def subscribe(args: argparse.Namespace, settings: Settings) -> int:
+    """``factorcast subscribe``: a consumer-group reader of the signal stream."""
+    from adapters.subscriber import run_subscriber
+
+    url = args.url or settings.redis.url
+    if url is None:
+        socket = (settings.state_dir / "redis" / "redis.sock").resolve()
+        if not socket.exists():
+            raise ConfigError(
+                "config error: redis.url: not set, and no embedded server at "
+                f"{socket} (is `factorcast run` running?)"
+            )
+        url = f"unix://{socket}"
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    key = settings.signing_key
+    stats = await run_subscriber(
+        url,
+        password=settings.redis.password,
+        prefix=settings.redis.prefix,
+        group=args.group,
+        consumer=args.consumer,
+        from_start=args.from_start,
+        signing_key=key,
+        output=args.output,
+        max_messages=args.max_messages,
+        stop=stop,
+    )
+    log.info(
+        "subscriber_stopped",
+        yielded=stats.yielded,
+        duplicates=stats.duplicates,
+        rejected=stats.rejected,
+    )
+    return 0

@@ -50,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--sim-speed", type=float, help="embedded exchange bars per second")
     run.add_argument("--sim-data", type=Path, help="serve these recorded candles instead")
 
+    subscribe = sub.add_parser("subscribe", help="read signals from Redis (a consumer group)")
+    subscribe.add_argument("--config", type=Path, help="TOML configuration file")
+    subscribe.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    subscribe.add_argument("--url", help="Redis URL (default: redis.url, or the embedded server)")
+    subscribe.add_argument("--output", choices=("table", "json"), default="table")
+    subscribe.add_argument("--from-start", action="store_true", help="a new group reads history")
+    subscribe.add_argument("--group", default="factorcast-subscribers")
+    subscribe.add_argument("--consumer", help="consumer name (stable: resumes its pending)")
+    subscribe.add_argument("--max-messages", type=int, help="stop after N signals")
+
     sub.add_parser("schema", help="print the JSON Schema of factorcast.signal/1")
     return parser
 
@@ -84,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from adapters.exchange import FeedError
     from adapters.logsetup import configure_logging
     from adapters.recorded import CandleDataError
+    from adapters.subscriber import SubscriberError
     from strategy import app
 
     try:
@@ -91,14 +102,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"factorcast: {e}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(settings.log.level, settings.log.format)
-    command = app.replay if args.command == "replay" else app.run_live
+    redactor = configure_logging(settings.log.level, settings.log.format)
+    for secret in (
+        settings.redis.password,
+        settings.signing_key,
+        settings.exchange.api_key,
+        settings.exchange.secret,
+    ):
+        if secret is not None:
+            redactor.add(secret.get_secret_value())
+    command = {"replay": app.replay, "run": app.run_live, "subscribe": app.subscribe}[args.command]
     try:
         asyncio.run(command(args, settings))
     except (ConfigError, CandleDataError) as e:
         print(f"factorcast: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except FeedError as e:
+    except (FeedError, SubscriberError) as e:
         print(f"factorcast: {e}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

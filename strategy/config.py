@@ -157,6 +157,31 @@ class SimSettings(_Section):
     speed: float = Field(10.0, gt=0, description="bars per second of wall time")
     missing_prob: float = Field(0.002, ge=0, lt=0.5)
     data: Path | None = Field(None, description="recorded candles (freqtrade layout) to serve")
+    epoch_ms: int | None = Field(
+        None, ge=0, description="pin the bar forming at start to this time (default: now)"
+    )
+
+
+class RedisSettings(_Section):
+    """Where signals go (SIGNALS.md section 5).  With no URL the service starts a
+    Redis server of its own on a unix socket in the state directory."""
+
+    url: str | None = Field(None, description="redis://, rediss:// (TLS) or unix://")
+    password: SecretStr | None = None
+    prefix: str = Field("factorcast", pattern=r"^[A-Za-z0-9_.:-]+$")
+    maxlen: int = Field(100_000, ge=1000, description="stream MAXLEN ~")
+    heartbeat_ttl_s: float | None = Field(None, gt=0, description="default: three bars")
+    spool_max_bytes: int = Field(256 * 2**20, ge=2**20)
+    spool_fsync: Literal["always", "batch"] = "always"
+
+
+class MetricsSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535, description="0: any free port")
+    per_symbol_exposures: bool | None = Field(
+        None, description="factorcast_exposure{symbol,factor}; default: on up to 200 symbols"
+    )
 
 
 class LogSettings(_Section):
@@ -183,6 +208,14 @@ class Settings(BaseSettings):
     source: SourceSettings = Field(default_factory=SourceSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    signing_key: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key: signals carry a 'sig' field"
+    )
+    state_dir: Path = Field(
+        Path(".factorcast"), description="spool, and the embedded Redis server's socket"
+    )
 
     @classmethod
     def settings_customise_sources(

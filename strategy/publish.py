@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ import orjson
 from factors import REASON_LABELS, FactorSnapshot
 from strategy.actions import ACTION_LABELS
 from strategy.engine import StepResult
-from strategy.ports import Publication
+from strategy.ports import Publication, SignalSink
 from strategy.signals import reason_labels
 from strategy.wire import SCHEMA_ID, iso_ms, sign
 
@@ -118,3 +119,31 @@ def publication(result: StepResult, ctx: WireContext) -> Publication:
         exposures=states,
         heartbeat=iso_ms(result.ts),
     )
+
+
+class PublishingOutput:
+    """Hands every live cross-section to a :class:`SignalSink`.  Warm-up history is
+    not published: its signals would be stale the moment they appear."""
+
+    def __init__(
+        self,
+        sink: SignalSink,
+        ctx: WireContext,
+        on_published: Callable[[float], None] | None = None,
+    ) -> None:
+        self.sink = sink
+        self.ctx = ctx
+        self._on_published = on_published
+        self.published = 0
+
+    async def handle(self, result: StepResult) -> None:
+        if not result.xs.live:
+            return
+        started = time.perf_counter()
+        await self.sink.publish(publication(result, self.ctx))
+        self.published += 1
+        if self._on_published is not None:
+            self._on_published(time.perf_counter() - started)
+
+    async def close(self) -> None:
+        await self.sink.flush()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +41,10 @@ class RunStats:
 
 _END = object()
 
+#: Called after every engine step: (result, step seconds, source queue depth,
+#: output queue depth).
+StepObserver = Callable[[StepResult, float, int, int], None]
+
 
 async def run_pipeline(
     source: MarketSource,
@@ -49,6 +54,7 @@ async def run_pipeline(
     max_bars: int | None = None,
     stop: asyncio.Event | None = None,
     queue_size: int = 64,
+    on_step: StepObserver | None = None,
 ) -> RunStats:
     """Drive ``engine`` from ``source`` until the source ends, ``max_bars`` live
     cross-sections were processed, or ``stop`` is set; then drain the queues and
@@ -75,7 +81,10 @@ async def run_pipeline(
             if item is _END:
                 break
             assert isinstance(item, CrossSection)
+            started = time.perf_counter()
             result = engine.step(item)
+            if on_step is not None:
+                on_step(result, time.perf_counter() - started, xs_queue.qsize(), out_queue.qsize())
             stats.cross_sections += 1
             stats.live_cross_sections += item.live
             stats.bars += int(item.present.sum())

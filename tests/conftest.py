@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ def factorcast(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("FACTORCAST_")}
+    # each run its own state directory (spool, embedded Redis) and any free metrics port
+    full_env["FACTORCAST_STATE_DIR"] = tempfile.mkdtemp(prefix="fc-state-")
+    full_env["FACTORCAST_METRICS__PORT"] = "0"
     full_env.update(env or {})
     return subprocess.run(
         [*FACTORCAST, *args],

@@ -1,0 +1,146 @@
+"""What the running service tells Prometheus: the per-step gauges and counters, the
+feed and sink counters carried over as deltas, and the readiness verdict."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from adapters.metrics import Metrics
+from strategy.actions import ACTION_LABELS
+from strategy.engine import StepResult
+
+
+class Telemetry:
+    """An output of the pipeline that keeps :class:`Metrics` current.
+
+    ``source`` is the live :class:`adapters.ccxt_source.CcxtSource` (or None for a
+    replay), ``sink`` the Redis sink (or None)."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        symbols: tuple[str, ...],
+        timeframe_ms: int,
+        source: Any = None,
+        sink: Any = None,
+        bar_wall_s: float | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.symbols = symbols
+        self.timeframe_ms = timeframe_ms
+        self.source = source
+        self.sink = sink
+        self.bar_wall_s = bar_wall_s if bar_wall_s is not None else timeframe_ms / 1000
+        self._seen: dict[str, Counter[str]] = {}
+        self.last_live_step: float | None = None  # monotonic time of the last live bar
+        self._refused_at_last_check = 0
+
+    # -- the pipeline hook and output --------------------------------------------------
+    def on_step(self, result: StepResult, seconds: float, xs_depth: int, out_depth: int) -> None:
+        self.metrics.step_duration(seconds)
+        self.metrics.set_queue_depth("cross_sections", xs_depth)
+        self.metrics.set_queue_depth("results", out_depth)
+
+    async def handle(self, result: StepResult) -> None:
+        xs = result.xs
+        present = int(xs.present.sum())
+        self.metrics.bars_ingested(present)
+        if not xs.live:
+            return
+        self.last_live_step = time.monotonic()
+        self.metrics.cross_section(present, len(self.symbols))
+        self.metrics.bar_processed((xs.ts + self.timeframe_ms) / 1000)
+        codes, counts = np.unique(result.signals.action[xs.present], return_counts=True)
+        self.metrics.signals(
+            {ACTION_LABELS[int(c) + 1]: int(n) for c, n in zip(codes, counts, strict=True)}
+        )
+        if self.metrics.per_symbol_exposures:
+            self.metrics.set_exposures(self.symbols, result.factors.names, result.factors.exposure)
+        self.sync_counters()
+
+    async def close(self) -> None:
+        self.sync_counters()
+
+    # -- counters kept elsewhere, carried over as deltas ---------------------------------
+    def sync_counters(self) -> None:
+        m = self.metrics
+        if self.source is not None:
+            gate = self.source.gate.stats
+            outcomes = Counter(
+                {k: v for k, v in gate.outcomes.items() if k not in ("accepted", "duplicate")}
+            )
+            for reason, n in self._delta("rejected", outcomes).items():
+                m.bar_rejected(reason, n)
+            self._apply("late", {"late": gate.late}, lambda _k, n: m.late_bars(n))
+            self._apply("gaps", {"gaps": gate.gaps}, lambda _k, n: m.gaps_backfilled(n))
+            self._apply(
+                "errors",
+                self.source.client.errors,
+                lambda k, n: _repeat(n, lambda: m.exchange_error(k)),
+            )
+            stats = self.source.stats
+            self._apply(
+                "reconnects",
+                {"ws": stats.reconnects},
+                lambda _k, n: _repeat(n, lambda: m.reconnect("ws")),
+            )
+            self._apply(
+                "fallbacks",
+                {"rest": stats.rest_fallbacks},
+                lambda _k, n: _repeat(n, m.rest_fallback),
+            )
+        if self.sink is not None:
+            st = self.sink.stats
+            m.set_spool(st.spool_depth, st.spool_bytes)
+            self._apply("spool_full", {"full": st.spool_full}, lambda _k, n: m.spool_full(n))
+            failures = sum(st.errors.values())
+            self._apply("publish_failures", {"f": failures}, lambda _k, n: m.publish_failure(n))
+
+    def _delta(self, name: str, current: Mapping[str, int]) -> Counter[str]:
+        seen = self._seen.setdefault(name, Counter())
+        delta = Counter({k: v - seen[k] for k, v in current.items() if v > seen[k]})
+        seen.update(delta)
+        return delta
+
+    def _apply(
+        self, name: str, current: Mapping[str, int], inc: Callable[[str, int], None]
+    ) -> None:
+        for key, n in self._delta(name, current).items():
+            inc(key, n)
+
+    # -- readiness ---------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready when the last live bar is at most two bars old and signals can go
+        out (Redis reachable, or the spool accepting them)."""
+        details: dict[str, Any] = {}
+        fresh = False
+        if self.last_live_step is None:
+            details["data"] = "warming up: no live bar yet"
+        else:
+            age = time.monotonic() - self.last_live_step
+            fresh = age <= max(2 * self.bar_wall_s, 1.0)
+            details["data"] = f"last live bar {age:.1f}s ago"
+        sink_ok = True
+        if self.sink is not None:
+            refused = self.sink.stats.spool_full
+            spool_accepting = refused == self._refused_at_last_check
+            self._refused_at_last_check = refused
+            sink_ok = bool(self.sink.connected) or spool_accepting
+            details["redis"] = (
+                "connected"
+                if self.sink.connected
+                else ("down: spooling" if spool_accepting else "down: spool full")
+            )
+        ready = fresh and sink_ok
+        self.metrics.set_ready(ready)
+        return ready, details
+
+
+def _repeat(n: int, fn: Callable[[], None]) -> None:
+    for _ in range(n):
+        fn()
