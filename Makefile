@@ -9,6 +9,10 @@ DATA ?= ../shared/data/bittrex-5m
 
 .PHONY: run test lint typecheck pytest bench replay schema clean system-deps
 
+# Servers the integration tests run for real: redis-server (and redis-benchmark for
+# bench/publish.py) and Prometheus with promtool, from Debian, when missing.
+SYSTEM_TOOLS := redis-server:redis-server redis-benchmark:redis-tools promtool:prometheus prometheus:prometheus
+
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 	  echo "installing python3-venv"; rm -rf $(VENV); \
@@ -35,7 +39,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy factors strategy adapters bench
 
-pytest: $(STAMP)
+system-deps:
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $$missing >/dev/null; \
+	fi
+
+pytest: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(ARGS)
 
 test: lint typecheck pytest

@@ -527,4 +527,4 @@ def test_dockerfile_builds_what_pyproject_packages() -> None:
     assert re.search(r"^USER\s+(?!0\b|root\b)\S+", text, re.MULTILINE)
     assert re.search(rf"^EXPOSE\s+{PORT}$", text, re.MULTILINE)
     assert re.search(r'^ENTRYPOINT \["factorcast"\]$', text, re.MULTILINE)
-    assert re.search(r'^CMD \["run"\]$', text, re.MULTILINE)
+    assert re.search(r'^CMD \["run", "--quiet"\]$', text, re.MULTILINE)
