@@ -8,6 +8,7 @@ from collections import Counter
 from types import TracebackType
 
 import numpy as np
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -60,18 +61,26 @@ def exposure_table(
     rows = rows[np.argsort(-np.abs(sig.factor_score[rows]), kind="stable")]
     if limit is not None:
         rows = rows[:limit]
-    table = Table(title=title or f"exposures at {iso_ms(result.ts)}", title_justify="left")
+    table = Table(
+        title=title or f"exposures at {iso_ms(result.ts)}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        caption=" ".join(f"{name[:4]}={name}" for name in snap.names),
+        caption_justify="left",
+    )
     table.add_column("symbol", no_wrap=True)
     for name in snap.names:
-        table.add_column(name, justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("action")
-    table.add_column("conf", justify="right")
+        table.add_column(name[:4], justify="right", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("act", no_wrap=True)
+    table.add_column("conf", justify="right", no_wrap=True)
     for i in rows:
         cells = []
         for k in range(len(snap.names)):
             e = float(snap.exposure[i, k])
-            cells.append(_fmt(e) if math.isfinite(e) else REASON_LABELS[snap.reason[i, k]][:12])
+            cells.append(_fmt(e) if math.isfinite(e) else REASON_LABELS[snap.reason[i, k]][:5])
         present = bool(result.xs.present[i])
         action = ACTION_LABELS[int(sig.action[i]) + 1] if present else "—"
         table.add_row(
@@ -86,7 +95,7 @@ def exposure_table(
 
 def counts_table(by_action: Counter[str], title: str = "signals by action") -> Table:
     table = Table(title=title, title_justify="left")
-    table.add_column("action")
+    table.add_column("act", no_wrap=True)
     table.add_column("signals", justify="right")
     for action in ("buy", "sell", "hold"):
         table.add_row(Text(action, style=_ACTION_STYLE[action]), str(by_action.get(action, 0)))
