@@ -81,6 +81,7 @@ __all__ = [
     "decode_publication",
     "encode_publication",
     "redact_url",
+    "script_args",
 ]
 
 _log = structlog.get_logger("adapters.redis_sink")
@@ -89,21 +90,37 @@ _UNAVAILABLE = (RedisError, OSError)  # ConnectionError, TimeoutError, BusyLoadi
 
 # One publication. KEYS: stream, exposures hash, heartbeat. ARGV: channel, maxlen,
 # heartbeat TTL (ms), heartbeat value, bar_ts, index of the first signal sent, their
-# count n, the n signal JSONs, then exposure field/value pairs. Returns
-# {written, skipped}. Whatever can fail is decided before the first write (the hash's
-# type here, the stream's by the first XADD, OOM/READONLY/MISCONF at a script's first
-# write), so an error reply means nothing was written. Plain Lua 5.1 without shebang
-# flags, so Redis 6.2 runs it as well as 7.
+# count n, the n signal JSONs joined by newlines, the exposure field/value pairs
+# joined by newlines. Returns {written, skipped}. Whatever can fail is decided before
+# the first write (the hash's type here, the stream's by the first XADD,
+# OOM/READONLY/MISCONF at a script's first write), so an error reply means nothing was
+# written. Plain Lua 5.1 without shebang flags, so Redis 6.2 runs it as well as 7.
+# Joined, not one argument each: redis-py packs every argument in Python, and that
+# packing was most of a publication's cost; JSON lines and symbols hold no newline.
 PUBLISH_SCRIPT = """\
 local kind = redis.call('TYPE', KEYS[2]).ok
 if kind ~= 'hash' and kind ~= 'none' then
   return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' holds a ' .. kind .. ', not a hash')
 end
+local function lines(s)
+  local out, pos = {}, 1
+  if s == '' then return out end
+  while true do
+    local nl = string.find(s, '\\n', pos, true)
+    if not nl then
+      out[#out + 1] = string.sub(s, pos)
+      return out
+    end
+    out[#out + 1] = string.sub(s, pos, nl - 1)
+    pos = nl + 1
+  end
+end
 local stream, channel, maxlen = KEYS[1], ARGV[1], ARGV[2]
 local prefix, first, n = ARGV[5] .. '-', tonumber(ARGV[6]), tonumber(ARGV[7])
+local signals = lines(ARGV[8])
 local written, skipped = 0, 0
 for k = 1, n do
-  local data = ARGV[7 + k]
+  local data = signals[k]
   local id = prefix .. (first + k - 1)
   local r = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, id, 'data', data)
   if type(r) == 'table' and r.err then
@@ -117,15 +134,42 @@ for k = 1, n do
   end
 end
 if written > 0 or n == 0 then
-  local last = #ARGV
-  for i = 8 + n, last, 1000 do  -- 500 pairs per HSET: unpack() has a stack limit
-    redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 999, last)))
+  local pairs = lines(ARGV[9])
+  local last = #pairs
+  for i = 1, last, 1000 do  -- 500 pairs per HSET: unpack() has a stack limit
+    redis.call('HSET', KEYS[2], unpack(pairs, i, math.min(i + 999, last)))
   end
   redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
 end
 return {written, skipped}
 """
 _PUBLISH_SHA = hashlib.sha1(PUBLISH_SCRIPT.encode()).hexdigest()
+
+
+def script_args(
+    pub: Publication, channel: str, maxlen: int, ttl_ms: int, first: int = 0
+) -> list[EncodableT]:
+    """ARGV of :data:`PUBLISH_SCRIPT` for the signals of ``pub`` from index ``first``."""
+    n = len(pub.signals)
+    signals = b"\n".join(data for _sid, data in pub.signals[first:])
+    exposures = b"\n".join(
+        part for symbol, data in pub.exposures.items() for part in (symbol.encode(), data)
+    )
+    if signals.count(b"\n") != max(n - first - 1, 0) or (
+        exposures.count(b"\n") != max(2 * len(pub.exposures) - 1, 0)
+    ):
+        raise ValueError("a signal, symbol or exposure JSON holds a newline")
+    return [
+        channel,
+        maxlen,
+        ttl_ms,
+        pub.heartbeat,
+        pub.bar_ts,
+        first,
+        n - first,
+        signals,
+        exposures,
+    ]
 
 
 class SinkUnavailable(Exception):
@@ -381,18 +425,7 @@ class RedisSink:
             self.stats.duplicates_skipped += n
             _log.debug("signal_published", bar_ts=pub.bar_ts, entries=0, duplicates=n)
             return
-        args: list[EncodableT] = [
-            self._channel,
-            self._maxlen,
-            self._ttl_ms,
-            pub.heartbeat,
-            pub.bar_ts,
-            first,
-            n - first,
-        ]
-        args += [data for _sid, data in pub.signals[first:]]
-        for symbol, data in pub.exposures.items():
-            args += (symbol, data)
+        args = script_args(pub, self._channel, self._maxlen, self._ttl_ms, first)
         written, skipped = await self._run_script(args)
         skipped += first
         self.stats.published += written

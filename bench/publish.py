@@ -49,11 +49,10 @@ import numpy as np
 import orjson
 import structlog
 from redis.asyncio import Redis
-from redis.typing import EncodableT
 from redis.utils import HIREDIS_AVAILABLE
 
 from adapters.redis_server import EmbeddedRedis
-from adapters.redis_sink import PUBLISH_SCRIPT, RedisSink
+from adapters.redis_sink import PUBLISH_SCRIPT, RedisSink, script_args
 from adapters.subscriber import SignalSubscriber
 from factors import CANONICAL
 from factors.registry import VALUE
@@ -161,11 +160,7 @@ async def run_bare_sink_commands(client: Redis, pubs: list[Publication]) -> floa
 
     async def go() -> None:
         for pub in pubs:
-            args: list[EncodableT] = [keys[0], MAXLEN, 180_000, pub.heartbeat, pub.bar_ts, 0]
-            args.append(len(pub.signals))
-            args += [data for _sid, data in pub.signals]
-            for symbol, data in pub.exposures.items():
-                args += (symbol, data)
+            args = script_args(pub, keys[0], MAXLEN, 180_000)
             await client.evalsha(sha, len(keys), *keys, *args)
 
     return await timed(go)
