@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Sequence
@@ -19,9 +20,9 @@ import structlog
 
 from factors import FactorModel
 from strategy.config import ConfigError, Settings
-from strategy.engine import Engine
+from strategy.engine import Engine, StepResult
 from strategy.publish import PublishingOutput, WireContext
-from strategy.service import Output, RunStats, run_pipeline
+from strategy.service import Output, RunStats, StepObserver, run_pipeline
 from strategy.strategies import load_strategy
 
 log = structlog.get_logger(__name__)
@@ -252,6 +253,23 @@ async def open_metrics(
     return telemetry
 
 
+def _freeze_heap_when_live(on_step: StepObserver) -> StepObserver:
+    """At the first live bar, move everything the warm-up allocated (ccxt's markets
+    and caches, the model's rings) out of the garbage collector's reach: full
+    collections over it otherwise stall a bar now and then for tens of ms."""
+    frozen = False
+
+    def observe(result: StepResult, seconds: float, xs_depth: int, out_depth: int) -> None:
+        nonlocal frozen
+        if result.xs.live and not frozen:
+            frozen = True
+            gc.collect()
+            gc.freeze()
+        on_step(result, seconds, xs_depth, out_depth)
+
+    return observe
+
+
 async def run_live(args: argparse.Namespace, settings: Settings) -> RunStats:
     """``factorcast run``: live candles through the engine to Redis until stopped."""
     from adapters.console import LiveDisplay
@@ -295,7 +313,7 @@ async def run_live(args: argparse.Namespace, settings: Settings) -> RunStats:
             outputs,
             max_bars=args.max_bars,
             stop=stop,
-            on_step=telemetry.on_step,
+            on_step=_freeze_heap_when_live(telemetry.on_step),
         )
         log.info("service_stopped", live_bars=stats.live_cross_sections, bars=stats.bars)
         return stats

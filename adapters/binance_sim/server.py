@@ -216,8 +216,7 @@ class BinanceSim:
                     break
                 self._open_next()
                 self._tick_at = time.monotonic()
-                first_sent = time.perf_counter()
-                await self._broadcast(self._tick_events(*closed))
+                first_sent = await self._broadcast(self._tick_events(*closed))
                 self.sent.append((closed[0], first_sent, time.perf_counter()))
                 done += 1
         return done
@@ -425,15 +424,18 @@ class BinanceSim:
             log.info("websocket_closed", path=request.path, code=ws.close_code)
         return ws
 
-    async def _broadcast(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+    async def _broadcast(self, events: list[tuple[str, dict[str, Any]]]) -> float:
+        """Send ``events``; returns ``perf_counter()`` as the first one goes out."""
         if not events or self.faults.ws_stalled:
-            return
+            return time.perf_counter()
         encoded = [(s, json.dumps(p), json.dumps({"stream": s, "data": p})) for s, p in events]
+        first_sent = time.perf_counter()
         for conn in list(self._conns):
             for stream, raw, wrapped in encoded:
                 if stream in conn.streams and not conn.ws.closed:
                     with contextlib.suppress(ConnectionError, RuntimeError):
                         await conn.ws.send_str(wrapped if conn.combined else raw)
+        return first_sent
 
     async def _drop(self, code: int, abort: bool) -> int:
         conns = list(self._conns)
