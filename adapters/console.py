@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from factors import REASON_LABELS
+from factors import REASON_LABELS, REGISTRY
 from strategy.actions import ACTION_LABELS
 from strategy.engine import StepResult
 from strategy.wire import iso_ms
@@ -67,7 +67,7 @@ def exposure_table(
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
-        caption=" ".join(f"{name[:4]}={name}" for name in snap.names),
+        caption=" · ".join(f"{name[:4]} {REGISTRY[name].display_label()}" for name in snap.names),
         caption_justify="left",
     )
     table.add_column("symbol", no_wrap=True)

@@ -82,9 +82,6 @@ class FactorRegistry:
     def names(self) -> tuple[str, ...]:
         return tuple(self._specs)
 
-    def copy(self) -> FactorRegistry:
-        return FactorRegistry(tuple(self._specs.values()))
-
 
 def canonical_registry() -> FactorRegistry:
     """A fresh registry holding the six canonical factors of FACTORS.md."""

@@ -10,7 +10,3 @@ HOLD: Final = 0
 
 #: ``ACTION_LABELS[code + 1]`` is the wire string of an action code.
 ACTION_LABELS: Final[tuple[str, str, str]] = ("sell", "hold", "buy")
-
-
-def action_label(code: int) -> str:
-    return ACTION_LABELS[code + 1]

@@ -43,10 +43,6 @@ class Strategy(Protocol):
     def decide(self, xs: CrossSection, factors: FactorSnapshot) -> Decision: ...
 
 
-class StrategyFactory(Protocol):
-    def __call__(self, symbols: Sequence[str], **params: Any) -> Strategy: ...
-
-
 class Trend:
     """EMA-crossover trend strategy, the built-in default (SIGNALS.md section 1)."""
 
