@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 import sys
 import traceback
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 import orjson
 import pytest
+import trustme
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
@@ -545,3 +547,60 @@ async def test_embedded_redis_restarts_on_the_same_socket(tmp_path: Path) -> Non
             await client.aclose()
     assert srv.directory is not None and not srv.directory.exists()
     assert not os.path.exists(url.removeprefix("unix://"))
+
+
+async def test_tls_with_a_private_ca_and_a_password(tmp_path: Path) -> None:
+    """rediss:// through the sink's own connection: certificate checked against the
+    given CA, then AUTH; without that CA the server is not trusted and nothing is
+    written (the publication is spooled)."""
+    require_redis_server()
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    cert, key, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    server_cert.cert_chain_pems[0].write_to_path(str(cert))
+    server_cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    password = "pw-" + secrets.token_hex(8)
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        find_redis_server(),
+        *("--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"),
+        *("--tls-cert-file", str(cert), "--tls-key-file", str(key)),
+        *("--tls-ca-cert-file", str(ca_file), "--tls-auth-clients", "no"),
+        *("--requirepass", password, "--save", "", "--appendonly", "no"),
+        *("--dir", str(tmp_path)),
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    url = f"rediss://127.0.0.1:{port}/0"
+    client = Redis.from_url(url, password=password, ssl_ca_certs=str(ca_file))
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    await client.ping()
+                    break
+                except Exception:
+                    assert proc.returncode is None, "redis-server refused the TLS options"
+                    await asyncio.sleep(0.05)
+        secret = SecretStr(password)
+        async with sink_for(url, tmp_path / "a", password=secret, ssl_ca_certs=str(ca_file)) as s:
+            await s.publish(publication(0))
+            await s.flush()
+            assert s.connected and s.stats.published == len(SYMBOLS)
+        with capture_logs() as logs:
+            async with sink_for(url, tmp_path / "b", password=secret, flush_timeout_s=0.2) as s:
+                assert not s.connected  # a self-made CA is not in the default trust store
+                await s.publish(publication(1))
+                assert s.stats.spooled == 1
+        assert any("CERTIFICATE_VERIFY_FAILED" in str(e.get("detail")) for e in logs)
+        assert await stream_entries(client) == expected_entries(range(1))
+    finally:
+        await client.aclose()
+        proc.terminate()
+        await proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
