@@ -2,10 +2,11 @@
 
 * Warm-up: before the first live bar, REST backfills the history the longest
   factor window needs, so exposures exist from the first live bar.
-* ``ws`` mode: ccxt.pro, every symbol subscribed on one connection; candles are
-  taken from ccxt's cache as its message handler stores them.  ccxt drops
-  binance's "closed" flag, so a candle counts as closed when the symbol's next
-  candle starts.
+* ``ws`` mode: ccxt.pro, every symbol subscribed on one connection.  Binance's
+  kline events are read directly (:mod:`adapters.binance_klines`): the event
+  that closes a bar is offered at once.  Elsewhere candles are taken from ccxt's
+  cache as its message handler stores them, and a candle counts as closed when
+  the symbol's next candle starts.
 * ``rest`` mode: ``fetch_ohlcv`` per symbol at each bar boundary; closed candles
   only (a later candle exists, or the bar has ended by the exchange's clock).
 * A per-symbol staleness watchdog polls REST for symbols whose websocket went
@@ -36,6 +37,7 @@ import ccxt.pro
 import structlog
 from ccxt.async_support.base.ws.cache import ArrayCacheByTimestamp
 
+from adapters.binance_klines import BinanceKlines
 from adapters.exchange import ExchangeClient, FeedError, FeedUnavailable
 from adapters.gate import ACCEPTED, DUPLICATE, TOO_LATE, CandleGate, Gap
 from strategy.events import CrossSection
@@ -244,19 +246,22 @@ class CcxtSource:
             ts = row[0]
             if isinstance(ts, int) and (ts >= until or ts <= self._offered[i]):
                 continue
-            outcome, gap = self.gate.offer(i, ts, row[1:])
-            if outcome in (ACCEPTED, DUPLICATE):
-                self._offered[i] = max(self._offered[i], int(ts))
-                self._first_seen.setdefault(int(ts), time.monotonic())
-            elif outcome == TOO_LATE:
-                self._offered[i] = max(self._offered[i], int(ts))
-                log.info("bar_too_late", symbol=self.symbols[i], ts=ts)
-            else:
-                log.warning("bar_rejected", symbol=self.symbols[i], ts=ts, reason=outcome)
-            if gap is not None and backfill:
-                self._spawn(self._backfill(gap))
-            elif gap is not None:
-                self.gate.backfilled(i, [])
+            self._offer(i, ts, row[1:], backfill=backfill)
+
+    def _offer(self, i: int, ts: Any, values: Sequence[Any], *, backfill: bool = True) -> None:
+        outcome, gap = self.gate.offer(i, ts, values)
+        if outcome in (ACCEPTED, DUPLICATE):
+            self._offered[i] = max(self._offered[i], int(ts))
+            self._first_seen.setdefault(int(ts), time.monotonic())
+        elif outcome == TOO_LATE:
+            self._offered[i] = max(self._offered[i], int(ts))
+            log.info("bar_too_late", symbol=self.symbols[i], ts=ts)
+        else:
+            log.warning("bar_rejected", symbol=self.symbols[i], ts=ts, reason=outcome)
+        if gap is not None and backfill:
+            self._spawn(self._backfill(gap))
+        elif gap is not None:
+            self.gate.backfilled(i, [])
 
     def _release(self, *, deadline_passed: bool = False) -> None:
         for xs in self.gate.release(deadline_passed=deadline_passed):
@@ -265,7 +270,7 @@ class CcxtSource:
                 log.warning("cross_section_late", ts=xs.ts, symbols=late)
             self._first_seen.pop(xs.ts, None)
             self._checked.discard(xs.ts)
-            self._out.put_nowait(replace(xs, live=xs.ts >= self._live_from))
+            self._out.put_nowait(xs if xs.ts >= self._live_from else replace(xs, live=False))
 
     async def _backfill(self, gap: Gap) -> None:
         symbol = self.symbols[gap.symbol]
@@ -308,9 +313,9 @@ class CcxtSource:
                 await asyncio.sleep(self.client.retry_delay(0))  # the sentinel reconnects
 
     def _install_caches(self) -> None:
-        if isinstance(self.pro, _BinanceKlines):
-            markets = self.pro.markets or {}
-            self.pro.universe = {markets[s]["id"]: s for s in self.symbols if s in markets}
+        if isinstance(self.pro, BinanceKlines):
+            self.pro.route_klines(self.symbols, self.timeframe, self._on_kline)
+            return
         limit = int(self.pro.options.get("OHLCVLimit", 1000))
         for symbol in self.symbols:
             cache = _NotifyingCache(limit, functools.partial(self._on_ws, self.index[symbol]))
@@ -318,15 +323,19 @@ class CcxtSource:
 
     async def _watch_connection(self) -> None:
         """Keep one watch pending: it is what fails when the connection drops (the
-        candles themselves arrive through the caches).  Then: reconnect with
-        backoff, resubscribe everything in one message, REST-catch up every symbol."""
+        candles themselves arrive through the caches or the kline route).  Then:
+        reconnect with backoff, resubscribe everything in one message, REST-catch up
+        every symbol."""
         sentinel = self.symbols[0]
         attempt = 0
         while True:
+            updates = self.stats.ws_updates
             try:
                 await self.pro.watch_ohlcv(sentinel, self.timeframe)
                 attempt = 0
             except (ccxt.OperationFailed, ccxt.ExchangeError, *_WS_GARBAGE) as e:
+                if self.stats.ws_updates > updates:
+                    attempt = 0  # the connection carried candles: not a failed reconnect
                 self._distrust_cache(self.symbols)
                 self.client.count_error(e)
                 self.stats.reconnects += 1
@@ -358,14 +367,18 @@ class CcxtSource:
         with contextlib.suppress(Exception):
             await self.pro.close()  # pending watches fail; the watch loops resubscribe
 
-    def _on_ws(self, i: int, cache: Any) -> None:
-        """ccxt stored an update of symbol ``i``'s candles (called from its message
-        handler).  When a new candle has started, the ones before it are closed."""
+    def _hear(self, i: int) -> None:
+        """The websocket brought an update of symbol ``i``."""
         self._heard[i] = time.monotonic()
         self.stats.ws_updates += 1
         if self.stats.stale_symbols and i in self.stats.stale_symbols:
             self.stats.stale_symbols.discard(i)
             log.info("feed_resumed", symbol=self.symbols[i])
+
+    def _on_ws(self, i: int, cache: Any) -> None:
+        """ccxt stored an update of symbol ``i``'s candles (called from its message
+        handler).  When a new candle has started, the ones before it are closed."""
+        self._hear(i)
         newest = cache[-1][0]
         if newest <= self._ws_newest[i]:
             return  # an update of the candle still forming
@@ -379,6 +392,24 @@ class CcxtSource:
             fresh.append(row)
         if fresh:
             self._take(i, fresh, until=newest)
+            self._release()
+
+    def _on_kline(self, i: int, ts: int, closed: list[Any] | None) -> None:
+        """A kline event of symbol ``i`` (:class:`BinanceKlines`), with the candle's
+        values if the event closes the bar.  Every event carries the whole candle
+        and Binance flags the one that closes the bar, so a closed candle is offered
+        at once, also right after a reconnect; the other events only update a bar
+        still forming.  When a later bar starts while the last one seen forming
+        never closed, its closing event was lost and its last update may lack the
+        final trades: the symbol catches up through REST."""
+        self._hear(i)
+        seen = self._ws_newest[i]
+        if ts > seen:
+            self._ws_newest[i] = ts
+            if seen > self._offered[i]:
+                self._spawn(self._rest_catch_up(i))
+        if closed is not None and ts > self._offered[i]:
+            self._offer(i, ts, closed)
             self._release()
 
     # -- REST polling, checks and the watchdog -------------------------------------
@@ -451,6 +482,8 @@ class CcxtSource:
     def _check_stale(self) -> None:
         limit = max(self._wall(self.timing.stale_after_s), self.timing.min_stale_wall_s)
         now = time.monotonic()
+        if now - min(self._heard) < limit:
+            return  # every symbol was heard from lately (this runs every tick)
         if all(now - heard >= limit for heard in self._heard):
             # the whole websocket went silent (a stall, not a quiet market): reconnect
             self._spawn(self._reconnect_ws())
@@ -483,46 +516,10 @@ class _NotifyingCache(ArrayCacheByTimestamp):  # type: ignore[misc]
         self._on_update(self)
 
 
-class _BinanceKlines(ccxt.pro.binance):  # type: ignore[misc]
-    """ccxt.pro's binance client with a lean reader of spot kline messages.
-
-    ccxt's generic ``handle_ohlcv`` spends most of its time in ``safe_*`` look-ups
-    (about 28 us a message, a third of the live path's cost).  For the one message
-    shape this service subscribes to, a spot kline of a symbol of its universe, this
-    reads the same fields the same way (``int`` of ``t``, ``float`` of the decimal
-    strings), stores them in the same cache and resolves the same message hash;
-    anything else goes to ccxt's own handler."""
-
-    universe: dict[str, str] | None = None  # binance market id -> unified symbol
-
-    def handle_ohlcv(self, client: Any, message: dict[str, Any]) -> None:
-        kline = message.get("k")
-        symbol = self.universe.get(kline.get("s", "")) if self.universe and kline else None
-        timeframe = self.find_timeframe(kline.get("i")) if symbol and kline else None
-        stored = self.ohlcvs.get(symbol, {}).get(timeframe) if symbol else None
-        if message.get("e") != "kline" or stored is None or kline is None:
-            super().handle_ohlcv(client, message)
-            return
-        try:
-            parsed = [
-                int(kline["t"]),
-                float(kline["o"]),
-                float(kline["h"]),
-                float(kline["l"]),
-                float(kline["c"]),
-                float(kline["v"]),
-            ]
-        except (KeyError, TypeError, ValueError):
-            super().handle_ohlcv(client, message)  # ccxt's handling of odd values
-            return
-        stored.append(parsed)
-        client.resolve([symbol, timeframe, stored], f"ohlcv::{symbol}::{timeframe}")
-
-
 def pro_client(exchange_id: str, config: dict[str, Any]) -> Any:
     """A ccxt.pro client for ``exchange_id`` (raises FeedError if ccxt.pro lacks it)."""
     if exchange_id == "binance":
-        return _BinanceKlines(config)
+        return BinanceKlines(config)
     if not hasattr(ccxt.pro, exchange_id):
         raise FeedError(f"ccxt.pro has no websocket client for {exchange_id!r}")
     return getattr(ccxt.pro, exchange_id)(config)

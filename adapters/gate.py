@@ -20,6 +20,7 @@ the deadline passed: the symbols still behind are then *late*.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -50,26 +51,35 @@ Row = tuple[float, float, float, float, float, float]  # open, high, low, close,
 def row_problem(ts: object, row: Sequence[object], timeframe_ms: int) -> str | None:
     """The rejection reason of one candle, or None.  Same rules as
     :func:`adapters.candles.validate_candles`, for one row at a time (the live path)."""
+    return _read(ts, row, timeframe_ms)[0]
+
+
+def _read(ts: object, row: Sequence[object], timeframe_ms: int) -> tuple[str | None, Row]:
+    """:func:`row_problem`, and the row as floats when it has none (a missing quote
+    volume is NaN).  Every value is converted once: this runs for every candle."""
     try:
-        values = [float(x) for x in row[:5]]  # type: ignore[arg-type]
         t = float(ts)  # type: ignore[arg-type]
+        o, h, lo, c, v = map(float, row[:5])  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return NAN
+        return NAN, _NO_ROW
     qv = row[5] if len(row) > 5 else None
-    if not all(math.isfinite(v) for v in (t, *values)):
-        return NAN
-    if qv is not None and isinstance(qv, float) and math.isinf(qv):
-        return NAN
-    o, h, lo, c, v = values
-    if min(o, h, lo, c) <= 0:
-        return NON_POSITIVE_PRICE
+    finite = math.isfinite
+    if not (finite(t) and finite(o) and finite(h) and finite(lo) and finite(c) and finite(v)):
+        return NAN, _NO_ROW
+    if isinstance(qv, float) and math.isinf(qv):
+        return NAN, _NO_ROW
+    if o <= 0 or h <= 0 or lo <= 0 or c <= 0:
+        return NON_POSITIVE_PRICE, _NO_ROW
     if v < 0 or (isinstance(qv, float) and qv < 0):
-        return NEGATIVE_VOLUME
+        return NEGATIVE_VOLUME, _NO_ROW
     if h < lo:
-        return HIGH_BELOW_LOW
+        return HIGH_BELOW_LOW, _NO_ROW
     if t != int(t) or int(t) % timeframe_ms:
-        return OFF_GRID
-    return None
+        return OFF_GRID, _NO_ROW
+    return None, (o, h, lo, c, v, math.nan if qv is None else float(qv))  # type: ignore[arg-type]
+
+
+_NO_ROW: Row = (math.nan,) * 6
 
 
 @dataclass(slots=True)
@@ -95,24 +105,24 @@ class CandleGate:
         self.symbols = tuple(symbols)
         self.tf = timeframe_ms
         n = len(self.symbols)
-        self._last = np.full(n, -1, dtype=np.int64)  # last accepted bar time per symbol
+        self._last = [-1] * n  # last accepted bar time per symbol
         self._last_row: list[Row | None] = [None] * n
         self._rows: dict[int, dict[int, Row]] = {}  # bar time -> symbol -> row
         self._gaps: dict[int, Gap] = {}  # open backfills by symbol
         self.next_ts: int | None = None  # the next cross-section to release
+        #: symbols whose last bar time is before ``next_ts``: release() has nothing to
+        #: do while there are any and no gap is open (checked for every candle)
+        self._behind = 0
         self.stats = GateStats()
 
     # -- input --------------------------------------------------------------
     def offer(self, i: int, ts: int, row: Sequence[object]) -> tuple[str, Gap | None]:
         """Take one *closed* candle of symbol ``i``; returns the outcome and any new gap."""
-        problem = row_problem(ts, row, self.tf)
+        problem, clean = _read(ts, row, self.tf)
         if problem is not None:
             return self._count(problem), None
         ts = int(ts)
-        o, h, lo, c, v = (float(x) for x in row[:5])  # type: ignore[arg-type]
-        qv = row[5] if len(row) > 5 else None
-        clean: Row = (o, h, lo, c, v, math.nan if qv is None else float(qv))  # type: ignore[arg-type]
-        last = int(self._last[i])
+        last = self._last[i]
         if ts == last:
             same = _same(self._last_row[i], clean)
             return self._count(DUPLICATE if same else CONFLICT), None
@@ -122,7 +132,7 @@ class CandleGate:
                 return self._store(i, ts, clean, advance=False), None
             return self._count(OUT_OF_ORDER), None
         if self.next_ts is not None and ts < self.next_ts:
-            self._last[i] = ts
+            self._set_last(i, ts)
             self._last_row[i] = clean
             return self._count(TOO_LATE), None
         new_gap = None
@@ -152,7 +162,7 @@ class CandleGate:
         """The exchange confirmed symbol ``i`` has no bar at ``ts`` (its REST answer
         moved past it): the symbol counts as settled up to ``ts``."""
         if ts > self._last[i]:
-            self._last[i] = ts
+            self._set_last(i, ts)
             self._last_row[i] = None
         gap = self._gaps.get(i)
         if gap is not None and gap.start <= ts:
@@ -160,7 +170,7 @@ class CandleGate:
 
     def last_ts(self, i: int) -> int:
         """Bar time of symbol ``i``'s last accepted (or confirmed absent) bar; -1 if none."""
-        return int(self._last[i])
+        return self._last[i]
 
     def cancel_gap(self, i: int) -> None:
         """Backfill failed: stop waiting for it (the deadline marks the bars late)."""
@@ -168,7 +178,7 @@ class CandleGate:
 
     def start(self, ts: int) -> None:
         """Release nothing before ``ts`` (the first cross-section the caller wants)."""
-        self.next_ts = ts - ts % self.tf
+        self._set_next(ts - ts % self.tf)
 
     # -- output -------------------------------------------------------------
     def pending_symbols(self) -> list[int]:
@@ -182,15 +192,16 @@ class CandleGate:
         ``deadline_passed`` the next one goes out even if symbols are behind: they
         are marked late (a deadline forces one cross-section, not more)."""
         out: list[CrossSection] = []
-        if self.next_ts is None:
+        t = self.next_ts
+        if t is None:
             if not self._rows:
                 return out
-            self.next_ts = min(self._rows)
-        if not deadline_passed and not self._gaps and self._last.min() < self.next_ts:
+            t = min(self._rows)
+            self._set_next(t)
+        if not deadline_passed and not self._gaps and self._behind:
             return out  # the common case on the live path: still waiting for someone
         force = deadline_passed
-        while self._last.max() >= self.next_ts:
-            t = self.next_ts
+        while max(self._last) >= t:
             waiting = self._waiting(t)
             if waiting and not force:
                 break
@@ -203,7 +214,8 @@ class CandleGate:
                 self._shrink_gap(i, t + self.tf)
             if rows:
                 out.append(self._cross_section(t, rows, late))
-            self.next_ts = t + self.tf
+            t += self.tf
+            self._set_next(t)
         self.stats.released += len(out)
         return out
 
@@ -219,16 +231,26 @@ class CandleGate:
     # -- helpers ------------------------------------------------------------
     def _waiting(self, t: int) -> list[int]:
         """Symbols not yet settled at ``t``: behind it, or inside an open gap around it."""
-        waiting = set(np.flatnonzero(self._last < t).tolist())
+        waiting = {i for i, last in enumerate(self._last) if last < t}
         waiting.update(i for i, gap in self._gaps.items() if gap.start <= t <= gap.end)
         return sorted(waiting)
 
     def _store(self, i: int, ts: int, row: Row, *, advance: bool) -> str:
         self._rows.setdefault(ts, {})[i] = row
         if advance:
-            self._last[i] = ts
+            self._set_last(i, ts)
             self._last_row[i] = row
         return self._count(ACCEPTED)
+
+    def _set_last(self, i: int, ts: int) -> None:
+        """Symbol ``i`` is settled up to ``ts`` (a later bar time than its last)."""
+        if self.next_ts is not None and self._last[i] < self.next_ts <= ts:
+            self._behind -= 1
+        self._last[i] = ts
+
+    def _set_next(self, ts: int) -> None:
+        self.next_ts = ts
+        self._behind = sum(last < ts for last in self._last)
 
     def _count(self, outcome: str) -> str:
         self.stats.outcomes[outcome] += 1
@@ -238,9 +260,10 @@ class CandleGate:
         n = len(self.symbols)
         block = np.full((6, n), np.nan)
         present = np.zeros(n, dtype=bool)
-        for i, row in rows.items():
-            block[:, i] = row
-            present[i] = True
+        where = list(rows)
+        values = itertools.chain.from_iterable(rows.values())
+        block[:, where] = np.fromiter(values, np.float64, 6 * len(where)).reshape(-1, 6).T
+        present[where] = True
         return CrossSection(
             ts=t,
             open=block[0],

@@ -130,3 +130,36 @@ def test_row_rules_equal_the_recorded_reader_rules(row: list[float | None], ts: 
     )
     expected = rejections[0].reason if rejections else None
     assert row_problem(ts, row, TF) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_cross_section_goes_out_once_every_symbol_is_past_it(data: st.DataObject) -> None:
+    n, bars = 3, 6
+    # every symbol has the last bar, and some subset of the others, offered in time order
+    have = [
+        sorted({*data.draw(st.sets(st.integers(0, bars - 2), max_size=bars - 1)), bars - 1})
+        for _ in range(n)
+    ]
+    queues = [[t * TF for t in h] for h in have]
+    order = data.draw(st.permutations([i for i in range(n) for _ in queues[i]]))
+    gate = CandleGate(["A", "B", "C"], TF)
+    gate.start(0)
+    last = [-1] * n
+    released: list[int] = []
+    for i in order:
+        ts = queues[i].pop(0)
+        _, gap = gate.offer(i, ts, bar())
+        if gap is not None:
+            gate.backfilled(i, [])  # the skipped bars do not exist
+        last[i] = ts
+        out = [xs.ts for xs in gate.release()]
+        settled = min(last)
+        want = [
+            t * TF
+            for t in range(bars)
+            if t * TF <= settled and t * TF not in released and any(t in h for h in have)
+        ]
+        assert out == want
+        released += out
+    assert released == [t * TF for t in range(bars) if any(t in h for h in have)]

@@ -4,8 +4,8 @@ A :class:`Faults` is plain state that the server consults on every REST request
 and websocket frame.  HTTP faults are queued rules, each answering the next ``n``
 matching requests (optionally only under a path prefix) in the order they were
 set; a delay applies on top of whatever answers.  Websocket faults either stall
-every connection (nothing is sent, pings go unanswered, the sockets stay open) or
-drop them all.
+every connection (nothing is sent, pings go unanswered, the sockets stay open),
+drop them all, or leave some kline events out of the next bar ticks.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ class Faults:
         self._delays: list[_Delay] = []
         self.ws_stalled = False
         self._dropper: Callable[[int, bool], Awaitable[int]] | None = None
+        self._omit_closing = 0  # ticks left without their closing klines
+        self._omit_opening = 0  # ticks left without the next bar's opening klines
 
     # -- REST -----------------------------------------------------------------
 
@@ -152,10 +154,32 @@ class Faults:
             return 0
         return await self._dropper(code, abort)
 
+    def omit_klines(
+        self, *, closing: bool = False, opening: bool = False, ticks: int = 1
+    ) -> Faults:
+        """Push the next ``ticks`` bar ticks without their closing klines (``"x": true``:
+        lost on the way) or without the opening klines of the bars they start (Binance
+        pushes kline updates every second or two, so a new bar's first kline can come
+        well after the previous bar closed)."""
+        if closing:
+            self._omit_closing = ticks
+        if opening:
+            self._omit_opening = ticks
+        log.info("fault_armed", kind="omit_klines", closing=closing, opening=opening, ticks=ticks)
+        return self
+
+    def take_kline_omissions(self) -> tuple[bool, bool]:
+        """For one bar tick: whether to leave out its closing and its opening klines."""
+        closing, opening = self._omit_closing > 0, self._omit_opening > 0
+        self._omit_closing = max(self._omit_closing - 1, 0)
+        self._omit_opening = max(self._omit_opening - 1, 0)
+        return closing, opening
+
     def clear(self) -> Faults:
         """Remove every fault."""
         self._rules.clear()
         self._delays.clear()
         self.ws_stalled = False
+        self._omit_closing = self._omit_opening = 0
         log.info("fault_cleared", kind="all")
         return self

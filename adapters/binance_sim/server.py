@@ -254,15 +254,19 @@ class BinanceSim:
         return f"{m.stream_prefix}kline_{self.interval}"
 
     def _tick_events(self, ts: int, block: F64) -> list[tuple[str, dict[str, Any]]]:
-        """Per subscribed market: the closed kline, then the one that just opened."""
+        """Per subscribed market: the closed kline, then the one that just opened
+        (unless :meth:`Faults.omit_klines` leaves them out)."""
         wanted = set().union(*(c.streams for c in self._conns))
         forming, forming_ts = self.book.forming_view(), self.book.forming_ts
+        omit_closing, omit_opening = self.faults.take_kline_omissions()
+        if omit_opening:
+            forming = None
         events = []
         for j, m in enumerate(self._markets):
             stream = self._stream(m)
             if stream not in wanted:
                 continue
-            if np.isfinite(block[j, CLOSE]):
+            if not omit_closing and np.isfinite(block[j, CLOSE]):
                 events.append((stream, self._wire.kline_event(m, ts, block[j], closed=True)))
             if forming is not None and forming_ts is not None and np.isfinite(forming[j, CLOSE]):
                 event = self._wire.kline_event(m, forming_ts, forming[j], closed=False)

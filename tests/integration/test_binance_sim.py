@@ -318,6 +318,21 @@ async def test_raw_stream_path_is_subscribed_unwrapped(sim: BinanceSim) -> None:
     ]
 
 
+async def test_omitted_klines_are_left_out_of_their_ticks_only(sim: BinanceSim) -> None:
+    url = f"{sim.base_url}/ws/btcusdt@kline_1m"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await subscribed(sim)
+        sim.faults.omit_klines(closing=True).omit_klines(opening=True, ticks=2)
+        await sim.advance(3)
+        events = [await ws.receive_json(timeout=5) for _ in range(3)]
+    got = [(e["k"]["t"], e["k"]["x"]) for e in events]
+    assert got == [
+        (bar_ts(sim, HISTORY + 1), True),  # tick 1: neither; tick 2: the closing one only
+        (bar_ts(sim, HISTORY + 2), True),  # tick 3: both
+        (bar_ts(sim, HISTORY + 3), False),
+    ]
+
+
 async def test_live_clock_releases_bars(start_ms: int) -> None:
     async with BinanceSim(StepFeed(start_ms), history_bars=HISTORY, sim_speed=20) as sim:
         exchange = ccxt_pro.binance(config(sim))

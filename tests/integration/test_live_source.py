@@ -35,10 +35,10 @@ def market(missing: float = 0.0) -> SimulatedMarket:
     return SimulatedMarket(N, seed=11, timeframe_ms=TF, start_ms=start, missing_prob=missing)
 
 
-def timing_for(stale_after_s: float = 30.0) -> FeedTiming:
+def timing_for(stale_after_s: float = 30.0, grace_s: float = 2.0) -> FeedTiming:
     """Exchange time is frozen between manual advances: stale_after is wall time here."""
     return FeedTiming(
-        grace_s=2.0,
+        grace_s=grace_s,
         stale_after_s=stale_after_s,
         min_grace_wall_s=0.3,
         min_stale_wall_s=stale_after_s,
@@ -225,4 +225,29 @@ async def test_a_symbol_without_bars_is_missing_never_invented() -> None:
         sections = await live.wait_for(9)
         live.check_against_truth(sections)
         assert any(not x.present.all() for x in sections)
+        assert live.source.gate.stats.late == 0
+
+
+async def test_the_closing_kline_releases_its_bar_without_the_next_bar() -> None:
+    """Binance flags the kline that closes a bar: the bar goes out on it, not when the
+    next bar's first kline comes (on Binance, with its next update)."""
+    async with live_source(timing=timing_for(grace_s=60.0)) as live:
+        live.sim.faults.omit_klines(opening=True, ticks=3)
+        await advance(live.sim, 3)
+        sections = await live.wait_for(3)  # the grace deadline is a minute away
+        live.check_against_truth(sections)
+        assert live.source.stats.rest_checks == 0
+
+
+async def test_a_bar_whose_closing_kline_was_lost_comes_from_rest() -> None:
+    """When the next bar starts before a bar's closing kline came, the bar is over but
+    its last update may lack its final trades: it is taken from REST, exactly."""
+    async with live_source(timing=timing_for(grace_s=60.0)) as live:
+        await advance(live.sim, 1)
+        await live.wait_for(1)
+        live.sim.faults.omit_klines(closing=True)
+        await advance(live.sim, 3)
+        sections = await live.wait_for(4)  # the grace deadline is a minute away
+        live.check_against_truth(sections)
+        assert live.source.stats.rest_checks == 0
         assert live.source.gate.stats.late == 0
