@@ -30,6 +30,13 @@ class BinanceKlines(ccxt.pro.binance):  # type: ignore[misc]
     _interval: str | None = None
     _on_kline: OnKline | None = None
 
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__(config or {})
+        # Kline events are a few hundred bytes, two per symbol and bar.  Inflating each
+        # one (ccxt offers permessage-deflate) took about a sixth of the reader's CPU,
+        # for bandwidth this feed does not need; a config's own ``ws.compress`` wins.
+        self.options.setdefault("ws", {}).setdefault("compress", 0)
+
     def route_klines(self, symbols: Sequence[str], timeframe: str, on_kline: OnKline) -> None:
         """Send the spot klines of ``symbols`` at ``timeframe`` to ``on_kline`` from
         now on, instead of ccxt's candle caches and futures: ``watch_ohlcv`` on these

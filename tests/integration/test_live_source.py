@@ -251,3 +251,13 @@ async def test_a_bar_whose_closing_kline_was_lost_comes_from_rest() -> None:
         live.check_against_truth(sections)
         assert live.source.stats.rest_checks == 0
         assert live.source.gate.stats.late == 0
+
+
+async def test_the_kline_stream_is_not_deflated() -> None:
+    """Inflating every kline event costs more CPU than its bandwidth is worth: the
+    Binance reader does not offer permessage-deflate (the exchange would accept it)."""
+    async with live_source() as live:
+        await advance(live.sim, 1)
+        await live.wait_for(1)
+        (client,) = live.source.pro.clients.values()
+        assert client.connection.compress == 0
