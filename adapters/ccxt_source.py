@@ -4,7 +4,8 @@
   factor window needs, so exposures exist from the first live bar.
 * ``ws`` mode: ccxt.pro, every symbol subscribed on one connection.  Binance's
   kline events are read directly (:mod:`adapters.binance_klines`): the event
-  that closes a bar is offered at once.  Elsewhere candles are taken from ccxt's
+  that closes a bar is offered at once, and a bar whose closing event never came
+  is fetched through REST.  Elsewhere candles are taken from ccxt's
   cache as its message handler stores them, and a candle counts as closed when
   the symbol's next candle starts.
 * ``rest`` mode: ``fetch_ohlcv`` per symbol at each bar boundary; closed candles
@@ -67,34 +68,6 @@ class FeedTiming:
     tick_s: float = 0.02  # wall seconds between deadline/watchdog checks
     #: REST mode: wall seconds between polls; None polls at each bar boundary
     poll_interval_s: float | None = None
-
-
-async def resolve_universe(
-    client: ExchangeClient,
-    symbols: Sequence[str] | None,
-    top_by_volume: int | None,
-    quote: str | None,
-) -> tuple[str, ...]:
-    """The symbol list: given, or the top N active spot markets by quote volume."""
-    markets = await client.load_markets(attempts=None)
-    if symbols:
-        unknown = [s for s in symbols if s not in markets]
-        if unknown:
-            raise FeedError(f"{client.exchange_id} has no market {', '.join(unknown)}")
-        return tuple(symbols)
-    candidates = [
-        s
-        for s, m in markets.items()
-        if m.get("active", True) is not False
-        and m.get("spot", True)
-        and (quote is None or m.get("quote") == quote)
-    ]
-    if top_by_volume is None:
-        return tuple(sorted(candidates))
-    tickers = await client.fetch_tickers(attempts=None)
-    volume = {s: float(tickers.get(s, {}).get("quoteVolume") or 0.0) for s in candidates}
-    ranked = sorted(candidates, key=lambda s: (-volume[s], s))[:top_by_volume]
-    return tuple(sorted(ranked))
 
 
 class CcxtSource:

@@ -8,6 +8,8 @@ Transient failures are ccxt's ``OperationFailed`` family (``NetworkError``:
 an exchange answers 200 with an HTML page.  Rate limiting backs off from a longer
 base delay.  Every failure is counted by type; a definite refusal (``BadSymbol``,
 ``AuthenticationError``, ...) is raised at once as :class:`FeedError`.
+
+:func:`resolve_universe` picks the markets to follow from the exchange's own lists.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncio
 import functools
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -235,3 +237,31 @@ class ExchangeClient:
 
     async def fetch_tickers(self, attempts: int | None = 5) -> dict[str, Any]:
         return dict(await self.call("fetch_tickers", self.rest.fetch_tickers, attempts=attempts))
+
+
+async def resolve_universe(
+    client: ExchangeClient,
+    symbols: Sequence[str] | None,
+    top_by_volume: int | None,
+    quote: str | None,
+) -> tuple[str, ...]:
+    """The symbol list: given, or the top N active spot markets by quote volume."""
+    markets = await client.load_markets(attempts=None)
+    if symbols:
+        unknown = [s for s in symbols if s not in markets]
+        if unknown:
+            raise FeedError(f"{client.exchange_id} has no market {', '.join(unknown)}")
+        return tuple(symbols)
+    candidates = [
+        s
+        for s, m in markets.items()
+        if m.get("active", True) is not False
+        and m.get("spot", True)
+        and (quote is None or m.get("quote") == quote)
+    ]
+    if top_by_volume is None:
+        return tuple(sorted(candidates))
+    tickers = await client.fetch_tickers(attempts=None)
+    volume = {s: float(tickers.get(s, {}).get("quoteVolume") or 0.0) for s in candidates}
+    ranked = sorted(candidates, key=lambda s: (-volume[s], s))[:top_by_volume]
+    return tuple(sorted(ranked))

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from adapters.binance_sim import BinanceSim, aligned_start_ms, ccxt_config
-from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client, resolve_universe
-from adapters.exchange import ExchangeClient
+from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client
+from adapters.exchange import ExchangeClient, resolve_universe
 from adapters.simmarket import SimulatedMarket
 from factors import FactorModel, FactorParams
 from strategy.config import SignalSettings

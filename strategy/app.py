@@ -68,8 +68,8 @@ async def open_market(
     """Start the embedded exchange if configured, connect ccxt, resolve the universe."""
     import ccxt
 
-    from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client, resolve_universe
-    from adapters.exchange import ExchangeClient, client_config
+    from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client
+    from adapters.exchange import ExchangeClient, client_config, resolve_universe
     from adapters.recorded import timeframe_to_ms
 
     ex, src = settings.exchange, settings.source

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from adapters.binance_sim import BinanceSim, aligned_start_ms
-from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client, resolve_universe
-from adapters.exchange import Backoff, ExchangeClient
+from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client
+from adapters.exchange import Backoff, ExchangeClient, resolve_universe
 from adapters.simmarket import SimulatedMarket
 from strategy.events import CrossSection
 
