@@ -11,7 +11,12 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-__all__ = ["redact_url", "scrub", "split_url"]
+from redis.exceptions import RedisError
+
+__all__ = ["UNAVAILABLE", "redact_url", "scrub", "split_url"]
+
+#: what "Redis did not answer" looks like: ConnectionError, TimeoutError, WatchError...
+UNAVAILABLE = (RedisError, OSError)
 
 _URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://[^\s/@:]*:)[^\s@]*@", re.IGNORECASE)
 

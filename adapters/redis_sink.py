@@ -51,9 +51,9 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.exceptions import ResponseError, WatchError
 
-from adapters.redis_common import redact_url, scrub, split_url
+from adapters.redis_common import UNAVAILABLE, redact_url, scrub, split_url
 from adapters.redis_writer import InFlight, TransactionWriter
 from adapters.sink_wire import Keys, decode_publication, encode_publication
 from adapters.spool import FsyncPolicy, Spool, SpoolError, SpoolFull
@@ -69,8 +69,6 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("adapters.redis_sink")
-
-_UNAVAILABLE = (RedisError, OSError)  # ConnectionError, TimeoutError, WatchError, ...
 
 
 class SinkUnavailable(Exception):
@@ -190,7 +188,7 @@ class RedisSink:
         try:
             async with self._lock:
                 await self._connect()
-        except _UNAVAILABLE as e:
+        except UNAVAILABLE as e:
             self._mark_down(e)  # not fatal: publications spool until Redis answers
         self._task = asyncio.create_task(self._drain_forever(), name="redis-sink-drainer")
         self._work.set()
@@ -246,7 +244,7 @@ class RedisSink:
                     try:
                         if await writer.send(publication):
                             return
-                    except _UNAVAILABLE as e:
+                    except UNAVAILABLE as e:
                         writer.fail(e)  # it was in flight: spooled with the others
                         return
                     except asyncio.CancelledError:
@@ -284,7 +282,7 @@ class RedisSink:
             raise SinkUnavailable("RedisSink is not open (use 'async with')")
         try:
             await self._client.ping()
-        except _UNAVAILABLE as e:
+        except UNAVAILABLE as e:
             self._count_error(e)
             raise self._translate(e) from e
 
@@ -423,7 +421,7 @@ class RedisSink:
                         writer = self._writer
                         if writer is not None:
                             await self._replay(writer)
-                except _UNAVAILABLE as e:
+                except UNAVAILABLE as e:
                     if self._writer is not None:
                         self._writer.fail(e)  # hands back what was in flight
                     else:

@@ -44,16 +44,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.exceptions import ResponseError, WatchError
 
+from adapters.redis_common import UNAVAILABLE
 from adapters.resp import RespConnection, command
 from adapters.sink_wire import Keys, parse_id, transaction
 from adapters.spool import SpoolRecord
 from strategy.ports import Publication
 
 __all__ = ["InFlight", "TransactionWriter"]
-
-_UNAVAILABLE = (RedisError, OSError)
 
 
 @dataclass(slots=True)
@@ -212,25 +211,23 @@ class TransactionWriter:
 
     def fail(self, error: BaseException) -> None:
         """Close at once; hand what is unanswered, in order, to ``on_failed``."""
-        if self._failed:
-            return
+        if not self._failed:
+            self._conn.abort()
+            self._on_failed(error, self._stop())
+
+    async def close(self) -> list[InFlight]:
+        """Close without a failure; return what is unanswered (the owner keeps it)."""
+        unanswered = self._stop()
+        await self._conn.close()
+        return unanswered
+
+    def _stop(self) -> list[InFlight]:
         self._failed = True
-        self._conn.abort()
         if self._task is not asyncio.current_task():
             self._task.cancel()
         unanswered = list(self.in_flight)
         self.in_flight.clear()
         self._answered.set()
-        self._on_failed(error, unanswered)
-
-    async def close(self) -> list[InFlight]:
-        """Close without a failure; return what is unanswered (the owner keeps it)."""
-        self._failed = True
-        self._task.cancel()
-        unanswered = list(self.in_flight)
-        self.in_flight.clear()
-        self._answered.set()
-        await self._conn.close()
         return unanswered
 
     def _put(self, item: InFlight) -> None:
@@ -257,7 +254,7 @@ class TransactionWriter:
                 self.in_flight.popleft()
                 self._answered.set()
                 self._on_settled(item, written, failed)
-        except _UNAVAILABLE as e:
+        except UNAVAILABLE as e:
             self.fail(e)
 
 

@@ -52,9 +52,9 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, ResponseError
 
-from adapters.redis_common import redact_url, scrub, split_url
+from adapters.redis_common import UNAVAILABLE, redact_url, scrub, split_url
 from strategy.wire import SCHEMA_ID, verify
 
 if TYPE_CHECKING:
@@ -73,7 +73,6 @@ __all__ = [
 _log = structlog.get_logger("adapters.subscriber")
 
 DEFAULT_GROUP: Final = "factorcast-subscribers"
-_UNAVAILABLE = (RedisError, OSError)
 _T = TypeVar("_T")
 _Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -211,7 +210,7 @@ class SignalSubscriber:
             await self._client.ping()
             created = await self._ensure_group()
             await self._claim_idle()
-        except _UNAVAILABLE as e:
+        except UNAVAILABLE as e:
             self._count_error(e)
             await self.aclose()
             raise self._translate(e) from e
@@ -353,7 +352,7 @@ class SignalSubscriber:
                 _log.warning("subscriber_group_missing", stream=self.stream, group=self.group)
                 self._group_missing = True
                 self._pending_from = "0"
-            except _UNAVAILABLE as e:
+            except UNAVAILABLE as e:
                 self._count_error(e)
                 log = _log.warning if self._attempt == 0 else _log.debug
                 log(
@@ -441,7 +440,7 @@ class SignalSubscriber:
             return
         try:
             acked = await self._client.xack(self.stream, self.group, *self._to_ack)
-        except _UNAVAILABLE as e:
+        except UNAVAILABLE as e:
             self._count_error(e)
             _log.warning(
                 "subscriber_ack_failed",
@@ -463,7 +462,7 @@ class SignalSubscriber:
         finally:
             if not task.done():
                 task.cancel()  # redis-py drops the connection; the next command reconnects
-                with contextlib.suppress(asyncio.CancelledError, *_UNAVAILABLE):
+                with contextlib.suppress(asyncio.CancelledError, *UNAVAILABLE):
                     await task
         if task.cancelled():
             raise _Stopped
