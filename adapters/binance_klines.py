@@ -8,19 +8,67 @@ shape, the spot kline of a symbol of its universe, so :class:`BinanceKlines`
 reads those itself and hands each candle with its closed flag to a callback.
 ccxt keeps the connection, the subscriptions and the reconnects, and handles
 every other message as before.
+
+Its connections are :class:`KlineSocket`\\ s: ccxt's websocket client with a
+cheaper receive loop (see there).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import ccxt.pro
+from aiohttp import WSMsgType
+from ccxt.async_support.base.ws.client import Client, json_parser
+from ccxt.async_support.base.ws.functions import is_json_encoded_object
+from ccxt.base.errors import NetworkError
 
 #: ``on_kline(i, t, closed)``: the position of the symbol in the routed list, the
-#: bar time, and for the event that closes the bar its ``[o, h, l, c, v]`` as ccxt
-#: parses them (None for an update of a bar still forming: only its time matters).
+#: bar time, and for the event that closes the bar its ``[o, h, l, c, v]`` as they
+#: came (decimal strings; the gate converts them, and refuses and counts what does
+#: not read as a number), None for an update of a bar still forming: only its time
+#: matters.
 OnKline = Callable[[int, int, list[Any] | None], None]
+
+
+class KlineSocket(Client):  # type: ignore[misc]
+    """ccxt.pro's websocket client, reading in one task.
+
+    ccxt's own receive loop creates a task and schedules two callbacks for every
+    message it has to wait for, which cost more than handling a kline event.  Here
+    one task awaits the messages in turn; each is handled exactly as ccxt's
+    ``handle_message`` would (text is JSON-decoded with the parser ccxt uses and
+    goes to the exchange's handler), and a closed socket ends the loop the way
+    ccxt's does (``on_close``).  A message handler that raises fails the pending
+    watches with a NetworkError, as any connection fault does, and the connection
+    is closed: its owner reconnects (ccxt's loop would stop reading silently)."""
+
+    _reading: Any = None
+
+    def receive_loop(self) -> None:
+        if self.closed():
+            self.on_close(1006)  # the connection ended before the loop started
+            return
+        self._reading = self.asyncio_loop.create_task(self._read_messages())
+
+    async def _read_messages(self) -> None:
+        ws = self.connection
+        try:
+            while not ws.closed:
+                message = await ws.receive()
+                if message.type is WSMsgType.TEXT and not self.verbose:
+                    self.last_message_at = int(time.time() * 1000)
+                    data = message.data
+                    decoded = json_parser.loads(data) if is_json_encoded_object(data) else data
+                    self.on_message_callback(self, decoded)
+                else:
+                    self.handle_message(message)
+        except Exception as e:  # the socket's or a handler's: the connection is done for
+            self.on_error(NetworkError(f"{type(e).__name__}: {e}"))
+            return
+        self.on_close(1006)
 
 
 class BinanceKlines(ccxt.pro.binance):  # type: ignore[misc]
@@ -36,6 +84,14 @@ class BinanceKlines(ccxt.pro.binance):  # type: ignore[misc]
         # one (ccxt offers permessage-deflate) took about a sixth of the reader's CPU,
         # for bandwidth this feed does not need; a config's own ``ws.compress`` wins.
         self.options.setdefault("ws", {}).setdefault("compress", 0)
+
+    def client(self, url: str) -> Any:
+        """ccxt's client for ``url``, made a :class:`KlineSocket` before it connects
+        (ccxt builds its clients in this method and offers no other hook)."""
+        client = super().client(url)
+        if type(client) is Client:
+            client.__class__ = KlineSocket
+        return client
 
     def route_klines(self, symbols: Sequence[str], timeframe: str, on_kline: OnKline) -> None:
         """Send the spot klines of ``symbols`` at ``timeframe`` to ``on_kline`` from
@@ -59,22 +115,11 @@ class BinanceKlines(ccxt.pro.binance):  # type: ignore[misc]
             ):
                 i = self._routes.get(kline.get("s"))  # type: ignore[arg-type]
                 if i is not None and self._on_kline is not None:
-                    closed = kline.get("x") is True
-                    self._on_kline(i, kline["t"], self._values(kline) if closed else None)
+                    if kline.get("x") is True:
+                        get = kline.get
+                        values = [get("o"), get("h"), get("l"), get("c"), get("v")]
+                        self._on_kline(i, kline["t"], values)
+                    else:
+                        self._on_kline(i, kline["t"], None)
                     return
         super().handle_message(client, message)
-
-    def _values(self, kline: dict[str, Any]) -> list[Any]:
-        """``[o, h, l, c, v]``: ``float`` of the decimal strings, as ccxt reads them; a
-        field ccxt cannot read either is None (the gate refuses the candle, and
-        counts it)."""
-        try:
-            return [
-                float(kline["o"]),
-                float(kline["h"]),
-                float(kline["l"]),
-                float(kline["c"]),
-                float(kline["v"]),
-            ]
-        except (KeyError, TypeError, ValueError):
-            return [self.safe_float(kline, k) for k in "ohlcv"]

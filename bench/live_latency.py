@@ -3,6 +3,7 @@ through the real ccxt.pro client, the integrity gate, the engine and the wire
 serialization.
 
     python bench/live_latency.py [--symbols 100] [--bars 300] [--interval 0.05]
+                                 [--event-loop auto|uvloop|asyncio] [--no-pin]
 
 The exchange runs in its own process, as a real one would, and records when it
 sent each bar's closing klines (``time.perf_counter``: CLOCK_MONOTONIC, shared by
@@ -11,6 +12,15 @@ wire JSON.  The primary figure is from the last closing kline of the bar (the
 moment the bar is closed for every symbol) to the signals; the figure from the
 first closing kline is printed too.  Bars are measured once the feed has caught
 up after its warm-up.  The last line is JSON.
+
+A real exchange runs on other machines: its CPU time is not the client's.  So on
+a machine with two or more CPUs the exchange process is pinned to the last one
+and the client to the others (``--no-pin`` lets the kernel place both, which then
+often share one CPU: the exchange's sending is then charged to the client's
+latency).  The client, like ``factorcast run``, runs on the event loop
+:func:`strategy.service.loop_factory` picks.  The bench talks to the exchange
+process over a pipe read by the event loop itself, not by a thread, so that its
+own control traffic does not compete with the client for the interpreter.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import asyncio
 import gc
 import json
 import multiprocessing as mp
+import os
 import platform
 import time
 from multiprocessing.connection import Connection
@@ -35,17 +46,19 @@ from factors import FactorModel, FactorParams
 from strategy.config import SignalSettings
 from strategy.engine import Engine, StepResult
 from strategy.publish import WireContext, publication
-from strategy.service import run_pipeline
+from strategy.service import loop_factory, run_pipeline
 from strategy.strategies import Trend
 
 TF = 60_000
 
 
-def exchange_process(conn: Connection, symbols: int, history: int) -> None:
+def exchange_process(conn: Connection, symbols: int, history: int, cpus: set[int] | None) -> None:
     """The embedded exchange, advanced one bar per ``advance`` command."""
     from adapters.logsetup import configure_logging
 
     configure_logging("warning", "console")
+    if cpus:
+        os.sched_setaffinity(0, cpus)
 
     async def serve() -> None:
         start = aligned_start_ms(int(time.time() * 1000), TF, history)
@@ -91,8 +104,15 @@ async def measure(args: argparse.Namespace, conn: Connection) -> dict[str, Any]:
 
     async def advance() -> tuple[int, float, float]:
         conn.send("advance")
-        sent: tuple[int, float, float] = await loop.run_in_executor(None, conn.recv)
-        return sent
+        answer: asyncio.Future[tuple[int, float, float]] = loop.create_future()
+
+        def readable() -> None:
+            loop.remove_reader(conn.fileno())
+            os.set_blocking(conn.fileno(), True)  # uvloop made it non-blocking
+            answer.set_result(conn.recv())
+
+        loop.add_reader(conn.fileno(), readable)
+        return await answer
 
     try:
         symbols = await resolve_universe(client, None, None, None)
@@ -135,6 +155,7 @@ async def measure(args: argparse.Namespace, conn: Connection) -> dict[str, Any]:
         await pro.close()
     from_last = np.array([watch.done[ts] - last for ts, _, last in measured]) * 1000
     from_first = np.array([watch.done[ts] - first for ts, first, _ in measured]) * 1000
+    sending = from_first - from_last
     if args.log_level == "debug":
         print("latencies (ms):", np.round(from_last, 2).tolist())
     return {
@@ -145,7 +166,13 @@ async def measure(args: argparse.Namespace, conn: Connection) -> dict[str, Any]:
         "max_ms": round(float(from_last.max()), 3),
         "from_first_kline_p50_ms": round(float(np.percentile(from_first, 50)), 3),
         "from_first_kline_p99_ms": round(float(np.percentile(from_first, 99)), 3),
+        # the exchange's own time to send a bar's klines: the machine's noise, seen
+        # from a process that does the same work every bar
+        "exchange_send_p50_ms": round(float(np.percentile(sending, 50)), 3),
+        "exchange_send_p99_ms": round(float(np.percentile(sending, 99)), 3),
         "late_symbols": source.gate.stats.late,
+        "event_loop": type(loop).__module__.split(".")[0],
+        "pinned": args.pinned,
         "python": platform.python_version(),
     }
 
@@ -155,18 +182,27 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, default=100)
     ap.add_argument("--bars", type=int, default=300)
     ap.add_argument("--interval", type=float, default=0.05, help="seconds between bars")
+    ap.add_argument("--event-loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    ap.add_argument("--no-pin", action="store_true", help="no CPU affinity for either process")
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args()
     from adapters.logsetup import configure_logging
 
     configure_logging(args.log_level, "console")
+    cpus = sorted(os.sched_getaffinity(0))
+    args.pinned = not args.no_pin and len(cpus) >= 2
+    exchange_cpus = {cpus[-1]} if args.pinned else None
+    if args.pinned:
+        os.sched_setaffinity(0, set(cpus[:-1]))
     parent, child = mp.get_context("spawn").Pipe()
     proc = mp.get_context("spawn").Process(
-        target=exchange_process, args=(child, args.symbols, FactorParams().history_bars)
+        target=exchange_process,
+        args=(child, args.symbols, FactorParams().history_bars, exchange_cpus),
     )
     proc.start()
     try:
-        result = asyncio.run(measure(args, parent))
+        with asyncio.Runner(loop_factory=loop_factory(args.event_loop)) as runner:
+            result = runner.run(measure(args, parent))
     finally:
         parent.send("stop")
         parent.recv()
@@ -175,7 +211,8 @@ def main() -> None:
         f"bar close -> signal over websockets, {result['n_symbols']} symbols, "
         f"{result['bars']} bars: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
         f"(from the bar's first closing kline: p50 {result['from_first_kline_p50_ms']} ms, "
-        f"p99 {result['from_first_kline_p99_ms']} ms)"
+        f"p99 {result['from_first_kline_p99_ms']} ms); {result['event_loop']}, "
+        f"{'exchange on its own CPU' if args.pinned else 'not pinned'}"
     )
     print(json.dumps(result))
 

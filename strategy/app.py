@@ -115,6 +115,7 @@ async def open_market(
         exchange=ex.id,
         url=client.url,
         client=f"ccxt {ccxt.__version__} ({'ccxt.pro websockets' if pro else 'REST polling'})",
+        event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
         embedded=ex.embedded,
         symbols=len(symbols),
         timeframe=timeframe,

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from strategy.config import ConfigError, load_settings
+from strategy.service import loop_factory
 from strategy.wire import json_schema
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -113,7 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             redactor.add(secret.get_secret_value())
     command = {"replay": app.replay, "run": app.run_live, "subscribe": app.subscribe}[args.command]
     try:
-        asyncio.run(command(args, settings))
+        factory = loop_factory(settings.event_loop)
+    except ImportError:
+        print("factorcast: event_loop: uvloop is not installed", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(command(args, settings))
     except (ConfigError, CandleDataError) as e:
         print(f"factorcast: {e}", file=sys.stderr)
         return EXIT_USAGE

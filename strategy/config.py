@@ -216,6 +216,9 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         Path(".factorcast"), description="spool, and the embedded Redis server's socket"
     )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto", description="auto: uvloop where installed, else asyncio's own loop"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from numpy.typing import NDArray
 
 from factors import REASON_LABELS, FactorSnapshot
 from strategy.actions import ACTION_LABELS
@@ -80,33 +83,73 @@ def _signal_dicts(
     reasons = sig.reasons[at].tolist()
     out: list[dict[str, Any]] = []
     for j, i in enumerate(rows):
-        symbol = ctx.symbols[i]
         exp, missing = maps[i]
-        obj: dict[str, Any] = {
-            "schema": SCHEMA_ID,
-            "id": f"{ctx.strategy}:{ctx.exchange}:{symbol}:{ctx.timeframe}:{bar_ts}",
-            "strategy": ctx.strategy,
-            "exchange": ctx.exchange,
-            "symbol": symbol,
-            "timeframe": ctx.timeframe,
-            "bar_ts": bar_ts,
-            "bar_time": bar_time,
-            "produced_at": produced_at,
-            "action": ACTION_LABELS[action[j] + 1],
-            "base_action": ACTION_LABELS[base_action[j] + 1],
-            "factor_action": ACTION_LABELS[factor_action[j] + 1],
-            "confidence": confidence[j],
-            "base_confidence": base_confidence[j],
-            "factor_score": score[j],
-            "exposures": exp,
-            "missing": missing,
-            "reasons": list(_SIGNAL_REASONS[reasons[j]]),
-            "model": ctx.model,
-        }
+        obj = _signal_object(
+            ctx,
+            ctx.symbols[i],
+            bar_ts,
+            bar_time,
+            produced_at,
+            ACTION_LABELS[action[j] + 1],
+            ACTION_LABELS[base_action[j] + 1],
+            ACTION_LABELS[factor_action[j] + 1],
+            confidence[j],
+            base_confidence[j],
+            score[j],
+            exp,
+            missing,
+            list(_SIGNAL_REASONS[reasons[j]]),
+        )
         if ctx.signing_key is not None:
             obj["sig"] = sign(obj, ctx.signing_key)
         out.append(obj)
     return out
+
+
+def _signal_object(
+    ctx: WireContext,
+    symbol: str,
+    bar_ts: Any,
+    bar_time: Any,
+    produced_at: Any,
+    action: Any,
+    base_action: Any,
+    factor_action: Any,
+    confidence: Any,
+    base_confidence: Any,
+    factor_score: Any,
+    exposures: Any,
+    missing: Any,
+    reasons: Any,
+) -> dict[str, Any]:
+    """The wire object, fields in wire order: the one layout both the dicts and the
+    byte templates (:class:`_Templates`) are made from."""
+    return {
+        "schema": SCHEMA_ID,
+        "id": f"{ctx.strategy}:{ctx.exchange}:{symbol}:{ctx.timeframe}:{bar_ts}",
+        "strategy": ctx.strategy,
+        "exchange": ctx.exchange,
+        "symbol": symbol,
+        "timeframe": ctx.timeframe,
+        "bar_ts": bar_ts,
+        "bar_time": bar_time,
+        "produced_at": produced_at,
+        "action": action,
+        "base_action": base_action,
+        "factor_action": factor_action,
+        "confidence": confidence,
+        "base_confidence": base_confidence,
+        "factor_score": factor_score,
+        "exposures": exposures,
+        "missing": missing,
+        "reasons": reasons,
+        "model": ctx.model,
+    }
+
+
+def _exposure_state(bar_ts: Any, exposures: Any, missing: Any, model: str) -> dict[str, Any]:
+    """The latest-exposures state of one symbol, fields in wire order."""
+    return {"bar_ts": bar_ts, "exposures": exposures, "missing": missing, "model": model}
 
 
 def exposure_members(result: StepResult) -> list[int]:
@@ -117,18 +160,74 @@ def exposure_members(result: StepResult) -> list[int]:
 
 
 def publication(result: StepResult, ctx: WireContext) -> Publication:
-    """The signals and latest-exposure states of one step, serialized once.  The
-    signals' rows are a subset of the exposures' (late symbols have no signal), so
-    one set of exposure maps serves both."""
+    """The signals and latest-exposure states of one step, serialized once.
+
+    The bytes are exactly ``orjson.dumps`` of the wire objects :func:`signal_dicts`
+    builds (the tests hold them to that), but made without them: each symbol's
+    object is a byte template (:class:`_Templates`) filled with the bar's values,
+    and the numbers of the whole bar are formatted by one ``orjson.dumps`` call.
+    Signed signals take the dict path (the signature covers the canonical JSON), as
+    do contexts whose names contain the template marker."""
     members = exposure_members(result)
+    t = _templates(ctx)
+    if t is None or ctx.signing_key is not None:
+        return _publication_of_dicts(result, ctx, members)
+    bar_ts = b"%d" % result.ts
+    exposures, missing = _exposure_fragments(result.factors, members)
+    state = t.state
+    states = {
+        ctx.symbols[i]: state % (bar_ts, exposures[k], missing[k]) for k, i in enumerate(members)
+    }
+
+    rows = np.flatnonzero(result.xs.present).tolist()
+    sig = result.signals
+    at = np.asarray(rows, dtype=np.intp)
+    numbers = _formatted(
+        np.column_stack((sig.confidence[at], sig.base_confidence[at], sig.factor_score[at]))
+    )
+    actions = (sig.action[at] + 1).tolist()
+    base_actions = (sig.base_action[at] + 1).tolist()
+    factor_actions = (sig.factor_action[at] + 1).tolist()
+    reasons = sig.reasons[at].tolist()
+    bar_time = orjson.dumps(iso_ms(result.ts))
+    produced_at = orjson.dumps(iso_ms(result.produced_at_ms))
+    label, reason_json = _ACTION_JSON, _REASON_JSON
+    position = {i: k for k, i in enumerate(members)}  # the signal rows and late symbols
+    signals = []
+    for j, i in enumerate(rows):
+        k = position[i]
+        confidence, base_confidence, score = numbers[j]
+        payload = t.signals[i] % (
+            bar_ts,
+            bar_ts,
+            bar_time,
+            produced_at,
+            label[actions[j]],
+            label[base_actions[j]],
+            label[factor_actions[j]],
+            confidence,
+            base_confidence,
+            score,
+            exposures[k],
+            missing[k],
+            reason_json[reasons[j]],
+        )
+        signals.append((t.ids[i] + str(result.ts), payload))
+    return Publication(
+        bar_ts=result.ts,
+        signals=tuple(signals),
+        exposures=states,
+        heartbeat=iso_ms(result.ts),
+    )
+
+
+def _publication_of_dicts(result: StepResult, ctx: WireContext, members: list[int]) -> Publication:
     maps = _exposure_maps(result.factors, members)
     rows = np.flatnonzero(result.xs.present).tolist()
     signals = _signal_dicts(result, ctx, rows, maps)
     dumps = orjson.dumps
     states = {
-        ctx.symbols[i]: dumps(
-            {"bar_ts": result.ts, "exposures": exp, "missing": missing, "model": ctx.model}
-        )
+        ctx.symbols[i]: dumps(_exposure_state(result.ts, exp, missing, ctx.model))
         for i, (exp, missing) in maps.items()
     }
     return Publication(
@@ -137,6 +236,117 @@ def publication(result: StepResult, ctx: WireContext) -> Publication:
         exposures=states,
         heartbeat=iso_ms(result.ts),
     )
+
+
+# -- byte templates -------------------------------------------------------------------
+
+_ACTION_JSON: tuple[bytes, ...] = tuple(orjson.dumps(label) for label in ACTION_LABELS)
+_REASON_JSON: tuple[bytes, ...] = tuple(orjson.dumps(list(r)) for r in _SIGNAL_REASONS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Templates:
+    """``%``-templates of one context's wire objects, made by serializing the wire
+    objects themselves with a marker in place of each value (so field order and
+    string escaping are orjson's own), then turning the markers into ``%b``."""
+
+    signals: tuple[bytes, ...]  # per symbol
+    ids: tuple[str, ...]  # per symbol: the signal id without its bar time
+    state: bytes
+
+
+#: the values of a signal template, in the order they appear in it
+_SIGNAL_SLOTS = (
+    "bar_ts",  # inside the id
+    "bar_ts",
+    "bar_time",
+    "produced_at",
+    "action",
+    "base_action",
+    "factor_action",
+    "confidence",
+    "base_confidence",
+    "factor_score",
+    "exposures",
+    "missing",
+    "reasons",
+)
+
+
+def _template(obj: dict[str, Any], slots: Sequence[str]) -> bytes:
+    """``obj`` (with :func:`_slot` markers for values) as JSON bytes with ``%b`` in
+    place of each marker: a quoted marker stands for a whole JSON value, a marker
+    inside a string for text within it.  Fails if the markers are not ``slots``."""
+    raw = orjson.dumps(obj)
+    found = [m.decode() for m in _MARKER.findall(raw)]
+    if found != list(slots):  # the layout changed, or a string contains a marker
+        raise ValueError(f"wire template has slots {found}, expected {list(slots)}")
+    raw = raw.replace(b"%", b"%%")
+    return _MARKER.sub(b"%b", _QUOTED_MARKER.sub(b"%b", raw))
+
+
+_MARK = "\u2063"  # an invisible separator
+
+
+def _slot(name: str) -> str:
+    return f"{_MARK}{name}{_MARK}"
+
+
+_MARKER = re.compile(_slot(r"(\w+)").encode())
+_QUOTED_MARKER = re.compile(b'"' + _slot(r"\w+").encode() + b'"')
+
+
+@functools.lru_cache(maxsize=16)
+def _templates(ctx: WireContext) -> _Templates | None:
+    texts = (ctx.strategy, ctx.exchange, ctx.timeframe, ctx.model, *ctx.symbols)
+    if any(_MARK in text for text in texts):
+        return None
+    marker = {name: _slot(name) for name in _SIGNAL_SLOTS}
+    signals = [
+        _template(_signal_object(ctx, symbol, **marker), _SIGNAL_SLOTS) for symbol in ctx.symbols
+    ]
+    state_slots = ("bar_ts", "exposures", "missing")
+    bar_ts, exposures, missing = (_slot(name) for name in state_slots)
+    state = _exposure_state(bar_ts, exposures, missing, ctx.model)
+    return _Templates(
+        signals=tuple(signals),
+        ids=tuple(f"{ctx.strategy}:{ctx.exchange}:{s}:{ctx.timeframe}:" for s in ctx.symbols),
+        state=_template(state, state_slots),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _exposures_template(names: tuple[str, ...]) -> bytes:
+    slots = [f"e{k}" for k in range(len(names))]
+    return _template(dict(zip(names, map(_slot, slots), strict=True)), slots)
+
+
+def _formatted(values: NDArray[np.float64]) -> list[list[bytes]]:
+    """Each number of an ``(n, k)`` array as orjson writes it (NaN as null), by
+    one ``dumps`` of the whole array."""
+    if values.shape[0] == 0:
+        return []
+    text = orjson.dumps(
+        np.ascontiguousarray(values, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY
+    )
+    return [row.split(b",") for row in text[2:-2].split(b"],[")]
+
+
+def _exposure_fragments(
+    snapshot: FactorSnapshot, members: list[int]
+) -> tuple[list[bytes], list[bytes]]:
+    """Per member row: the JSON of its ``exposures`` (null where a reason says why)
+    and of its ``missing`` map, as :func:`_exposure_maps` makes them."""
+    at = np.asarray(members, dtype=np.intp)
+    reason = snapshot.reason[at]
+    template = _exposures_template(snapshot.names)
+    values = np.where(reason == 0, snapshot.exposure[at], np.nan)
+    exposures = [template % tuple(row) for row in _formatted(values)]
+    missing = [b"{}"] * len(members)
+    for j in np.flatnonzero(reason.any(axis=1)).tolist():
+        whys = zip(snapshot.names, reason[j].tolist(), strict=True)
+        missing[j] = orjson.dumps({name: REASON_LABELS[why] for name, why in whys if why})
+    return exposures, missing
 
 
 class PublishingOutput:

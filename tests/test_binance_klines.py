@@ -9,6 +9,8 @@ import ccxt.pro
 import pytest
 
 from adapters.binance_klines import BinanceKlines
+from adapters.candles import NAN
+from adapters.gate import ACCEPTED, CandleGate
 
 T = 1_700_000_040_000
 #: the reader, what it handed on, and what it left to ccxt's own handler
@@ -41,7 +43,7 @@ async def test_closing_klines_carry_their_values_and_updates_only_their_time(
     pro.route_klines(["BTC/USDT", "ETH/USDT"], "1m", lambda *a: got.append(a))
     pro.handle_message(None, kline("ETHUSDT"))
     pro.handle_message(None, kline("BTCUSDT", closed=False))
-    assert got == [(1, T, [10.5, 11.0, 10.0, 10.75, 3.25]), (0, T, None)]
+    assert got == [(1, T, ["10.5", "11.0", "10.0", "10.75", "3.25"]), (0, T, None)]
     assert to_ccxt == []
 
 
@@ -64,11 +66,19 @@ async def test_anything_else_is_left_to_ccxt(reader: Reader) -> None:
     assert to_ccxt == [before, *others]
 
 
-async def test_unreadable_prices_reach_the_gate_as_none(reader: Reader) -> None:
-    pro, got, _ = reader
-    pro.route_klines(["BTC/USDT"], "1m", lambda *a: got.append(a))
-    pro.handle_message(None, kline(c="n/a", v=None))
-    assert got == [(0, T, [10.5, 11.0, 10.0, None, None])]
+async def test_prices_reach_the_gate_as_they_came_and_it_refuses_unreadable_ones(
+    reader: Reader,
+) -> None:
+    pro, _, _ = reader
+    gate = CandleGate(["BTC/USDT"], 60_000)
+    outcomes: list[str] = []
+    pro.route_klines(["BTC/USDT"], "1m", lambda i, t, v: outcomes.append(gate.offer(i, t, v)[0]))
+    pro.handle_message(None, kline(c="n/a"))
+    pro.handle_message(None, kline(v=None))
+    pro.handle_message(None, kline(t=T + 60_000, o=""))
+    pro.handle_message(None, kline(t=T + 120_000))
+    assert outcomes == [NAN, NAN, NAN, ACCEPTED]
+    assert gate.last_ts(0) == T + 120_000
 
 
 async def test_deflate_is_off_unless_the_config_turns_it_on() -> None:

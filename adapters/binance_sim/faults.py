@@ -65,6 +65,7 @@ class Faults:
         self._dropper: Callable[[int, bool], Awaitable[int]] | None = None
         self._omit_closing = 0  # ticks left without their closing klines
         self._omit_opening = 0  # ticks left without the next bar's opening klines
+        self._garble = 0  # ticks left whose first kline event goes out cut short
 
     # -- REST -----------------------------------------------------------------
 
@@ -175,11 +176,24 @@ class Faults:
         self._omit_opening = max(self._omit_opening - 1, 0)
         return closing, opening
 
+    def garble_klines(self, ticks: int = 1) -> Faults:
+        """Send the first kline event of the next ``ticks`` bar ticks cut in half: a
+        frame no client can parse (a broken proxy or a truncated write)."""
+        self._garble = ticks
+        log.info("fault_armed", kind="garble_klines", ticks=ticks)
+        return self
+
+    def take_garble(self) -> bool:
+        """For one bar tick: whether its first kline event goes out cut short."""
+        garble = self._garble > 0
+        self._garble = max(self._garble - 1, 0)
+        return garble
+
     def clear(self) -> Faults:
         """Remove every fault."""
         self._rules.clear()
         self._delays.clear()
         self.ws_stalled = False
-        self._omit_closing = self._omit_opening = 0
+        self._omit_closing = self._omit_opening = self._garble = 0
         log.info("fault_cleared", kind="all")
         return self

@@ -433,6 +433,9 @@ class BinanceSim:
         if not events or self.faults.ws_stalled:
             return time.perf_counter()
         encoded = [(s, json.dumps(p), json.dumps({"stream": s, "data": p})) for s, p in events]
+        if self.faults.take_garble():
+            stream, raw, wrapped = encoded[0]
+            encoded[0] = (stream, raw[: len(raw) // 2], wrapped[: len(wrapped) // 2])
         first_sent = time.perf_counter()
         for conn in list(self._conns):
             for stream, raw, wrapped in encoded:

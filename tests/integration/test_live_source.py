@@ -205,6 +205,24 @@ async def test_websocket_drop_reconnects_resubscribes_and_backfills() -> None:
         assert [x.ts for x in sections] == want  # no bar lost across the drop
 
 
+async def test_a_frame_that_does_not_parse_fails_the_connection_and_loses_no_bar() -> None:
+    """A kline event cut short cannot be decoded: the reader fails the connection
+    (ccxt's own receive loop would stop reading without a word, until the staleness
+    watchdog noticed), the source reconnects and the bar comes from REST."""
+    async with live_source(timing=timing_for(grace_s=60.0)) as live:
+        await advance(live.sim, 2)
+        await live.wait_for(2)
+        live.sim.faults.garble_klines()
+        await advance(live.sim, 4)
+        sections = await live.wait_for(6)  # staleness (30 s) and grace (60 s) far away
+        live.check_against_truth(sections)
+        assert live.source.stats.reconnects == 1
+        assert live.client.errors["NetworkError"] == 1
+        assert live.source.gate.stats.late == 0
+        want = [int(t) for t in live.truth["ts"][HISTORY : HISTORY + len(sections)]]
+        assert [x.ts for x in sections] == want
+
+
 async def test_silent_websocket_falls_back_to_rest() -> None:
     async with live_source(timing=timing_for(stale_after_s=0.8)) as live:
         await advance(live.sim, 2)
