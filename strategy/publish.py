@@ -172,53 +172,50 @@ def publication(result: StepResult, ctx: WireContext) -> Publication:
     t = _templates(ctx)
     if t is None or ctx.signing_key is not None:
         return _publication_of_dicts(result, ctx, members)
-    bar_ts = b"%d" % result.ts
+    ts = result.ts
+    bar_ts = b"%d" % ts
     exposures, missing = _exposure_fragments(result.factors, members)
     state = t.state
     states = {
-        ctx.symbols[i]: state % (bar_ts, exposures[k], missing[k]) for k, i in enumerate(members)
+        ctx.symbols[i]: state % (bar_ts, exp, miss)
+        for i, exp, miss in zip(members, exposures, missing, strict=True)
     }
 
-    rows = np.flatnonzero(result.xs.present).tolist()
-    sig = result.signals
-    at = np.asarray(rows, dtype=np.intp)
+    sig, present = result.signals, result.xs.present
+    rows = np.flatnonzero(present)
     numbers = _formatted(
-        np.column_stack((sig.confidence[at], sig.base_confidence[at], sig.factor_score[at]))
+        np.column_stack((sig.confidence[rows], sig.base_confidence[rows], sig.factor_score[rows]))
     )
-    actions = (sig.action[at] + 1).tolist()
-    base_actions = (sig.base_action[at] + 1).tolist()
-    factor_actions = (sig.factor_action[at] + 1).tolist()
-    reasons = sig.reasons[at].tolist()
-    bar_time = orjson.dumps(iso_ms(result.ts))
-    produced_at = orjson.dumps(iso_ms(result.produced_at_ms))
-    label, reason_json = _ACTION_JSON, _REASON_JSON
-    position = {i: k for k, i in enumerate(members)}  # the signal rows and late symbols
-    signals = []
-    for j, i in enumerate(rows):
-        k = position[i]
-        confidence, base_confidence, score = numbers[j]
-        payload = t.signals[i] % (
-            bar_ts,
-            bar_ts,
-            bar_time,
-            produced_at,
-            label[actions[j]],
-            label[base_actions[j]],
-            label[factor_actions[j]],
-            confidence,
-            base_confidence,
-            score,
-            exposures[k],
-            missing[k],
-            reason_json[reasons[j]],
+    per_row = zip(
+        rows.tolist(),
+        np.flatnonzero(present[members]).tolist(),  # the row's place among the members
+        numbers,
+        (sig.action[rows] + 1).tolist(),
+        (sig.base_action[rows] + 1).tolist(),
+        (sig.factor_action[rows] + 1).tolist(),
+        sig.reasons[rows].tolist(),
+        strict=True,
+    )
+    times = (bar_ts, bar_ts, orjson.dumps(iso_ms(ts)), orjson.dumps(iso_ms(result.produced_at_ms)))
+    label, reason_json, id_suffix = _ACTION_JSON, _REASON_JSON, str(ts)
+    signals = tuple(
+        (
+            t.ids[i] + id_suffix,
+            t.signals[i]
+            % (
+                *times,
+                label[action],
+                label[base_action],
+                label[factor_action],
+                *values,  # confidence, base_confidence, factor_score
+                exposures[k],
+                missing[k],
+                reason_json[reasons],
+            ),
         )
-        signals.append((t.ids[i] + str(result.ts), payload))
-    return Publication(
-        bar_ts=result.ts,
-        signals=tuple(signals),
-        exposures=states,
-        heartbeat=iso_ms(result.ts),
+        for i, k, values, action, base_action, factor_action, reasons in per_row
     )
+    return Publication(bar_ts=ts, signals=signals, exposures=states, heartbeat=iso_ms(ts))
 
 
 def _publication_of_dicts(result: StepResult, ctx: WireContext, members: list[int]) -> Publication:
