@@ -20,7 +20,6 @@ the deadline passed: the symbols still behind are then *late*.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -107,7 +106,9 @@ class CandleGate:
         n = len(self.symbols)
         self._last = [-1] * n  # last accepted bar time per symbol
         self._last_row: list[Row | None] = [None] * n
-        self._rows: dict[int, dict[int, Row]] = {}  # bar time -> symbol -> row
+        #: bar time -> its candles so far, an (n_symbols, 6) block (NaN: no candle yet);
+        #: filled as candles come, so a release only hands the block on
+        self._rows: dict[int, np.ndarray] = {}
         self._gaps: dict[int, Gap] = {}  # open backfills by symbol
         self.next_ts: int | None = None  # the next cross-section to release
         #: symbols whose last bar time is before ``next_ts``: release() has nothing to
@@ -206,13 +207,13 @@ class CandleGate:
             if waiting and not force:
                 break
             force = False
-            rows = self._rows.pop(t, {})
+            rows = self._rows.pop(t, None)
             late = np.zeros(len(self.symbols), dtype=bool)
             late[waiting] = True
             self.stats.late += len(waiting)
             for i in waiting:
                 self._shrink_gap(i, t + self.tf)
-            if rows:
+            if rows is not None:
                 out.append(self._cross_section(t, rows, late))
             t += self.tf
             self._set_next(t)
@@ -236,7 +237,10 @@ class CandleGate:
         return sorted(waiting)
 
     def _store(self, i: int, ts: int, row: Row, *, advance: bool) -> str:
-        self._rows.setdefault(ts, {})[i] = row
+        block = self._rows.get(ts)
+        if block is None:
+            block = self._rows[ts] = np.full((len(self.symbols), 6), np.nan)
+        block[i] = row
         if advance:
             self._set_last(i, ts)
             self._last_row[i] = row
@@ -256,14 +260,9 @@ class CandleGate:
         self.stats.outcomes[outcome] += 1
         return outcome
 
-    def _cross_section(self, t: int, rows: dict[int, Row], late: np.ndarray) -> CrossSection:
-        n = len(self.symbols)
-        block = np.full((6, n), np.nan)
-        present = np.zeros(n, dtype=bool)
-        where = list(rows)
-        values = itertools.chain.from_iterable(rows.values())
-        block[:, where] = np.fromiter(values, np.float64, 6 * len(where)).reshape(-1, 6).T
-        present[where] = True
+    def _cross_section(self, t: int, rows: np.ndarray, late: np.ndarray) -> CrossSection:
+        block = rows.T.copy()  # one contiguous row per field
+        present = ~np.isnan(block[3])  # a stored candle has a finite close
         return CrossSection(
             ts=t,
             open=block[0],
