@@ -169,8 +169,8 @@ def publication(result: StepResult, ctx: WireContext) -> Publication:
     Signed signals take the dict path (the signature covers the canonical JSON), as
     do contexts whose names contain the template marker."""
     members = exposure_members(result)
-    t = _templates(ctx)
-    if t is None or ctx.signing_key is not None:
+    t = None if ctx.signing_key is not None else _templates(ctx)
+    if t is None:
         return _publication_of_dicts(result, ctx, members)
     ts = result.ts
     bar_ts = b"%d" % ts
