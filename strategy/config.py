@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from factors import CANONICAL, FactorParams
 from factors.registry import LIQUIDITY, MARKET, MOMENTUM, SIZE, VALUE, VOLATILITY
+from strategy.service import EventLoopChoice
 from strategy.signals import FactorView
 
 
@@ -216,7 +217,7 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         Path(".factorcast"), description="spool, and the embedded Redis server's socket"
     )
-    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+    event_loop: EventLoopChoice = Field(
         "auto", description="auto: uvloop where installed, else asyncio's own loop"
     )
 

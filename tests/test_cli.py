@@ -107,6 +107,7 @@ def test_schema_command_prints_the_shipped_schema() -> None:
         ({"FACTORCAST_FACTORS__VALUE_LAG": "10"}, "factors"),
         ({"FACTORCAST_NOPE": "1"}, "FACTORCAST_NOPE"),
         ({"FACTORCAST_FACTORS__NOPE": "1"}, "factors.nope"),
+        ({"FACTORCAST_EVENT_LOOP": "trio"}, "event_loop"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_field_exit_2(
@@ -156,7 +157,8 @@ def test_bad_data_directory_exits_2(tmp_path: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_run_stops_by_itself_after_max_bars(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("event_loop", "runs_on"), [("auto", "uvloop"), ("asyncio", "asyncio")])
+def test_run_stops_by_itself_after_max_bars(tmp_path: Path, event_loop: str, runs_on: str) -> None:
     out = tmp_path / "run.jsonl"
     proc = factorcast(
         "run",
@@ -168,10 +170,11 @@ def test_run_stops_by_itself_after_max_bars(tmp_path: Path) -> None:
         "50",
         "--signals-out",
         str(out),
-        env={"FACTORCAST_LOG__FORMAT": "json"},
+        env={"FACTORCAST_LOG__FORMAT": "json", "FACTORCAST_EVENT_LOOP": event_loop},
     )
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert [e["event_loop"] for e in events if e["event"] == "exchange_connected"] == [runs_on]
     stopped = [e for e in events if e["event"] == "service_stopped"]
     assert stopped and stopped[0]["live_bars"] == 5
     assert "latest" in proc.stdout  # the live table
