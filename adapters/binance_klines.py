@@ -38,10 +38,11 @@ class KlineSocket(Client):  # type: ignore[misc]
 
     ccxt's own receive loop creates a task and schedules two callbacks for every
     message it has to wait for, which cost more than handling a kline event.  Here
-    one task awaits the messages in turn; each is handled exactly as ccxt's
-    ``handle_message`` would (text is JSON-decoded with the parser ccxt uses and
-    goes to the exchange's handler), and a closed socket ends the loop the way
-    ccxt's does (``on_close``).  A message handler that raises fails the pending
+    one task awaits the messages in turn.  A text frame is decoded with ccxt's own
+    test and JSON parser and goes to the exchange's handler, as ccxt's
+    ``handle_message`` does it; any other frame, and every frame while ``verbose``
+    logging is on, goes through ``handle_message`` itself.  A closed socket ends
+    the loop the way ccxt's does (``on_close``).  A message handler that raises fails the pending
     watches with a NetworkError, as any connection fault does, and the connection
     is closed: its owner reconnects (ccxt's loop would stop reading silently)."""
 
