@@ -3,7 +3,7 @@ through the real ccxt.pro client, the integrity gate, the engine and the wire
 serialization.
 
     python bench/live_latency.py [--symbols 100] [--bars 300] [--interval 0.05]
-                                 [--event-loop auto|uvloop|asyncio] [--no-pin]
+                                 [--repeat 3] [--event-loop auto|uvloop|asyncio] [--no-pin]
 
 The exchange runs in its own process, as a real one would, and records when it
 sent each bar's closing klines (``time.perf_counter``: CLOCK_MONOTONIC, shared by
@@ -11,7 +11,8 @@ the processes of one machine).  The clock stops when the bar's signals exist as
 wire JSON.  The primary figure is from the last closing kline of the bar (the
 moment the bar is closed for every symbol) to the signals; the figure from the
 first closing kline is printed too.  Bars are measured once the feed has caught
-up after its warm-up.  The last line is JSON.
+up after its warm-up.  Each run has its own exchange process; the summary is the
+median over ``--repeat`` runs of each figure.  The last line is JSON.
 
 A real exchange runs on other machines: its CPU time is not the client's.  So on
 a machine with two or more CPUs the exchange process is pinned to the last one
@@ -177,11 +178,37 @@ async def measure(args: argparse.Namespace, conn: Connection) -> dict[str, Any]:
     }
 
 
+def one_run(args: argparse.Namespace, exchange_cpus: set[int] | None) -> dict[str, Any]:
+    """One measurement against a fresh exchange process."""
+    parent, child = mp.get_context("spawn").Pipe()
+    proc = mp.get_context("spawn").Process(
+        target=exchange_process,
+        args=(child, args.symbols, FactorParams().history_bars, exchange_cpus),
+    )
+    proc.start()
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(args.event_loop)) as runner:
+            result: dict[str, Any] = runner.run(measure(args, parent))
+    finally:
+        parent.send("stop")
+        parent.recv()
+        proc.join(10)
+    print(
+        f"bar close -> signal over websockets, {result['n_symbols']} symbols, "
+        f"{result['bars']} bars: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
+        f"(from the bar's first closing kline: p50 {result['from_first_kline_p50_ms']} ms, "
+        f"p99 {result['from_first_kline_p99_ms']} ms); the exchange's own send: "
+        f"p50 {result['exchange_send_p50_ms']} ms, p99 {result['exchange_send_p99_ms']} ms"
+    )
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--symbols", type=int, default=100)
     ap.add_argument("--bars", type=int, default=300)
     ap.add_argument("--interval", type=float, default=0.05, help="seconds between bars")
+    ap.add_argument("--repeat", type=int, default=3, help="runs; the summary is their median")
     ap.add_argument("--event-loop", choices=("auto", "uvloop", "asyncio"), default="auto")
     ap.add_argument("--no-pin", action="store_true", help="no CPU affinity for either process")
     ap.add_argument("--log-level", default="warning")
@@ -194,27 +221,19 @@ def main() -> None:
     exchange_cpus = {cpus[-1]} if args.pinned else None
     if args.pinned:
         os.sched_setaffinity(0, set(cpus[:-1]))
-    parent, child = mp.get_context("spawn").Pipe()
-    proc = mp.get_context("spawn").Process(
-        target=exchange_process,
-        args=(child, args.symbols, FactorParams().history_bars, exchange_cpus),
-    )
-    proc.start()
-    try:
-        with asyncio.Runner(loop_factory=loop_factory(args.event_loop)) as runner:
-            result = runner.run(measure(args, parent))
-    finally:
-        parent.send("stop")
-        parent.recv()
-        proc.join(10)
+    runs = [one_run(args, exchange_cpus) for _ in range(args.repeat)]
+    summary: dict[str, Any] = {
+        key: round(float(np.median([r[key] for r in runs])), 3)
+        for key in runs[0]
+        if key.endswith("_ms")
+    }
+    first = runs[0]
     print(
-        f"bar close -> signal over websockets, {result['n_symbols']} symbols, "
-        f"{result['bars']} bars: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
-        f"(from the bar's first closing kline: p50 {result['from_first_kline_p50_ms']} ms, "
-        f"p99 {result['from_first_kline_p99_ms']} ms); {result['event_loop']}, "
-        f"{'exchange on its own CPU' if args.pinned else 'not pinned'}"
+        f"median of {len(runs)} runs: p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms; "
+        f"{first['event_loop']}, {'exchange on its own CPU' if args.pinned else 'not pinned'}"
     )
-    print(json.dumps(result))
+    static = ("n_symbols", "bars", "event_loop", "pinned", "python")
+    print(json.dumps({**{k: first[k] for k in static}, **summary, "runs": runs}))
 
 
 if __name__ == "__main__":
