@@ -57,41 +57,38 @@ from adapters.subscriber import SignalSubscriber
 from factors import CANONICAL
 from factors.registry import VALUE
 from strategy.ports import Publication
-from strategy.wire import SCHEMA_ID, iso_ms, sign
+from strategy.publish import WireContext, signal_object
+from strategy.wire import iso_ms, sign
 
 T0 = 1_700_000_040_000
 BAR_MS = 60_000
 MAXLEN = 100_000
 KEY = b"bench-signing-key"
+WIRE = WireContext("trend", "binance", "1m", (), "fm1-3a5c9e0b")
 
 
 def signal(symbol: str, bar_ts: int, rng: np.random.Generator, key: bytes | None) -> bytes:
-    """One wire object with the fields and number formatting of strategy.publish."""
+    """One wire object as strategy.publish lays it out, serialized."""
     exp = rng.normal(0.0, 1.0, len(CANONICAL)).tolist()
     exposures: dict[str, float | None] = dict(zip(CANONICAL, exp, strict=True))
     exposures[VALUE] = None
     score = float(np.tanh(rng.normal()))
-    obj: dict[str, Any] = {
-        "schema": SCHEMA_ID,
-        "id": f"trend:binance:{symbol}:1m:{bar_ts}",
-        "strategy": "trend",
-        "exchange": "binance",
-        "symbol": symbol,
-        "timeframe": "1m",
-        "bar_ts": bar_ts,
-        "bar_time": iso_ms(bar_ts),
-        "produced_at": iso_ms(bar_ts + BAR_MS + 37),
-        "action": "buy" if score > 0.3 else "sell" if score < -0.3 else "hold",
-        "base_action": "buy",
-        "factor_action": "hold",
-        "confidence": float(rng.uniform()),
-        "base_confidence": float(rng.uniform()),
-        "factor_score": score,
-        "exposures": exposures,
-        "missing": {VALUE: "insufficient_history"},
-        "reasons": ["factor_confirm", "low_confidence"],
-        "model": "fm1-3a5c9e0b",
-    }
+    obj = signal_object(
+        WIRE,
+        symbol,
+        bar_ts,
+        iso_ms(bar_ts),
+        iso_ms(bar_ts + BAR_MS + 37),
+        "buy" if score > 0.3 else "sell" if score < -0.3 else "hold",
+        "buy",
+        "hold",
+        float(rng.uniform()),
+        float(rng.uniform()),
+        score,
+        exposures,
+        {VALUE: "insufficient_history"},
+        ["factor_confirm", "low_confidence"],
+    )
     if key is not None:
         obj["sig"] = sign(obj, key)
     return orjson.dumps(obj)

@@ -84,7 +84,7 @@ def _signal_dicts(
     out: list[dict[str, Any]] = []
     for j, i in enumerate(rows):
         exp, missing = maps[i]
-        obj = _signal_object(
+        obj = signal_object(
             ctx,
             ctx.symbols[i],
             bar_ts,
@@ -106,7 +106,7 @@ def _signal_dicts(
     return out
 
 
-def _signal_object(
+def signal_object(
     ctx: WireContext,
     symbol: str,
     bar_ts: Any,
@@ -122,8 +122,9 @@ def _signal_object(
     missing: Any,
     reasons: Any,
 ) -> dict[str, Any]:
-    """The wire object, fields in wire order: the one layout both the dicts and the
-    byte templates (:class:`_Templates`) are made from."""
+    """One wire object (SIGNALS.md section 4) from its values, fields in wire order:
+    the one layout the signal dicts, the byte templates (:class:`_Templates`) and
+    the benchmarks' synthetic signals are made from.  Without ``sig``."""
     return {
         "schema": SCHEMA_ID,
         "id": f"{ctx.strategy}:{ctx.exchange}:{symbol}:{ctx.timeframe}:{bar_ts}",
@@ -300,7 +301,7 @@ def _templates(ctx: WireContext) -> _Templates | None:
         return None
     marker = {name: _slot(name) for name in _SIGNAL_SLOTS}
     signals = [
-        _template(_signal_object(ctx, symbol, **marker), _SIGNAL_SLOTS) for symbol in ctx.symbols
+        _template(signal_object(ctx, symbol, **marker), _SIGNAL_SLOTS) for symbol in ctx.symbols
     ]
     state_slots = ("bar_ts", "exposures", "missing")
     bar_ts, exposures, missing = (_slot(name) for name in state_slots)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factors.registry import MARKET
 from tests.conftest import factorcast
 
 pytestmark = pytest.mark.integration
@@ -68,7 +69,7 @@ def test_live_through_ccxt_equals_replay(
 
     replay_signals = {(s["symbol"], s["bar_ts"]): s for s in replay_run["signals"]}
     live_signals = [json.loads(x) for x in (tmp_path / "signals.jsonl").read_text().splitlines()]
-    assert len(live_signals) == (live["factor"] == "market").sum()
+    assert len(live_signals) == (live["factor"] == MARKET).sum()
     for s in live_signals:
         r = replay_signals[(s["symbol"], s["bar_ts"] - shift)]
         assert s["id"] == f"trend:sim:{s['symbol']}:5m:{s['bar_ts']}"

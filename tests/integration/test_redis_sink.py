@@ -29,6 +29,7 @@ from structlog.testing import capture_logs
 from adapters.redis_server import EmbeddedRedis, RedisServerError, find_redis_server
 from adapters.redis_sink import RedisSink, SinkUnavailable, encode_publication
 from adapters.spool import Spool, SpoolError
+from factors.registry import MARKET
 from strategy.ports import Publication
 
 pytestmark = pytest.mark.integration
@@ -60,7 +61,7 @@ def publication(k: int, symbols: tuple[str, ...] = SYMBOLS) -> Publication:
         for j, sym in enumerate(symbols)
     )
     exposures = {
-        sym: orjson.dumps({"bar_ts": bar_ts, "exposures": {"market": 1.0 + j}, "missing": []})
+        sym: orjson.dumps({"bar_ts": bar_ts, "exposures": {MARKET: 1.0 + j}, "missing": []})
         for j, sym in enumerate(symbols)
     }
     heartbeat = datetime.fromtimestamp(bar_ts / 1000, UTC).isoformat()

@@ -33,8 +33,10 @@ from adapters.subscriber import (
     SubscriberError,
     run_subscriber,
 )
+from factors.registry import MARKET, SIZE, VALUE
 from strategy.ports import Publication
-from strategy.wire import SCHEMA_ID, iso_ms, sign, verify
+from strategy.publish import WireContext, signal_object
+from strategy.wire import iso_ms, sign, verify
 
 pytestmark = pytest.mark.integration
 
@@ -43,32 +45,28 @@ SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 BAR_MS = 60_000
 T0 = 1_700_000_040_000
 STREAM, GROUP = "factorcast:signals", "factorcast-subscribers"
+WIRE = WireContext("trend", "binance", "1m", SYMBOLS, "fm1-3a5c9e")
 KEY = b"test-signing-key"
 
 
 def signal(symbol: str, bar_ts: int, j: int = 0, key: bytes | None = None) -> dict[str, Any]:
-    """A wire object as strategy.publish.signal_dicts builds it."""
-    obj: dict[str, Any] = {
-        "schema": SCHEMA_ID,
-        "id": f"trend:binance:{symbol}:1m:{bar_ts}",
-        "strategy": "trend",
-        "exchange": "binance",
-        "symbol": symbol,
-        "timeframe": "1m",
-        "bar_ts": bar_ts,
-        "bar_time": iso_ms(bar_ts),
-        "produced_at": iso_ms(bar_ts + BAR_MS + 150),
-        "action": ("buy", "sell", "hold")[j % 3],
-        "base_action": "buy",
-        "factor_action": ("buy", "sell", "hold")[j % 3],
-        "confidence": 0.25 + 0.1 * j,
-        "base_confidence": 0.5,
-        "factor_score": -0.3 + 0.2 * j,
-        "exposures": {"market": 1.1, "size": -0.4, "value": None},
-        "missing": {"value": "insufficient_history"},
-        "reasons": ["factor_confirm"],
-        "model": "fm1-3a5c9e",
-    }
+    """A wire object as strategy.publish lays it out."""
+    obj = signal_object(
+        WIRE,
+        symbol,
+        bar_ts,
+        iso_ms(bar_ts),
+        iso_ms(bar_ts + BAR_MS + 150),
+        ("buy", "sell", "hold")[j % 3],
+        "buy",
+        ("buy", "sell", "hold")[j % 3],
+        0.25 + 0.1 * j,
+        0.5,
+        -0.3 + 0.2 * j,
+        {MARKET: 1.1, SIZE: -0.4, VALUE: None},
+        {VALUE: "insufficient_history"},
+        ["factor_confirm"],
+    )
     if key is not None:
         obj["sig"] = sign(obj, key)
     return obj
