@@ -38,8 +38,9 @@ class KlineSocket(Client):  # type: ignore[misc]
 
     ccxt's own receive loop creates a task and schedules two callbacks for every
     message it has to wait for, which cost more than handling a kline event.  Here
-    one task awaits the messages in turn.  A text frame is decoded with ccxt's own
-    test and JSON parser and goes to the exchange's handler, as ccxt's
+    one task awaits the messages in turn.  A text frame is first offered to
+    :attr:`on_text`; if that does not take it, it is decoded with ccxt's own test
+    and JSON parser and goes to the exchange's handler, as ccxt's
     ``handle_message`` does it; any other frame, and every frame while ``verbose``
     logging is on, goes through ``handle_message`` itself.  A closed socket ends
     the loop the way ccxt's does (``on_close``).  A message handler that raises fails the pending
@@ -47,6 +48,9 @@ class KlineSocket(Client):  # type: ignore[misc]
     is closed: its owner reconnects (ccxt's loop would stop reading silently)."""
 
     _reading: Any = None
+    #: a first look at each text frame, before it is decoded: True when it took the
+    #: frame (:meth:`BinanceKlines.forming_update`)
+    on_text: Callable[[str], bool] | None = None
 
     def receive_loop(self) -> None:
         if self.closed():
@@ -62,6 +66,8 @@ class KlineSocket(Client):  # type: ignore[misc]
                 if message.type is WSMsgType.TEXT and not self.verbose:
                     self.last_message_at = int(time.time() * 1000)
                     data = message.data
+                    if self.on_text is not None and self.on_text(data):
+                        continue
                     decoded = json_parser.loads(data) if is_json_encoded_object(data) else data
                     self.on_message_callback(self, decoded)
                 else:
@@ -77,6 +83,7 @@ class BinanceKlines(ccxt.pro.binance):  # type: ignore[misc]
 
     _routes: dict[str, int] | None = None  # binance market id -> position
     _interval: str | None = None
+    _interval_field: str = ""  # the interval as it appears in a compact event: '"i":"1m"'
     _on_kline: OnKline | None = None
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
@@ -92,6 +99,7 @@ class BinanceKlines(ccxt.pro.binance):  # type: ignore[misc]
         client = super().client(url)
         if type(client) is Client:
             client.__class__ = KlineSocket
+            client.on_text = self.forming_update
         return client
 
     def route_klines(self, symbols: Sequence[str], timeframe: str, on_kline: OnKline) -> None:
@@ -101,7 +109,36 @@ class BinanceKlines(ccxt.pro.binance):  # type: ignore[misc]
         markets = self.markets or {}
         self._routes = {markets[s]["id"]: i for i, s in enumerate(symbols) if s in markets}
         self._interval = self.timeframes.get(timeframe, timeframe)
+        self._interval_field = f'"i":"{self._interval}"'
         self._on_kline = on_kline
+
+    def forming_update(self, text: str) -> bool:
+        """Take a routed kline event of a bar still forming straight from its text.
+
+        Half of a kline stream is such updates, and of them only the symbol and the
+        bar time matter (:data:`OnKline`), so they are not decoded: the two fields
+        are read from Binance's compact layout
+        (``{"e":"kline","E":..,"s":"BTCUSDT","k":{"t":..,..,"i":"1m",..,"x":false,..}}``,
+        where ``"t"`` occurs once).  Anything else returns False and is decoded and
+        handled in full (:meth:`handle_message`): every event that closes a bar,
+        other symbols and intervals, and text laid out any other way."""
+        routes, on_kline = self._routes, self._on_kline
+        if (
+            routes is None
+            or on_kline is None
+            or not text.startswith('{"e":"kline",')
+            or '"x":false' not in text
+            or self._interval_field not in text
+        ):
+            return False
+        at = text.find('"s":"') + 5
+        i = routes.get(text[at : text.find('"', at)])
+        at = text.find('"t":') + 4
+        bar = text[at : text.find(",", at)]
+        if i is None or not (bar.isascii() and bar.isdigit()):
+            return False
+        on_kline(i, int(bar), None)
+        return True
 
     def handle_message(self, client: Any, message: Any) -> None:
         """A routed kline goes to the callback, anything else to ccxt.  A kline event

@@ -55,7 +55,23 @@ def row_problem(ts: object, row: Sequence[object], timeframe_ms: int) -> str | N
 
 def _read(ts: object, row: Sequence[object], timeframe_ms: int) -> tuple[str | None, Row]:
     """:func:`row_problem`, and the row as floats when it has none (a missing quote
-    volume is NaN).  Every value is converted once: this runs for every candle."""
+    volume is NaN).  Every value is converted once: this runs for every candle.
+
+    A candle as the live path brings it (an integer bar time on the grid, five
+    values) is checked by one chain of comparisons, each of them False for NaN;
+    anything that fails it, and any other shape, takes the rules one by one
+    (:func:`_read_each`), which also name the problem."""
+    if type(ts) is int and len(row) == 5 and not ts % timeframe_ms:
+        try:
+            o, h, lo, c, v = map(float, row)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return NAN, _NO_ROW
+        if 0.0 < lo <= h < _INF and 0.0 < o < _INF and 0.0 < c < _INF and 0.0 <= v < _INF:
+            return None, (o, h, lo, c, v, math.nan)
+    return _read_each(ts, row, timeframe_ms)
+
+
+def _read_each(ts: object, row: Sequence[object], timeframe_ms: int) -> tuple[str | None, Row]:
     try:
         t = float(ts)  # type: ignore[arg-type]
         o, h, lo, c, v = map(float, row[:5])  # type: ignore[arg-type]
@@ -79,6 +95,7 @@ def _read(ts: object, row: Sequence[object], timeframe_ms: int) -> tuple[str | N
 
 
 _NO_ROW: Row = (math.nan,) * 6
+_INF = math.inf
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -79,6 +80,62 @@ async def test_prices_reach_the_gate_as_they_came_and_it_refuses_unreadable_ones
     pro.handle_message(None, kline(t=T + 120_000))
     assert outcomes == [NAN, NAN, NAN, ACCEPTED]
     assert gate.last_ts(0) == T + 120_000
+
+
+def compact(message: Any) -> str:
+    """A message as Binance's streams write it."""
+    return json.dumps(message, separators=(",", ":"))
+
+
+async def test_forming_updates_are_read_from_their_text(reader: Reader) -> None:
+    pro, got, to_ccxt = reader
+    pro.route_klines(["BTC/USDT", "ETH/USDT"], "1m", lambda *a: got.append(a))
+    assert pro.forming_update(compact(kline("ETHUSDT", closed=False, t=T + 60_000)))
+    assert got == [(1, T + 60_000, None)]
+    assert to_ccxt == []
+
+
+async def test_text_the_shortcut_does_not_know_is_decoded_in_full(reader: Reader) -> None:
+    pro, got, to_ccxt = reader
+    pro.route_klines(["BTC/USDT", "ETH/USDT"], "1m", lambda *a: got.append(a))
+    forming = kline(closed=False)
+    declined = [
+        compact(kline()),  # closes its bar: the values are needed
+        json.dumps(forming),  # laid out with spaces
+        compact({"stream": "btcusdt@kline_1m", "data": forming}),  # a combined stream's
+        compact(kline("XRPUSDT", closed=False)),  # not in the universe
+        compact(kline(closed=False, i="5m")),
+        compact(kline(closed=False, t="1700000040000")),  # a bar time that is no integer
+        compact(kline(closed=False, t=-5)),
+        compact({"result": None, "id": 1}),
+        "pong",
+    ]
+    assert [pro.forming_update(text) for text in declined] == [False] * len(declined)
+    assert got == [] and to_ccxt == []
+
+
+async def test_the_shortcut_hands_on_what_decoding_would(reader: Reader) -> None:
+    pro, _, to_ccxt = reader
+    events = [
+        kline(s, closed=closed, t=t)
+        for s in ("BTCUSDT", "ETHUSDT", "XRPUSDT")
+        for closed in (True, False)
+        for t in (T, T + 60_000)
+    ]
+    symbols = ["BTC/USDT", "ETH/USDT"]
+    by_text: list[Any] = []
+    pro.route_klines(symbols, "1m", lambda *a: by_text.append(a))
+    for event in events:
+        text = compact(event)
+        if not pro.forming_update(text):
+            pro.handle_message(None, json.loads(text))
+    decoded: list[Any] = []
+    pro.route_klines(symbols, "1m", lambda *a: decoded.append(a))
+    for event in events:
+        pro.handle_message(None, event)
+    assert len(decoded) == 8  # every routed event, closing or not
+    assert by_text == decoded
+    assert to_ccxt == [e for e in events if e["s"] == "XRPUSDT"] * 2
 
 
 async def test_deflate_is_off_unless_the_config_turns_it_on() -> None:

@@ -119,17 +119,33 @@ def test_deadline_forces_only_one_cross_section() -> None:
 
 
 finite = st.floats(-10, 1e6, allow_nan=False)
-value = st.one_of(finite, st.just(math.nan), st.just(math.inf), st.just(0.0), st.none())
+special = st.sampled_from([math.nan, math.inf, -math.inf, 0.0, None])
+number = st.one_of(finite, special)
+#: as a websocket brings them: decimal text, also text that is no number
+text = st.one_of(finite.map(repr), st.sampled_from(["n/a", "", "nan", "inf", "-0", "1e400"]))
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(value, min_size=5, max_size=5), st.sampled_from([0, TF, TF + 7]))
-def test_row_rules_equal_the_recorded_reader_rules(row: list[float | None], ts: int) -> None:
-    _, rejections = validate_candles(
-        "X", [ts], [row[0]], [row[1]], [row[2]], [row[3]], [row[4]], timeframe_ms=TF
-    )
+def as_number(x: float | str | None) -> float | None:
+    """The value a recorded file would hold for ``x``: a float, or None (missing)."""
+    if isinstance(x, str):
+        try:
+            return float(x)
+        except ValueError:
+            return None
+    return x
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(st.one_of(number, text), min_size=5, max_size=5),
+    st.sampled_from([0, TF, TF + 7, 7 * TF]),
+)
+def test_row_rules_equal_the_recorded_reader_rules(row: list[float | str | None], ts: int) -> None:
+    o, h, lo, c, v = map(as_number, row)
+    _, rejections = validate_candles("X", [ts], [o], [h], [lo], [c], [v], timeframe_ms=TF)
     expected = rejections[0].reason if rejections else None
     assert row_problem(ts, row, TF) == expected
+    assert row_problem(float(ts), row, TF) == expected  # also as a float time
 
 
 @settings(max_examples=300, deadline=None)

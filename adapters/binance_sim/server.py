@@ -42,6 +42,7 @@ from adapters.binance_sim.wire import (
     Market,
     WireFormat,
     ccxt_config,
+    compact_json,
     kline_query,
 )
 
@@ -418,7 +419,7 @@ class BinanceSim:
                 if self.faults.ws_stalled:
                     continue
                 if msg.type == WSMsgType.TEXT:
-                    await ws.send_str(json.dumps(self._control(conn, msg.data)))
+                    await ws.send_str(compact_json(self._control(conn, msg.data)))
                 elif msg.type == WSMsgType.PING:
                     await ws.pong(msg.data)
         except ConnectionError:
@@ -432,7 +433,7 @@ class BinanceSim:
         """Send ``events``; returns ``perf_counter()`` as the first one goes out."""
         if not events or self.faults.ws_stalled:
             return time.perf_counter()
-        encoded = [(s, json.dumps(p), json.dumps({"stream": s, "data": p})) for s, p in events]
+        encoded = [(s, compact_json(p), compact_json({"stream": s, "data": p})) for s, p in events]
         if self.faults.take_garble():
             stream, raw, wrapped = encoded[0]
             encoded[0] = (stream, raw[: len(raw) // 2], wrapped[: len(wrapped) // 2])

@@ -8,6 +8,7 @@ fixed number of decimals, as Binance sends them.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,14 @@ class BinanceError(Exception):
     def __init__(self, code: int, msg: str, status: int = 400) -> None:
         super().__init__(msg)
         self.code, self.msg, self.status = code, msg, status
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def compact_json(obj: Any) -> str:
+    """JSON as Binance's streams write it: no whitespace."""
+    return _COMPACT.encode(obj)
 
 
 def int_param(query: Mapping[str, str], name: str) -> int | None:
@@ -153,11 +162,12 @@ class WireFormat:
         ]
 
     def kline_event(self, m: Market, ts: int, v: F64, *, closed: bool) -> dict[str, Any]:
-        """A ``<symbol>@kline_<interval>`` stream payload (``x`` = the kline is closed)."""
-        r = self.kline_row(ts, v)
-        keys = ("t", "o", "h", "l", "c", "v", "T", "q", "n", "V", "Q", "B")
-        k: dict[str, Any] = dict(zip(keys, r, strict=True))
-        k.update({"s": m.id, "i": self.interval, "f": -1, "L": -1, "x": closed})
+        """A ``<symbol>@kline_<interval>`` stream payload (``x`` = the kline is closed),
+        its fields in the order Binance sends them."""
+        t, o, h, lo, c, vol, end, q, n, taker_v, taker_q, ignore = self.kline_row(ts, v)
+        k = {"t": t, "T": end, "s": m.id, "i": self.interval, "f": -1, "L": -1}
+        k |= {"o": o, "c": c, "h": h, "l": lo, "v": vol, "n": n, "x": closed}
+        k |= {"q": q, "V": taker_v, "Q": taker_q, "B": ignore}
         return {"e": "kline", "E": ts + self.timeframe_ms if closed else ts, "s": m.id, "k": k}
 
     def symbol_info(self, m: Market, price: float | None) -> dict[str, Any]:

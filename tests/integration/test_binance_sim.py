@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -316,6 +317,25 @@ async def test_raw_stream_path_is_subscribed_unwrapped(sim: BinanceSim) -> None:
         ("kline", bar_ts(sim, HISTORY + 1), True),
         ("kline", bar_ts(sim, HISTORY + 2), False),
     ]
+
+
+#: the fields of a kline event in the order of Binance's documentation and streams
+KLINE_EVENT_FIELDS = ["e", "E", "s", "k"]
+KLINE_FIELDS = ["t", "T", "s", "i", "f", "L", "o", "c", "h", "l", "v", "n", "x", "q", "V", "Q", "B"]
+
+
+async def test_stream_events_are_compact_json_in_binance_field_order(sim: BinanceSim) -> None:
+    url = f"{sim.base_url}/ws/btcusdt@kline_1m"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await subscribed(sim)
+        await sim.advance()
+        texts = [await ws.receive_str(timeout=5) for _ in range(2)]
+    for text in texts:
+        event = json.loads(text)
+        assert text == json.dumps(event, separators=(",", ":"))  # no whitespace
+        assert list(event) == KLINE_EVENT_FIELDS
+        assert list(event["k"]) == KLINE_FIELDS
+    assert [json.loads(t)["k"]["x"] for t in texts] == [True, False]
 
 
 async def test_omitted_klines_are_left_out_of_their_ticks_only(sim: BinanceSim) -> None:

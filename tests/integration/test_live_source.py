@@ -279,3 +279,25 @@ async def test_the_kline_stream_is_not_deflated() -> None:
         await live.wait_for(1)
         (client,) = live.source.pro.clients.values()
         assert client.connection.compress == 0
+
+
+async def test_forming_updates_take_the_text_shortcut_and_closing_ones_do_not() -> None:
+    """The embedded exchange writes its events as Binance does, so every update of a
+    bar still forming is read from its text, and every closing one is decoded."""
+    async with live_source() as live:
+        (client,) = live.source.pro.clients.values()
+        read = client.on_text
+        outcomes: list[tuple[bool, bool]] = []
+
+        def counting(text: str) -> bool:
+            taken = read(text)
+            outcomes.append(('"x":true' in text, taken))
+            return bool(taken)
+
+        client.on_text = counting
+        await advance(live.sim, 2)
+        sections = await live.wait_for(2)
+        live.check_against_truth(sections)
+        n = len(live.source.symbols)
+        assert outcomes.count((False, True)) == outcomes.count((True, False)) == 2 * n
+        assert len(outcomes) == 4 * n
