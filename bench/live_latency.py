@@ -10,9 +10,14 @@ sent each bar's closing klines (``time.perf_counter``: CLOCK_MONOTONIC, shared b
 the processes of one machine).  The clock stops when the bar's signals exist as
 wire JSON.  The primary figure is from the last closing kline of the bar (the
 moment the bar is closed for every symbol) to the signals; the figure from the
-first closing kline is printed too.  Bars are measured once the feed has caught
-up after its warm-up.  Each run has its own exchange process; the summary is the
-median over ``--repeat`` runs of each figure.  The last line is JSON.
+first closing kline is printed too, and where the time went: reading the burst
+through the gate up to the engine, the engine step, the hand-over to the output,
+and serialization.  The serialization is then timed again by itself, back to back
+and after idle spells as long as the bench's, which tells the pipeline's cost from
+the machine's: how much slower the same work runs after the CPU sat idle.  Bars
+are measured once the feed has caught up after its warm-up.  Each run has its own
+exchange process; the summary is the median over ``--repeat`` runs of each
+figure.  The last line is JSON.
 
 A real exchange runs on other machines: its CPU time is not the client's.  So on
 a machine with two or more CPUs the exchange process is pinned to the last one
@@ -79,16 +84,40 @@ def exchange_process(conn: Connection, symbols: int, history: int, cpus: set[int
 
 
 class Stopwatch:
-    """The pipeline output that marks when a bar's signals exist as wire JSON."""
+    """The pipeline output that marks when a bar's signals exist as wire JSON, and
+    the engine's step observer: where each bar's time went."""
 
     def __init__(self, ctx: WireContext) -> None:
         self.ctx = ctx
         self.done: dict[int, float] = {}
+        self.serializing: dict[int, float] = {}  # bar time -> when serialization began
+        self.stepping: dict[int, tuple[float, float]] = {}  # bar time -> (began, took)
+        self.last: StepResult | None = None
+
+    def on_step(self, result: StepResult, took: float, *_: int) -> None:
+        self.stepping[result.ts] = (time.perf_counter() - took, took)
 
     async def handle(self, result: StepResult) -> None:
         if result.xs.live:
+            began = time.perf_counter()
             publication(result, self.ctx)
             self.done[result.ts] = time.perf_counter()
+            self.serializing[result.ts] = began
+            self.last = result
+
+    def serialization_alone_ms(self, runs: int, idle_s: float = 0.0) -> float:
+        """The last bar's serialization again, by itself: back to back (what it costs
+        with everything in the CPU's caches), or each time after ``idle_s`` of doing
+        nothing (what this machine makes of the same work after an idle spell)."""
+        assert self.last is not None
+        took = []
+        for _ in range(runs):
+            if idle_s:
+                time.sleep(idle_s)
+            began = time.perf_counter()
+            publication(self.last, self.ctx)
+            took.append(time.perf_counter() - began)
+        return float(np.median(took)) * 1000
 
     async def close(self) -> None:
         return None
@@ -134,7 +163,9 @@ async def measure(args: argparse.Namespace, conn: Connection) -> dict[str, Any]:
         )
         watch = Stopwatch(WireContext("trend", "sim", "1m", symbols, params.tag()))
         stop = asyncio.Event()
-        pipeline = asyncio.create_task(run_pipeline(source, engine, [watch], stop=stop))
+        pipeline = asyncio.create_task(
+            run_pipeline(source, engine, [watch], stop=stop, on_step=watch.on_step)
+        )
         # warm up and catch up: until three bars in a row are done within the interval
         quick = 0
         while quick < 3:
@@ -157,6 +188,27 @@ async def measure(args: argparse.Namespace, conn: Connection) -> dict[str, Any]:
     from_last = np.array([watch.done[ts] - last for ts, _, last in measured]) * 1000
     from_first = np.array([watch.done[ts] - first for ts, first, _ in measured]) * 1000
     sending = from_first - from_last
+    # where the time from the last closing kline went: reading the burst and the gate
+    # up to the engine, the step, handing the result on, serialization
+    parts = (
+        np.array(
+            [
+                (
+                    watch.stepping[ts][0] - last,
+                    watch.stepping[ts][1],
+                    watch.serializing[ts] - sum(watch.stepping[ts]),
+                    watch.done[ts] - watch.serializing[ts],
+                )
+                for ts, _, last in measured
+            ]
+        )
+        * 1000
+    )
+    breakdown = {
+        f"{name}_{q}_ms": round(float(np.percentile(parts[:, j], pct)), 3)
+        for j, name in enumerate(("to_engine", "step", "to_output", "serialization"))
+        for q, pct in (("p50", 50), ("p99", 99))
+    }
     if args.log_level == "debug":
         print("latencies (ms):", np.round(from_last, 2).tolist())
     return {
@@ -171,6 +223,9 @@ async def measure(args: argparse.Namespace, conn: Connection) -> dict[str, Any]:
         # from a process that does the same work every bar
         "exchange_send_p50_ms": round(float(np.percentile(sending, 50)), 3),
         "exchange_send_p99_ms": round(float(np.percentile(sending, 99)), 3),
+        **breakdown,
+        "serialization_warm_ms": round(watch.serialization_alone_ms(200), 3),
+        "serialization_after_idle_ms": round(watch.serialization_alone_ms(40, args.interval), 3),
         "late_symbols": source.gate.stats.late,
         "event_loop": type(loop).__module__.split(".")[0],
         "pinned": args.pinned,
@@ -199,6 +254,13 @@ def one_run(args: argparse.Namespace, exchange_cpus: set[int] | None) -> dict[st
         f"(from the bar's first closing kline: p50 {result['from_first_kline_p50_ms']} ms, "
         f"p99 {result['from_first_kline_p99_ms']} ms); the exchange's own send: "
         f"p50 {result['exchange_send_p50_ms']} ms, p99 {result['exchange_send_p99_ms']} ms"
+    )
+    print(
+        "  where it went, p50: to the engine "
+        f"{result['to_engine_p50_ms']} ms, step {result['step_p50_ms']} ms, to the output "
+        f"{result['to_output_p50_ms']} ms, serialization {result['serialization_p50_ms']} ms; "
+        f"the same serialization by itself: {result['serialization_warm_ms']} ms back to back, "
+        f"{result['serialization_after_idle_ms']} ms after {args.interval * 1000:g} ms idle"
     )
     return result
 
