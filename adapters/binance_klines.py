@@ -43,9 +43,10 @@ class KlineSocket(Client):  # type: ignore[misc]
     and JSON parser and goes to the exchange's handler, as ccxt's
     ``handle_message`` does it; any other frame, and every frame while ``verbose``
     logging is on, goes through ``handle_message`` itself.  A closed socket ends
-    the loop the way ccxt's does (``on_close``).  A message handler that raises fails the pending
-    watches with a NetworkError, as any connection fault does, and the connection
-    is closed: its owner reconnects (ccxt's loop would stop reading silently)."""
+    the loop the way ccxt's does (``on_close``).  A message handler that raises
+    fails the pending watches with a NetworkError, as any connection fault does,
+    and the connection is closed: its owner reconnects (ccxt's loop would stop
+    reading silently)."""
 
     _reading: Any = None
     #: a first look at each text frame, before it is decoded: True when it took the
