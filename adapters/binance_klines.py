@@ -20,10 +20,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import ccxt.pro
+import structlog
 from aiohttp import WSMsgType
 from ccxt.async_support.base.ws.client import Client, json_parser
 from ccxt.async_support.base.ws.functions import is_json_encoded_object
 from ccxt.base.errors import NetworkError
+
+log = structlog.get_logger(__name__)
 
 #: ``on_kline(i, t, closed)``: the position of the symbol in the routed list, the
 #: bar time, and for the event that closes the bar its ``[o, h, l, c, v]`` as they
@@ -41,7 +44,10 @@ class KlineSocket(Client):  # type: ignore[misc]
     one task awaits the messages in turn.  A text frame is first offered to
     :attr:`on_text`; if that does not take it, it is decoded with ccxt's own test
     and JSON parser and goes to the exchange's handler, as ccxt's
-    ``handle_message`` does it; any other frame, and every frame while ``verbose``
+    ``handle_message`` does it (a text frame that does not decode is logged, counted
+    through :attr:`on_garbled` and passed over: one lost event costs at most that
+    symbol's bar, which the source then takes from REST, where a reconnect would
+    send every symbol to REST); any other frame, and every frame while ``verbose``
     logging is on, goes through ``handle_message`` itself.  A closed socket ends
     the loop the way ccxt's does (``on_close``).  A message handler that raises
     fails the pending watches with a NetworkError, as any connection fault does,
@@ -52,6 +58,15 @@ class KlineSocket(Client):  # type: ignore[misc]
     #: a first look at each text frame, before it is decoded: True when it took the
     #: frame (:meth:`BinanceKlines.forming_update`)
     on_text: Callable[[str], bool] | None = None
+
+    #: told of every text frame that did not decode (cut short by a proxy, a
+    #: truncated write); the frame is passed over and the connection goes on
+    on_garbled: Callable[[], None] | None = None
+
+    def _garbled(self, data: str) -> None:
+        log.warning("ws_frame_garbled", url=self.url, length=len(data), start=data[:60])
+        if self.on_garbled is not None:
+            self.on_garbled()
 
     def receive_loop(self) -> None:
         if self.closed():
@@ -69,7 +84,11 @@ class KlineSocket(Client):  # type: ignore[misc]
                     data = message.data
                     if self.on_text is not None and self.on_text(data):
                         continue
-                    decoded = json_parser.loads(data) if is_json_encoded_object(data) else data
+                    try:
+                        decoded = json_parser.loads(data) if is_json_encoded_object(data) else data
+                    except ValueError:
+                        self._garbled(data)
+                        continue
                     self.on_message_callback(self, decoded)
                 else:
                     self.handle_message(message)
@@ -101,7 +120,14 @@ class BinanceKlines(ccxt.pro.binance):  # type: ignore[misc]
         if type(client) is Client:
             client.__class__ = KlineSocket
             client.on_text = self.forming_update
+            client.on_garbled = self._count_garbled
         return client
+
+    #: text frames passed over because they did not decode, over every connection
+    garbled_frames = 0
+
+    def _count_garbled(self) -> None:
+        self.garbled_frames += 1
 
     def route_klines(self, symbols: Sequence[str], timeframe: str, on_kline: OnKline) -> None:
         """Send the spot klines of ``symbols`` at ``timeframe`` to ``on_kline`` from

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,10 @@ class FeedStats:
     rest_checks: int = 0
     ws_updates: int = 0
     stale_symbols: set[int] = field(default_factory=set)
+    #: SUBSCRIBE requests the exchange answered with an error
+    subscriptions_refused: int = 0
+    #: feed tasks that ended unexpectedly and were started again
+    task_restarts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,16 +108,22 @@ class CcxtSource:
         self.stats = FeedStats()
         n = len(self.symbols)
         self._offered = [-1] * n  # newest bar time handed to the gate, per symbol
-        self._heard = [time.monotonic()] * n  # wall time of the last websocket update
+        #: wall time of the last websocket update, or of the (re)subscription: the
+        #: watchdog measures silence only from when a symbol was live on the websocket
+        self._heard = [math.inf] * n
+        self._ws_up = False  # the websocket carried an update since it last failed
+        self._refused: tuple[str, ...] = ()  # streams of the last refused SUBSCRIBE
+        self._failure: BaseException | None = None  # a feed task that cannot go on
         self._ws_newest = [-1] * n  # bar time of the newest candle the websocket brought
         self._ws_distrust = [-1] * n  # cached candles up to here predate a reconnect
         self._per_symbol_watches = False
         self._live_from = 0
-        self._out: asyncio.Queue[CrossSection] = asyncio.Queue()
+        self._out: asyncio.Queue[CrossSection | None] = asyncio.Queue()
         self._sync = (0, time.monotonic())  # (exchange ms, wall) of the last clock sync
         self._first_seen: dict[int, float] = {}  # bar time -> wall time it first closed
         self._checked: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._fetching = [0] * n  # REST catch-ups of each symbol under way
 
     # -- time ---------------------------------------------------------------
     def exchange_now_ms(self) -> int:
@@ -135,15 +146,31 @@ class CcxtSource:
         if self.mode == "ws":
             self._install_caches()
             await self._subscribe_all()
-            self._spawn(self._watch_connection())
+            self._spawn_supervised("websocket", self._watch_connection)
         else:
-            self._spawn(self._poll())
-        self._spawn(self._supervise())
+            self._spawn_supervised("rest-poll", self._poll)
+        self._spawn_supervised("deadlines", self._supervise)
         try:
             while True:
-                yield await self._out.get()
+                item = await self._out.get()
+                if item is None:
+                    assert self._failure is not None
+                    raise FeedError(f"live feed stopped: {self._failure}") from self._failure
+                yield item
         finally:
             await self.aclose()
+
+    def degraded(self) -> str | None:
+        """Why the feed is not running as configured, or None: the websocket is
+        down, the exchange refused a subscription, or symbols are on the REST
+        fallback (``/readyz`` reports it)."""
+        if self._refused:
+            return f"subscription refused for {len(self._refused)} streams"
+        if self.mode == "ws" and not self._ws_up and self._live_from:
+            return "websocket down"
+        if self.stats.stale_symbols:
+            return f"REST fallback for {len(self.stats.stale_symbols)} silent symbols"
+        return None
 
     async def aclose(self) -> None:
         tasks = list(self._tasks)
@@ -162,7 +189,44 @@ class CcxtSource:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("feed_task_failed", error=repr(task.exception()))
+            log.error("feed_task_failed", task=task.get_name(), error=repr(task.exception()))
+
+    def _spawn_supervised(self, name: str, run: Callable[[], Any]) -> None:
+        """Run a long-lived feed task that must never end: one that returns or
+        fails (also by a CancelledError that did not come from :meth:`aclose`, as
+        ccxt raises when it closes a client under a pending watch) is logged and
+        started again; past ``_MAX_RESTARTS`` in a row the feed stops loudly
+        (``cross_sections`` raises FeedError)."""
+
+        async def supervise() -> None:
+            restarts = 0
+            while True:
+                started = time.monotonic()
+                try:
+                    await run()
+                    error = "returned"
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # aclose: the feed is stopping
+                    error = "CancelledError"
+                except Exception as e:
+                    error = repr(e)
+                if time.monotonic() - started > _STABLE_S:
+                    restarts = 0
+                restarts += 1
+                self.stats.task_restarts += 1
+                if restarts > _MAX_RESTARTS:
+                    log.error("feed_task_gave_up", task=name, error=error, restarts=restarts)
+                    self._failure = FeedUnavailable(f"feed task {name!r} keeps failing: {error}")
+                    self._out.put_nowait(None)
+                    return
+                log.error("feed_task_restarted", task=name, error=error, restarts=restarts)
+                await asyncio.sleep(min(0.05 * 2**restarts, 5.0))
+
+        task = asyncio.get_running_loop().create_task(supervise(), name=f"feed-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
     # -- warm-up ---------------------------------------------------------------
     async def _warmup(self) -> list[CrossSection]:
@@ -272,11 +336,35 @@ class CcxtSource:
         pairs = [[s, self.timeframe] for s in self.symbols]
 
         async def subscribe() -> None:
-            with contextlib.suppress(ccxt.BaseError, *_WS_GARBAGE):
+            try:
                 await self.pro.watch_ohlcv_for_symbols(pairs)
+            except (ccxt.BadRequest, ccxt.ExchangeError) as e:
+                if isinstance(e, ccxt.NetworkError):
+                    return  # the connection failed: the connection watch reconnects
+                self._refuse(e)
+            except (ccxt.BaseError, *_WS_GARBAGE):
+                return  # the connection failed: the connection watch reconnects
 
         self._spawn(subscribe())
         await asyncio.sleep(0)  # its first step registers the subscriptions
+        now = time.monotonic()
+        self._heard = [now] * len(self.symbols)  # live from here: silence counts from now
+
+    def _refuse(self, error: Exception) -> None:
+        """The exchange answered SUBSCRIBE with an error: logged once naming the
+        streams, counted, and shown by ``/readyz`` until a later subscription is
+        accepted.  The symbols are served by the REST fallback meanwhile."""
+        streams = tuple(f"{s}@{self.timeframe}" for s in self.symbols)
+        self.stats.subscriptions_refused += 1
+        if streams != self._refused:
+            log.error(
+                "feed_subscription_refused",
+                streams=len(streams),
+                first=list(streams[:5]),
+                error=str(error)[:300],
+            )
+        self._refused = streams
+        self._spawn(self._reconnect_ws("subscription refused"))  # retried with backoff
 
     async def _keep_watching(self, symbol: str) -> None:
         while True:
@@ -307,6 +395,7 @@ class CcxtSource:
                 await self.pro.watch_ohlcv(sentinel, self.timeframe)
                 attempt = 0
             except (ccxt.OperationFailed, ccxt.ExchangeError, *_WS_GARBAGE) as e:
+                self._ws_up = False
                 if self.stats.ws_updates > updates:
                     attempt = 0  # the connection carried candles: not a failed reconnect
                 self._distrust_cache(self.symbols)
@@ -334,15 +423,24 @@ class CcxtSource:
             if cache:
                 self._ws_distrust[i] = max(self._ws_distrust[i], int(cache[-1][0]))
 
-    async def _reconnect_ws(self) -> None:
-        self.stats.reconnects += 1
-        log.warning("feed_reconnecting", reason="websocket silent")
-        with contextlib.suppress(Exception):
-            await self.pro.close()  # pending watches fail; the watch loops resubscribe
+    async def _reconnect_ws(self, reason: str = "websocket silent") -> None:
+        """Drop the silent connections as a network fault would: their pending
+        watches fail with a NetworkError and the connection watch reconnects.
+        (Closing the ccxt client instead would cancel those watches, and with them
+        the task that reconnects.)"""
+        log.warning("feed_reconnecting", reason=reason)
+        self._ws_up = False
+        for client in list(getattr(self.pro, "clients", {}).values()):
+            with contextlib.suppress(Exception):
+                client.on_error(ccxt.NetworkError(reason))
 
     def _hear(self, i: int) -> None:
         """The websocket brought an update of symbol ``i``."""
         self._heard[i] = time.monotonic()
+        self._ws_up = True
+        if self._refused:
+            self._refused = ()
+            log.info("feed_subscription_accepted", streams=len(self.symbols))
         self.stats.ws_updates += 1
         if self.stats.stale_symbols and i in self.stats.stale_symbols:
             self.stats.stale_symbols.discard(i)
@@ -389,12 +487,15 @@ class CcxtSource:
     async def _rest_catch_up(self, i: int) -> None:
         """Closed candles of symbol ``i`` since its last one, through REST."""
         since = max(self._offered[i], self.gate.last_ts(i)) + self.tf
+        self._fetching[i] += 1
         try:
             now = await self._sync_clock()
             rows = await self.client.fetch_ohlcv(self.symbols[i], self.timeframe, since, 1000)
         except (FeedUnavailable, FeedError) as e:
             log.warning("feed_rest_failed", symbol=self.symbols[i], error=str(e))
             return
+        finally:
+            self._fetching[i] -= 1
         forming = now - now % self.tf
         good = [r for r in rows if isinstance(r[0], int)]
         self._take(i, good, until=forming)
@@ -448,8 +549,16 @@ class CcxtSource:
             self._checked.add(ts)
             self.stats.rest_checks += 1
             for i in pending:
-                self._spawn(self._rest_catch_up(i))
+                if not self._fetching[i]:
+                    self._spawn(self._rest_catch_up(i))
         elif waited >= grace:
+            # A symbol is late when the exchange did not have its bar, not when its
+            # REST answer is still on the way (a rate-limited poll round over a large
+            # universe takes longer than the grace period): wait for the answers, up
+            # to a hard limit for an exchange that stopped answering.
+            hard = max(10 * grace, self._wall(3 * self.tf / 1000))
+            if waited < hard and any(self._fetching[i] for i in pending):
+                return
             self._release(deadline_passed=True)
 
     def _check_stale(self) -> None:
@@ -472,6 +581,10 @@ class CcxtSource:
 
 
 _WS_GARBAGE = (AttributeError, TypeError, KeyError, ValueError, IndexError)
+#: a supervised feed task is started again this many times in a row at most; a run
+#: longer than ``_STABLE_S`` seconds resets the count
+_MAX_RESTARTS = 5
+_STABLE_S = 60.0
 
 
 class _NotifyingCache(ArrayCacheByTimestamp):  # type: ignore[misc]

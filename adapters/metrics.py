@@ -58,6 +58,7 @@ PUBLISH_LATENCY_BUCKETS: Final = (
 
 Transport = Literal["ws", "rest"]
 TRANSPORTS: Final[tuple[Transport, ...]] = ("ws", "rest")
+FEED_FAULTS: Final[tuple[str, ...]] = ("subscription_refused", "task_restarted")
 
 
 class Metrics:
@@ -108,6 +109,19 @@ class Metrics:
         self._rest_fallbacks = Counter(
             "factorcast_rest_fallbacks",
             "Times the feed fell back from websocket to REST polling.",
+            registry=r,
+        )
+        self._feed_faults = Counter(
+            "factorcast_feed_faults",
+            "Faults of the live feed by kind: subscription_refused (the exchange answered "
+            "SUBSCRIBE with an error), task_restarted (a feed task died and was restarted).",
+            ["kind"],
+            registry=r,
+        )
+        self._feed_degraded = Gauge(
+            "factorcast_feed_degraded",
+            "1 while the live feed runs degraded (websocket down, symbols on the REST "
+            "fallback, a subscription refused), else 0.",
             registry=r,
         )
         self._completeness = Gauge(
@@ -185,6 +199,8 @@ class Metrics:
             self._signals.labels(action)
         for transport in TRANSPORTS:
             self._reconnects.labels(transport)
+        for kind in FEED_FAULTS:
+            self._feed_faults.labels(kind)
 
     # -- ingestion ------------------------------------------------------------------------
 
@@ -209,6 +225,16 @@ class Metrics:
         class name (``NetworkError``, ``RateLimitExceeded``, ...) or the given name."""
         name = error if isinstance(error, str) else type(error).__name__
         self._exchange_errors.labels(name).inc()
+
+    def feed_fault(self, kind: str, n: int = 1) -> None:
+        """``factorcast_feed_faults_total{kind} += n``; ``kind`` in :data:`FEED_FAULTS`."""
+        if kind not in FEED_FAULTS:
+            raise ValueError(f"unknown feed fault {kind!r}")
+        self._feed_faults.labels(kind).inc(n)
+
+    def set_feed_degraded(self, degraded: bool) -> None:
+        """``factorcast_feed_degraded`` = 1 while the feed runs degraded."""
+        self._feed_degraded.set(1 if degraded else 0)
 
     def reconnect(self, transport: Transport) -> None:
         """``factorcast_reconnects_total{transport} += 1``."""

@@ -90,6 +90,15 @@ class Telemetry:
                 lambda _k, n: _repeat(n, lambda: m.reconnect("ws")),
             )
             self._apply(
+                "feed_faults",
+                {
+                    "subscription_refused": stats.subscriptions_refused,
+                    "task_restarted": stats.task_restarts,
+                },
+                m.feed_fault,
+            )
+            m.set_feed_degraded(self.source.degraded() is not None)
+            self._apply(
                 "fallbacks",
                 {"rest": stats.rest_fallbacks},
                 lambda _k, n: _repeat(n, m.rest_fallback),
@@ -115,8 +124,10 @@ class Telemetry:
 
     # -- readiness ---------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when the last live bar is at most two bars old and signals can go
-        out (Redis reachable, or the spool accepting them)."""
+        """Ready when the last live bar is at most two bars old, the feed runs as
+        configured (websocket up, no symbol on the REST fallback, no subscription
+        refused), and signals can go out (Redis reachable, or the spool accepting
+        them)."""
         details: dict[str, Any] = {}
         fresh = False
         if self.last_live_step is None:
@@ -136,7 +147,13 @@ class Telemetry:
                 if self.sink.connected
                 else ("down: spooling" if spool_accepting else "down: spool full")
             )
-        ready = fresh and sink_ok
+        feed_ok = True
+        if self.source is not None:
+            degraded = self.source.degraded()
+            feed_ok = degraded is None
+            details["feed"] = "ok" if feed_ok else f"degraded: {degraded}"
+            self.metrics.set_feed_degraded(not feed_ok)
+        ready = fresh and sink_ok and feed_ok
         self.metrics.set_ready(ready)
         return ready, details
 

@@ -66,6 +66,7 @@ class Faults:
         self._omit_closing = 0  # ticks left without their closing klines
         self._omit_opening = 0  # ticks left without the next bar's opening klines
         self._garble = 0  # ticks left whose first kline event goes out cut short
+        self._refuse = 0  # SUBSCRIBE requests left to refuse
 
     # -- REST -----------------------------------------------------------------
 
@@ -189,11 +190,24 @@ class Faults:
         self._garble = max(self._garble - 1, 0)
         return garble
 
+    def refuse_subscriptions(self, n: int = 1) -> Faults:
+        """Answer the next ``n`` SUBSCRIBE requests with Binance's error for a request
+        it will not serve, subscribing nothing."""
+        self._refuse = n
+        log.info("fault_armed", kind="refuse_subscriptions", n=n)
+        return self
+
+    def take_refusal(self) -> bool:
+        """For one SUBSCRIBE request: whether to refuse it."""
+        refuse = self._refuse > 0
+        self._refuse = max(self._refuse - 1, 0)
+        return refuse
+
     def clear(self) -> Faults:
         """Remove every fault."""
         self._rules.clear()
         self._delays.clear()
         self.ws_stalled = False
-        self._omit_closing = self._omit_opening = self._garble = 0
+        self._omit_closing = self._omit_opening = self._garble = self._refuse = 0
         log.info("fault_cleared", kind="all")
         return self

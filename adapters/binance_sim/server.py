@@ -390,6 +390,8 @@ class BinanceSim:
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             if not isinstance(params, list) or not all(self._valid_stream(p) for p in params):
                 return {"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": rid}
+            if method == "SUBSCRIBE" and self.faults.take_refusal():
+                return {"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": rid}
             if method == "SUBSCRIBE":
                 conn.streams.update(params)
             else:

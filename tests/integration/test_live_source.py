@@ -205,19 +205,21 @@ async def test_websocket_drop_reconnects_resubscribes_and_backfills() -> None:
         assert [x.ts for x in sections] == want  # no bar lost across the drop
 
 
-async def test_a_frame_that_does_not_parse_fails_the_connection_and_loses_no_bar() -> None:
-    """A kline event cut short cannot be decoded: the reader fails the connection
-    (ccxt's own receive loop would stop reading without a word, until the staleness
-    watchdog noticed), the source reconnects and the bar comes from REST."""
+async def test_frames_that_do_not_parse_are_passed_over_and_lose_no_bar() -> None:
+    """Kline events cut short cannot be decoded: the reader counts and passes over
+    each (ccxt's own receive loop would stop reading without a word, until the
+    staleness watchdog noticed), keeps the connection, and the bars whose closing
+    events they were come from REST."""
     async with live_source(timing=timing_for(grace_s=60.0)) as live:
         await advance(live.sim, 2)
         await live.wait_for(2)
-        live.sim.faults.garble_klines()
+        live.sim.faults.garble_klines(ticks=3)
         await advance(live.sim, 4)
         sections = await live.wait_for(6)  # staleness (30 s) and grace (60 s) far away
         live.check_against_truth(sections)
-        assert live.source.stats.reconnects == 1
-        assert live.client.errors["NetworkError"] == 1
+        assert live.source.pro.garbled_frames == 3
+        assert live.source.stats.reconnects == 0
+        assert live.client.errors["NetworkError"] == 0
         assert live.source.gate.stats.late == 0
         want = [int(t) for t in live.truth["ts"][HISTORY : HISTORY + len(sections)]]
         assert [x.ts for x in sections] == want
@@ -301,3 +303,104 @@ async def test_forming_updates_take_the_text_shortcut_and_closing_ones_do_not() 
         n = len(live.source.symbols)
         assert outcomes.count((False, True)) == outcomes.count((True, False)) == 2 * n
         assert len(outcomes) == 4 * n
+
+
+async def test_a_warm_up_slower_than_the_stale_limit_goes_live_on_the_websocket() -> None:
+    """Silence is measured from when a symbol went live: a warm-up that outlasts the
+    stale limit (rate-limited REST on a real exchange) must not make the watchdog
+    take the fresh websocket for a silent one."""
+    stale = 0.6
+
+    def slow_warm_up(sim: BinanceSim) -> None:
+        sim.faults.slow(1.0, n=N, path="/api/v3/klines")  # one page per symbol, > stale
+
+    async with live_source(
+        timing=timing_for(stale_after_s=stale), before_start=slow_warm_up
+    ) as live:
+        for _ in range(6):  # bars more than a stale period apart on the wall clock
+            await live.sim.advance(1)
+            await asyncio.sleep(stale / 3)
+        sections = await live.wait_for(5)
+        live.check_against_truth(sections)
+        assert live.source.stats.rest_fallbacks == 0
+        assert live.source.stats.reconnects == 0
+        assert not live.source.stats.stale_symbols
+        assert live.source.degraded() is None
+
+
+async def test_a_stalled_websocket_reconnects_and_the_feed_recovers() -> None:
+    """The watchdog drops a connection silent for every symbol; the reconnect must
+    survive it (closing ccxt's client used to cancel the task that reconnects) and
+    the feed must end up on the websocket again, not on REST polling for good."""
+    async with live_source(timing=timing_for(stale_after_s=0.6)) as live:
+        await advance(live.sim, 2)
+        await live.wait_for(1)
+        live.sim.faults.stall_websockets()
+        await advance(live.sim, 3, pause=0.5)
+        await wait_until(lambda: live.source.stats.reconnects >= 1)
+        assert live.source.degraded() is not None
+        live.sim.faults.resume_websockets()
+        updates = live.source.stats.ws_updates
+        await advance_until(live.sim, lambda: live.source.stats.ws_updates > updates)
+        await wait_until(lambda: live.source.degraded() is None)
+        live.check_against_truth(await live.wait_for(6, timeout=20))
+        assert live.source.stats.task_restarts == 0
+        assert live.source.gate.stats.late == 0
+
+
+async def test_a_refused_subscription_is_logged_counted_and_retried() -> None:
+    async with live_source(
+        timing=timing_for(stale_after_s=0.6),
+        before_start=lambda sim: sim.faults.refuse_subscriptions(1),
+    ) as live:
+        await wait_until(lambda: live.source.stats.subscriptions_refused == 1)
+        refused = live.source.degraded()
+        assert refused is not None and "subscription refused" in refused
+        await advance(live.sim, 4)
+        live.check_against_truth(await live.wait_for(3, timeout=20))
+        # the next subscription is accepted: the feed runs on the websocket again
+        updates = live.source.stats.ws_updates
+        await advance_until(live.sim, lambda: live.source.stats.ws_updates > updates)
+        await wait_until(lambda: live.source.degraded() is None)
+        assert live.source.stats.subscriptions_refused == 1
+
+
+async def wait_until(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def advance_until(sim: BinanceSim, condition: Any, bars: int = 40) -> None:
+    """Push bars (a third of a second apart) until ``condition`` holds."""
+    for _ in range(bars):
+        await sim.advance(1)
+        await asyncio.sleep(0.3)
+        if condition():
+            return
+    raise AssertionError(f"condition not met within {bars} bars")
+
+
+async def test_a_feed_task_that_dies_is_restarted() -> None:
+    """ccxt cancels the watches pending on a client it closes; a feed task that ends
+    that way (or any other way) is started again instead of leaving the feed
+    without it.  The failing task is a stand-in: the real tasks no longer die that
+    way, which is the point of the supervision."""
+    failures = 2
+    runs = 0
+
+    async def dies_twice() -> None:
+        nonlocal runs
+        runs += 1
+        if runs <= failures:
+            raise asyncio.CancelledError  # as from a future ccxt cancelled
+        await asyncio.Event().wait()
+
+    async with live_source() as live:
+        live.source._spawn_supervised("probe", dies_twice)
+        await wait_until(lambda: runs == failures + 1)
+        assert live.source.stats.task_restarts == failures
+        await advance(live.sim, 3)
+        live.check_against_truth(await live.wait_for(2))

@@ -42,6 +42,8 @@ FAMILIES = {
     "factorcast_exchange_errors": "counter",
     "factorcast_reconnects": "counter",
     "factorcast_rest_fallbacks": "counter",
+    "factorcast_feed_faults": "counter",
+    "factorcast_feed_degraded": "gauge",
     "factorcast_cross_section_completeness": "gauge",
     "factorcast_bar_lag_seconds": "gauge",
     "factorcast_last_bar_timestamp_seconds": "gauge",
@@ -85,6 +87,9 @@ def exercise(metrics: Metrics) -> None:
     metrics.reconnect("ws")
     metrics.reconnect("rest")
     metrics.rest_fallback()
+    metrics.feed_fault("subscription_refused")
+    metrics.feed_fault("task_restarted", 3)
+    metrics.set_feed_degraded(True)
     metrics.cross_section(present=45, universe=50)
     metrics.bar_processed(BAR_CLOSE)
     metrics.step_duration(0.0003)
@@ -159,6 +164,9 @@ async def test_scrape_shows_every_metric_with_its_value(
     assert value(s, "factorcast_reconnects_total", transport="ws") == 2
     assert value(s, "factorcast_reconnects_total", transport="rest") == 1
     assert value(s, "factorcast_rest_fallbacks_total") == 1
+    assert value(s, "factorcast_feed_faults_total", kind="subscription_refused") == 1
+    assert value(s, "factorcast_feed_faults_total", kind="task_restarted") == 3
+    assert value(s, "factorcast_feed_degraded") == 1
     assert value(s, "factorcast_cross_section_completeness") == pytest.approx(0.9)
     assert value(s, "factorcast_last_bar_timestamp_seconds") == BAR_CLOSE
     assert value(s, "factorcast_bar_lag_seconds") == NOW - BAR_CLOSE
