@@ -74,6 +74,10 @@ class BarFeed(Protocol):
     """Produces the market one cross-section at a time, in time order.
 
     ``next_bars`` raises :class:`FeedExhausted` (or ``StopIteration``) at the end.
+    A symbol is listed from its first bar; a feed that knows a symbol's last bar
+    ahead of time may name it in a ``delisted_after`` mapping (symbol -> bar time,
+    as :class:`PanelFeed` does), and the exchange delists the symbol once that bar
+    has closed.
     """
 
     @property
@@ -153,6 +157,8 @@ class KlineBook:
         self._n = 0
         self._forming_ts: int | None = None
         self._forming: NDArray[np.float64] | None = None
+        #: per symbol, the time of its first bar (closed or forming), -1 before it
+        self._first_ts = np.full(len(self.symbols), -1, dtype=np.int64)
 
     def __len__(self) -> int:
         """Number of closed cross-sections."""
@@ -196,6 +202,12 @@ class KlineBook:
         self._ts[self._n] = ts
         self._data[self._n] = block
         self._n += 1
+        self._list(ts, block)
+
+    def _list(self, ts: int, block: NDArray[np.float64]) -> None:
+        """Symbols with their first bar in ``block`` are listed from ``ts`` on."""
+        new = (self._first_ts < 0) & np.isfinite(block[:, CLOSE])
+        self._first_ts[new] = ts
 
     def open_bar(self, bars: BarsLike) -> None:
         """Make ``bars`` the forming cross-section; its full values show only on close."""
@@ -204,6 +216,7 @@ class KlineBook:
         self._check_next(int(bars.ts))
         self._forming_ts = int(bars.ts)
         self._forming = stack(bars, len(self.symbols))
+        self._list(self._forming_ts, self._forming)
 
     def close_bar(self) -> tuple[int, NDArray[np.float64]] | None:
         """Close the forming bar into the book; returns its time and ``(N, 6)`` block."""
@@ -249,6 +262,12 @@ class KlineBook:
         ts, values = ts[keep], values[keep]
         rows = slice(0, limit) if start_ms is not None else slice(max(len(ts) - limit, 0), None)
         return Klines(ts=ts[rows], values=values[rows])
+
+    def listed_from(self, symbol: str) -> int | None:
+        """The time of ``symbol``'s first bar, closed or forming; None before it (the
+        exchange lists a symbol as its first bar opens)."""
+        first = int(self._first_ts[self._index[symbol]])
+        return first if first >= 0 else None
 
     def first_price(self, symbol: str) -> float | None:
         """The first known price of ``symbol`` (to size its tick and lot), if any."""
@@ -334,6 +353,14 @@ class PanelFeed:
         self._ts = ts
         self._panel = panel
         self._next = 0
+        has_bar = np.isfinite(panel[:, :, CLOSE])
+        last_row = len(ts) - 1 - np.argmax(has_bar[::-1], axis=0)
+        ends_early = has_bar.any(axis=0) & (last_row < len(ts) - 1)
+        #: symbol -> time of its last candle, for the symbols whose candles end before
+        #: the panel's (the exchange delists them after it); the others trade to the end
+        self.delisted_after: dict[str, int] = {
+            self.symbols[j]: int(ts[last_row[j]]) for j in np.flatnonzero(ends_early)
+        }
 
     @property
     def remaining(self) -> int:

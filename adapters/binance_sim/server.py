@@ -9,6 +9,15 @@ by :meth:`BinanceSim.advance`.  Each tick closes the forming bar (pushed with
 ``"x": true``) and opens the next one (pushed with ``"x": false``, o=h=l=c=open).
 Faults (:class:`Faults`) apply at run time.  Only the book's own interval is
 served; there are no trades, order books or private endpoints.
+
+Listings follow the candles: a symbol is listed (``exchangeInfo`` status
+``TRADING``) from its first bar, as that bar opens; before it, it is absent from
+``exchangeInfo`` and the tickers and ``/klines`` answers -1121 (Invalid symbol), as
+Binance answers for a symbol it does not have, and no kline event is sent for it.
+A symbol whose candles end before the feed's (``delisted_after``) is delisted once
+its last bar has closed: status ``BREAK``, its klines still served, no new events.
+A subscription to any stream of the feed's symbols is accepted, listed or not, as
+Binance accepts a subscription to a stream that carries nothing (yet).
 """
 
 from __future__ import annotations
@@ -99,6 +108,7 @@ class BinanceSim:
         self._wire = WireFormat(feed.timeframe_ms, self.interval, decimals)
         self._markets = [Market.of(s) for s in feed.symbols]
         self._by_id = {m.id: m for m in self._markets}
+        self._delisted_after: dict[str, int] = dict(getattr(feed, "delisted_after", None) or {})
         if len(self._by_id) != len(self._markets):
             raise ValueError("two symbols map to the same Binance market id")
         self._conns: set[_Conn] = set()
@@ -190,6 +200,20 @@ class BinanceSim:
     def subscriptions(self) -> list[frozenset[str]]:
         """The streams of each open websocket connection."""
         return [frozenset(c.streams) for c in self._conns]
+
+    # -- listings -------------------------------------------------------------------
+
+    def status(self, symbol: str) -> str | None:
+        """``symbol``'s status as ``exchangeInfo`` shows it now: None while it is not
+        listed (before its first bar opens), ``"BREAK"`` once its last bar has closed
+        (delisted), else ``"TRADING"``."""
+        if self.book.listed_from(symbol) is None:
+            return None
+        end = self._delisted_after.get(symbol)
+        last = self.book.last_closed_ts
+        if end is not None and last is not None and last >= end:
+            return "BREAK"
+        return "TRADING"
 
     # -- the clock ----------------------------------------------------------------
 
@@ -305,7 +329,7 @@ class BinanceSim:
                 -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
             )
         m = self._by_id.get(market_id)
-        if m is None:
+        if m is None or self.status(m.symbol) is None:
             raise BinanceError(-1121, "Invalid symbol.")
         return m
 
@@ -313,7 +337,7 @@ class BinanceSim:
         if "symbol" in query:
             return [self._market(query["symbol"])]
         if "symbols" not in query:
-            return list(self._markets)
+            return [m for m in self._markets if self.status(m.symbol) is not None]
         try:
             ids = json.loads(query["symbols"])
         except ValueError:
@@ -337,7 +361,10 @@ class BinanceSim:
                 "rateLimits": RATE_LIMITS,
                 "exchangeFilters": [],
                 "symbols": [
-                    self._wire.symbol_info(m, self.book.first_price(m.symbol)) for m in markets
+                    self._wire.symbol_info(
+                        m, self.book.first_price(m.symbol), status=self.status(m.symbol)
+                    )
+                    for m in markets
                 ],
             }
         )

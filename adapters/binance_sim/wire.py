@@ -170,8 +170,11 @@ class WireFormat:
         k |= {"q": q, "V": taker_v, "Q": taker_q, "B": ignore}
         return {"e": "kline", "E": ts + self.timeframe_ms if closed else ts, "s": m.id, "k": k}
 
-    def symbol_info(self, m: Market, price: float | None) -> dict[str, Any]:
-        """An ``exchangeInfo`` symbol; ccxt reads precision and limits from its filters."""
+    def symbol_info(
+        self, m: Market, price: float | None, status: str | None = "TRADING"
+    ) -> dict[str, Any]:
+        """An ``exchangeInfo`` symbol; ccxt reads precision and limits from its filters,
+        and takes a market as active when its ``status`` is ``TRADING``."""
         f = self.num
         tick, step = sizes(price)
         big = f(9_000_000.0)
@@ -191,7 +194,7 @@ class WireFormat:
         ]
         return {
             "symbol": m.id,
-            "status": "TRADING",
+            "status": status or "TRADING",
             "baseAsset": m.base,
             "baseAssetPrecision": 8,
             "quoteAsset": m.quote,

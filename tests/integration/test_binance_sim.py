@@ -397,6 +397,53 @@ async def test_retimed_recorded_candles_are_served_then_released() -> None:
         assert len(sim.book) == n and sim.book.forming_ts is None
 
 
+async def test_a_symbol_is_listed_from_its_first_bar_and_delisted_after_its_last() -> None:
+    """Absent before its first bar (as Binance answers for a symbol it does not have),
+    ``TRADING`` as its first bar opens, ``BREAK`` once its last has closed; a stream
+    of it can be subscribed all along and carries its bars only."""
+    tf, n = 60_000, 12
+    ts = aligned_start_ms(int(time.time() * 1000), tf, 3) + np.arange(n, dtype=np.int64) * tf
+    price = 1.0 + 0.01 * np.arange(n, dtype=np.float64)
+
+    def candles(rows: slice) -> Candles:
+        p = price[rows]
+        return Candles(ts[rows], p, p * 1.01, p * 0.99, p, np.ones(len(p)))
+
+    recorded = {"BTC/USDT": candles(slice(0, n)), "NEW/USDT": candles(slice(6, n))}
+    recorded["OLD/USDT"] = candles(slice(0, 4))
+    feed = retime(recorded, timeframe_ms=tf, history_bars=3, now_ms=int(ts[3]))
+    assert feed.delisted_after == {"OLD/USDT": int(ts[3])}
+    async with BinanceSim(feed, history_bars=3) as sim:
+        rest = ccxt_async.binance(config(sim))
+        try:
+            markets = await rest.load_markets()
+            assert set(markets) == {"BTC/USDT", "OLD/USDT"}
+            old = markets["OLD/USDT"]
+            assert old["active"] and old["info"]["status"] == "TRADING"
+            with pytest.raises(errors.BadSymbol, match="-1121"):
+                await rest.publicGetKlines({"symbol": "NEWUSDT", "interval": "1m"})
+            url = f"{sim.base_url}/ws/newusdt@kline_1m"
+            async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+                await subscribed(sim)
+                await sim.advance()  # closes OLD/USDT's last bar
+                markets = await rest.load_markets(reload=True)
+                old = markets["OLD/USDT"]
+                assert not old["active"] and old["info"]["status"] == "BREAK"
+                assert [c[0] for c in await rest.fetch_ohlcv("OLD/USDT", "1m")] == list(ts[:4])
+                assert "NEW/USDT" not in markets
+                await sim.advance()
+                assert "NEW/USDT" not in await rest.load_markets(reload=True)
+                await sim.advance()  # NEW/USDT's first bar opens
+                assert (await rest.load_markets(reload=True))["NEW/USDT"]["active"]
+                assert [c[0] for c in await rest.fetch_ohlcv("NEW/USDT", "1m")] == [ts[6]]
+                await sim.advance()
+                events = [await ws.receive_json(timeout=5) for _ in range(3)]
+            got = [(e["k"]["t"], e["k"]["x"]) for e in events]
+            assert got == [(ts[6], False), (ts[6], True), (ts[7], False)]  # nothing before
+        finally:
+            await rest.close()
+
+
 # -- faults --------------------------------------------------------------------------
 
 
