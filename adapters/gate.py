@@ -13,9 +13,14 @@ accepted and opens a *gap*, which the caller backfills through REST
 (:meth:`CandleGate.backfilled`) before the cross-sections in it are released.
 
 A cross-section at bar time ``T`` is released, in bar-time order, when every
-symbol has reported ``T`` or something later (a symbol that moved past ``T``
-without a bar at ``T`` simply has no bar there), or when the caller declares
-the deadline passed: the symbols still behind are then *late*.
+member of the universe has reported ``T`` or something later (a symbol that
+moved past ``T`` without a bar at ``T`` simply has no bar there, as does one the
+exchange confirmed has none: :meth:`CandleGate.mark_absent`), or when the caller
+declares the deadline passed: the members still behind are then *late*.
+
+A symbol that is not a member (not listed yet, delisted, silent for too long:
+the caller decides, :meth:`CandleGate.set_member`) is never waited for and never
+late; a candle of it that comes is still taken into its cross-section.
 """
 
 from __future__ import annotations
@@ -128,7 +133,9 @@ class CandleGate:
         self._rows: dict[int, np.ndarray] = {}
         self._gaps: dict[int, Gap] = {}  # open backfills by symbol
         self.next_ts: int | None = None  # the next cross-section to release
-        #: symbols whose last bar time is before ``next_ts``: release() has nothing to
+        #: the symbols waited for (see the module's docstring)
+        self._member = [True] * n
+        #: members whose last bar time is before ``next_ts``: release() has nothing to
         #: do while there are any and no gap is open (checked for every candle)
         self._behind = 0
         self.stats = GateStats()
@@ -185,6 +192,22 @@ class CandleGate:
         gap = self._gaps.get(i)
         if gap is not None and gap.start <= ts:
             self._shrink_gap(i, ts + self.tf)
+
+    def set_member(self, i: int, member: bool, since: int | None = None) -> None:
+        """Wait for symbol ``i``'s bars (``member``) or not.  A symbol that joins
+        with ``since`` has no bar before ``since``: it is settled up to there."""
+        before = self._counts_behind(i)
+        self._member[i] = member
+        if member and since is not None and since - self.tf > self._last[i]:
+            self._last[i] = since - self.tf
+            self._last_row[i] = None
+        self._behind += self._counts_behind(i) - before
+
+    def is_member(self, i: int) -> bool:
+        return self._member[i]
+
+    def _counts_behind(self, i: int) -> bool:
+        return self._member[i] and self.next_ts is not None and self._last[i] < self.next_ts
 
     def last_ts(self, i: int) -> int:
         """Bar time of symbol ``i``'s last accepted (or confirmed absent) bar; -1 if none."""
@@ -248,9 +271,12 @@ class CandleGate:
 
     # -- helpers ------------------------------------------------------------
     def _waiting(self, t: int) -> list[int]:
-        """Symbols not yet settled at ``t``: behind it, or inside an open gap around it."""
-        waiting = {i for i, last in enumerate(self._last) if last < t}
-        waiting.update(i for i, gap in self._gaps.items() if gap.start <= t <= gap.end)
+        """Members not yet settled at ``t``: behind it, or inside an open gap around it."""
+        member = self._member
+        waiting = {i for i, last in enumerate(self._last) if last < t and member[i]}
+        waiting.update(
+            i for i, gap in self._gaps.items() if gap.start <= t <= gap.end and member[i]
+        )
         return sorted(waiting)
 
     def _store(self, i: int, ts: int, row: Row, *, advance: bool) -> str:
@@ -265,13 +291,15 @@ class CandleGate:
 
     def _set_last(self, i: int, ts: int) -> None:
         """Symbol ``i`` is settled up to ``ts`` (a later bar time than its last)."""
-        if self.next_ts is not None and self._last[i] < self.next_ts <= ts:
+        if self.next_ts is not None and self._last[i] < self.next_ts <= ts and self._member[i]:
             self._behind -= 1
         self._last[i] = ts
 
     def _set_next(self, ts: int) -> None:
         self.next_ts = ts
-        self._behind = sum(last < ts for last in self._last)
+        self._behind = sum(
+            last < ts and member for last, member in zip(self._last, self._member, strict=True)
+        )
 
     def _count(self, outcome: str) -> str:
         self.stats.outcomes[outcome] += 1

@@ -46,6 +46,48 @@ def test_a_symbol_that_moved_past_t_without_a_bar_is_missing_not_late() -> None:
     assert xs.ts == TF and xs.present.tolist() == [True, False] and not xs.late.any()
 
 
+def test_a_symbol_outside_the_universe_is_never_waited_for_nor_late() -> None:
+    gate = CandleGate(["A", "B", "C"], TF)
+    gate.start(0)
+    gate.set_member(2, False)  # not listed, delisted, or silent for too long
+    gate.offer(0, 0, bar())
+    gate.offer(1, 0, bar())
+    (xs,) = gate.release()
+    assert xs.present.tolist() == [True, True, False] and not xs.late.any()
+    assert gate.pending_symbols() == [0, 1]
+    gate.offer(0, TF, bar())
+    gate.offer(2, TF, bar(3))  # a bar of it that comes is still taken
+    (xs,) = gate.release(deadline_passed=True)
+    assert xs.present.tolist() == [True, False, True] and xs.late.tolist() == [False, True, False]
+    assert gate.stats.late == 1
+
+
+def test_a_symbol_joins_from_a_bar_on() -> None:
+    gate = CandleGate(["A", "B"], TF)
+    gate.start(0)
+    gate.set_member(1, False)
+    for t in range(3):
+        gate.offer(0, t * TF, bar())
+    assert [xs.ts for xs in gate.release()] == [0, TF, 2 * TF]
+    gate.set_member(1, True, since=3 * TF)  # listed as bar 3 opens: nothing of it before
+    gate.offer(0, 3 * TF, bar())
+    assert gate.release() == [] and gate.pending_symbols() == [1]
+    gate.offer(1, 3 * TF, bar())
+    (xs,) = gate.release()
+    assert xs.ts == 3 * TF and xs.present.all()
+    gate.set_member(1, True, since=0)  # joining again changes nothing it already has
+    assert gate.last_ts(1) == 3 * TF
+
+
+def test_mark_absent_settles_a_member_up_to_a_bar() -> None:
+    gate = CandleGate(["A", "B"], TF)
+    gate.start(0)
+    gate.offer(0, 0, bar())
+    gate.offer(0, TF, bar())
+    gate.mark_absent(1, TF)  # the exchange has no bar of B at 0 and TF
+    assert [xs.ts for xs in gate.release()] == [0, TF]
+
+
 def test_gap_backfill_fills_the_cross_sections_in_order() -> None:
     gate = CandleGate(["A", "B"], TF)
     gate.start(0)
