@@ -16,7 +16,7 @@ cheaper receive loop (see there).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ccxt.pro
@@ -129,12 +129,23 @@ class BinanceKlines(ccxt.pro.binance):  # type: ignore[misc]
     def _count_garbled(self) -> None:
         self.garbled_frames += 1
 
+    def follow_markets(self, markets: Mapping[str, Any], symbols: Sequence[str]) -> None:
+        """Take ``markets`` (the REST client's), plus a stand-in spot market for each of
+        ``symbols`` the exchange does not list (yet), so that their kline streams can be
+        subscribed and routed: Binance accepts a subscription to a stream that carries
+        nothing, and the stream's first event is then the news of the listing."""
+        stand_ins = {s: _spot_market(s) for s in symbols if s not in markets}
+        self.set_markets({**markets, **stand_ins})
+
     def route_klines(self, symbols: Sequence[str], timeframe: str, on_kline: OnKline) -> None:
         """Send the spot klines of ``symbols`` at ``timeframe`` to ``on_kline`` from
         now on, instead of ccxt's candle caches and futures: ``watch_ohlcv`` on these
         symbols then returns only by failing, when the connection does."""
         markets = self.markets or {}
-        self._routes = {markets[s]["id"]: i for i, s in enumerate(symbols) if s in markets}
+        self._routes = {
+            (markets[s]["id"] if s in markets else _spot_market(s)["id"]): i
+            for i, s in enumerate(symbols)
+        }
         self._interval = self.timeframes.get(timeframe, timeframe)
         self._interval_field = f'"i":"{self._interval}"'
         self._on_kline = on_kline
@@ -188,3 +199,30 @@ class BinanceKlines(ccxt.pro.binance):  # type: ignore[misc]
                         self._on_kline(i, kline["t"], None)
                     return
         super().handle_message(client, message)
+
+
+def _spot_market(symbol: str) -> dict[str, Any]:
+    """What ccxt needs of a Binance spot market to name its streams (``BASE/QUOTE``:
+    id ``BASEQUOTE``), for a symbol the exchange does not list."""
+    base, quote = symbol.split(":", maxsplit=1)[0].split("/")
+    market_id = base + quote
+    return {
+        "id": market_id,
+        "lowercaseId": market_id.lower(),
+        "symbol": symbol,
+        "base": base,
+        "quote": quote,
+        "baseId": base,
+        "quoteId": quote,
+        "type": "spot",
+        "spot": True,
+        "margin": False,
+        "swap": False,
+        "future": False,
+        "option": False,
+        "contract": False,
+        "linear": None,
+        "inverse": None,
+        "active": False,
+        "info": {},
+    }

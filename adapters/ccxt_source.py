@@ -15,8 +15,20 @@
   backoff, and the gap it leaves is backfilled.
 * A cross-section still waiting for some symbols is checked against REST after
   half the grace period (or as soon as another symbol moved a whole bar past
-  it): a bar REST has is taken, a bar the exchange confirms absent is missing.
-  At the grace deadline the remaining symbols are ``late``.
+  it, or as soon as it waits only for symbols whose stream showed nothing of
+  its bar): a bar REST has is taken, a bar the exchange confirms absent is
+  missing.  At the grace deadline the remaining symbols are ``late``.  A
+  symbol whose kline stream went on to a later bar with nothing in between (on
+  one connection, its previous bar taken) has no bar there: it is missing at
+  once, without REST and without a wait.
+* The universe is a fixed list of slots.  A symbol is a *member* (waited for)
+  while it trades: one the exchange does not list (yet) or lists as not
+  trading, and one without a bar for ``delist_after_s``, leaves it (logged
+  ``symbol_left``) and is missing, never late; it joins again (``symbol_joined``)
+  from the next cross-section when a bar of it comes (on Binance its stream,
+  subscribed whether the symbol is listed or not, says so as its first bar
+  opens), or when a reload of the markets (every ``refresh_s``) lists it as
+  trading.
 
 Exchange time may run faster than wall time (the embedded exchange's
 accelerated clock): ``clock_rate`` is exchange seconds per wall second, and every
@@ -73,6 +85,11 @@ class FeedTiming:
     tick_s: float = 0.02  # wall seconds between deadline/watchdog checks
     #: REST mode: wall seconds between polls; None polls at each bar boundary
     poll_interval_s: float | None = None
+    #: a member without a bar for this long leaves the universe; None: three bars
+    delist_after_s: float | None = None
+    #: reload the exchange's markets (listings, statuses) this often; None: never
+    refresh_s: float | None = None
+    min_refresh_wall_s: float = 5.0
 
 
 class CcxtSource:
@@ -116,7 +133,7 @@ class CcxtSource:
         self._failure: BaseException | None = None  # a feed task that cannot go on
         self._ws_newest = [-1] * n  # bar time of the newest candle the websocket brought
         self._ws_distrust = [-1] * n  # cached candles up to here predate a reconnect
-        self._per_symbol_watches = False
+        self._watching: set[str] = set()  # symbols with a watch of their own
         self._live_from = 0
         self._out: asyncio.Queue[CrossSection | None] = asyncio.Queue()
         self._sync = (0, time.monotonic())  # (exchange ms, wall) of the last clock sync
@@ -124,6 +141,23 @@ class CcxtSource:
         self._checked: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._fetching = [0] * n  # REST catch-ups of each symbol under way
+        # -- the universe ----------------------------------------------------------
+        self._live = False  # past the warm-up: membership changes from here on
+        #: bar time of each symbol's newest bar (or of its joining): silence counts from it
+        self._last_bar = [-1] * n
+        self._left: dict[int, str] = {}  # symbols outside the universe, and why
+        delist = self.timing.delist_after_s
+        self._delist_ms = 3 * self.tf if delist is None else int(delist * 1000)
+        self._reloading: asyncio.Task[None] | None = None
+        self._reloaded_at = 0  # exchange ms of the last reload of the markets
+        self._holding = False  # a REST poll round is under way
+        # -- what the websocket told -----------------------------------------------
+        self._epoch = 0  # subscriptions so far: a new one starts a new connection's story
+        #: the bar the first (maybe partly received) tick of this subscription closed:
+        #: from two bars after it, every event the exchange sent has come
+        self._epoch_from: int | None = None
+        self._seen_epoch = [0] * n  # the subscription that brought ``_ws_newest``
+        self._announced = -1  # the newest bar time a stream announced as forming
 
     # -- time ---------------------------------------------------------------
     def exchange_now_ms(self) -> int:
@@ -142,7 +176,14 @@ class CcxtSource:
     async def cross_sections(self) -> AsyncIterator[CrossSection]:
         for xs in await self._warmup():
             yield xs
-        log.info("feed_live", mode=self.mode, live_from=self._live_from, symbols=len(self.symbols))
+        self._live = True
+        log.info(
+            "feed_live",
+            mode=self.mode,
+            live_from=self._live_from,
+            symbols=len(self.symbols),
+            members=len(self.symbols) - len(self._left),
+        )
         if self.mode == "ws":
             self._install_caches()
             await self._subscribe_all()
@@ -150,6 +191,8 @@ class CcxtSource:
         else:
             self._spawn_supervised("rest-poll", self._poll)
         self._spawn_supervised("deadlines", self._supervise)
+        if self.timing.refresh_s is not None and self.mode == "ws":
+            self._spawn_supervised("markets", self._refresh_markets)  # REST: in each poll round
         try:
             while True:
                 item = await self._out.get()
@@ -232,6 +275,7 @@ class CcxtSource:
     async def _warmup(self) -> list[CrossSection]:
         now = await self.client.fetch_time(attempts=None)
         self._sync = (now, time.monotonic())
+        self._reloaded_at = now  # the markets were just loaded (the universe came from them)
         forming = now - now % self.tf
         since = forming - self.history_bars * self.tf
         sem = asyncio.Semaphore(8)
@@ -242,10 +286,18 @@ class CcxtSource:
             self._take(self.index[symbol], rows, until=forming, backfill=False)
 
         async with asyncio.TaskGroup() as tg:
-            for symbol in self.symbols:
-                tg.create_task(history(symbol))
+            for i, symbol in enumerate(self.symbols):
+                if self._known(i):
+                    tg.create_task(history(symbol))
         self._live_from = forming
         self.gate.start(since)
+        for i in range(len(self.symbols)):
+            # the history is all the exchange has before the forming bar
+            self.gate.mark_absent(i, forming - self.tf)
+            if not self._trading(i):
+                self._leave(i, "not_trading" if self._known(i) else "not_listed")
+            elif forming - self.tf - self._last_bar[i] >= self._delist_ms:
+                self._leave(i, "no_bars")
         out = self.gate.release()
         log.info(
             "feed_warmed_up",
@@ -286,12 +338,21 @@ class CcxtSource:
             self._offer(i, ts, row[1:], backfill=backfill)
 
     def _offer(self, i: int, ts: Any, values: Sequence[Any], *, backfill: bool = True) -> None:
+        if (
+            self._live
+            and not self.gate.is_member(i)
+            and type(ts) is int
+            and ts >= (self.gate.next_ts or 0)
+        ):
+            self._join(i)  # before the candle: the bars it may have skipped are asked for
         outcome, gap = self.gate.offer(i, ts, values)
         if outcome in (ACCEPTED, DUPLICATE):
             self._offered[i] = max(self._offered[i], int(ts))
+            self._last_bar[i] = max(self._last_bar[i], int(ts))
             self._first_seen.setdefault(int(ts), time.monotonic())
         elif outcome == TOO_LATE:
             self._offered[i] = max(self._offered[i], int(ts))
+            self._last_bar[i] = max(self._last_bar[i], int(ts))
             log.info("bar_too_late", symbol=self.symbols[i], ts=ts)
         else:
             log.warning("bar_rejected", symbol=self.symbols[i], ts=ts, reason=outcome)
@@ -301,18 +362,27 @@ class CcxtSource:
             self.gate.backfilled(i, [])
 
     def _release(self, *, deadline_passed: bool = False) -> None:
-        for xs in self.gate.release(deadline_passed=deadline_passed):
-            if xs.late.any():
-                late = [self.symbols[i] for i in xs.late.nonzero()[0]]
-                log.warning("cross_section_late", ts=xs.ts, symbols=late)
-            self._first_seen.pop(xs.ts, None)
-            self._checked.discard(xs.ts)
-            self._out.put_nowait(xs if xs.ts >= self._live_from else replace(xs, live=False))
+        if self._holding and not deadline_passed:
+            return  # a REST poll round is under way: released when it is done
+        released = self.gate.release(deadline_passed=deadline_passed)
+        while released:
+            left = False
+            for xs in released:
+                if xs.late.any():
+                    late = [self.symbols[i] for i in xs.late.nonzero()[0]]
+                    log.warning("cross_section_late", ts=xs.ts, symbols=late)
+                self._first_seen.pop(xs.ts, None)
+                self._checked.discard(xs.ts)
+                self._out.put_nowait(xs if xs.ts >= self._live_from else replace(xs, live=False))
+                left |= self._expire(xs.ts)
+            # a symbol that left may have held the next cross-section back
+            released = self.gate.release() if left else []
 
     async def _backfill(self, gap: Gap) -> None:
         symbol = self.symbols[gap.symbol]
         log.info("feed_gap", symbol=symbol, start=gap.start, end=gap.end)
         try:
+            await self._market_loaded(gap.symbol)
             rows = await self._fetch_range(symbol, gap.start, gap.end + self.tf)
         except (FeedUnavailable, FeedError) as e:
             log.warning("feed_backfill_failed", symbol=symbol, error=str(e))
@@ -322,18 +392,129 @@ class CcxtSource:
             log.info("feed_backfilled", symbol=symbol, bars=len(rows))
         self._release()
 
+    # -- the universe -----------------------------------------------------------
+    def _known(self, i: int) -> bool:
+        """The exchange lists symbol ``i`` (trading or not): ccxt can ask REST for it."""
+        return self.symbols[i] in (self.client.rest.markets or {})
+
+    def _trading(self, i: int) -> bool:
+        market = (self.client.rest.markets or {}).get(self.symbols[i])
+        return market is not None and market.get("active", True) is not False
+
+    def _join(self, i: int, reason: str | None = None) -> int:
+        """Symbol ``i`` trades: waited for from the next cross-section on.  Its bars
+        from there are asked of REST (the cross-section waits for the answer), so
+        none is lost whatever brought the news."""
+        since = self.gate.next_ts if self.gate.next_ts is not None else self._live_from
+        why = self._left.pop(i, None)
+        if reason is None:
+            reason = "listed" if why == "not_listed" else "trading_again"
+        self.gate.set_member(i, True, since=since)
+        self._last_bar[i] = max(self._last_bar[i], since - self.tf)
+        self._heard[i] = time.monotonic()
+        log.info("symbol_joined", symbol=self.symbols[i], reason=reason, since=since)
+        self._spawn(self._rest_catch_up(i))
+        return since
+
+    def _leave(self, i: int, reason: str) -> None:
+        """Symbol ``i`` is no longer waited for: missing, never late, until it joins."""
+        self._left[i] = reason
+        self.gate.set_member(i, False)
+        self._heard[i] = math.inf
+        self.stats.stale_symbols.discard(i)
+        last = self._last_bar[i]
+        log.info(
+            "symbol_left",
+            symbol=self.symbols[i],
+            reason=reason,
+            last_bar=last if last >= 0 else None,
+        )
+
+    def _expire(self, ts: int) -> bool:
+        """After the cross-section at ``ts``: members without a bar for
+        ``delist_after_s`` leave.  True if any did."""
+        limit, last_bar, gate = ts - self._delist_ms, self._last_bar, self.gate
+        expired = [i for i, last in enumerate(last_bar) if last <= limit and gate.is_member(i)]
+        for i in expired:
+            self._leave(i, "no_bars")
+        return bool(expired)
+
+    async def _market_loaded(self, i: int) -> bool:
+        """ccxt asks REST only about markets it has loaded: a member that joined by
+        its stream before the markets listed it waits for them to be loaded again."""
+        if not self._known(i) and self.gate.is_member(i):
+            await self._reload_markets()
+        return self._known(i)
+
+    async def _refresh_markets(self) -> None:
+        assert self.timing.refresh_s is not None
+        period = max(self._wall(self.timing.refresh_s), self.timing.min_refresh_wall_s)
+        while True:
+            await asyncio.sleep(period)
+            await self._reload_markets()
+
+    async def _reload_markets(self) -> None:
+        """Load the exchange's markets again (once, for every caller meanwhile) and
+        apply what they say: a member the exchange lists as not trading leaves (once
+        REST has brought its last bars), a symbol outside the universe for that reason
+        joins when it trades again.  (A member the markets do not list at all is left
+        to its bars: its stream may have told of its listing before the markets do.)"""
+        task = self._reloading
+        if task is None or task.done():
+            task = self._reloading = asyncio.get_running_loop().create_task(self._load_markets())
+        await asyncio.shield(task)
+
+    async def _load_markets(self) -> None:
+        n = len(self.symbols)
+        known = {i for i in range(n) if self._known(i)}
+        self._reloaded_at = self.exchange_now_ms()
+        try:
+            await self.client.load_markets(attempts=3)
+        except (FeedUnavailable, FeedError) as e:
+            log.warning("markets_reload_failed", error=str(e))
+            return
+        if self.pro is not None:
+            if isinstance(self.pro, BinanceKlines):
+                self.pro.follow_markets(self.client.rest.markets, self.symbols)
+            else:
+                self.pro.set_markets(self.client.rest.markets)
+                if self._live and any(self._known(i) for i in range(n) if i not in known):
+                    self._install_caches()
+                    await self._subscribe_all()  # the new markets' streams too
+        if not self._live:
+            return
+        for i in range(n):
+            trading = self._trading(i)
+            if self.gate.is_member(i) and self._known(i) and not trading:
+                self._spawn(self._retire(i))
+            elif trading and self._left.get(i) in ("not_trading", "not_listed"):
+                self._join(i)
+        self._release()
+
+    async def _retire(self, i: int) -> None:
+        """A member the exchange stopped trading leaves, after its bars up to now."""
+        await self._rest_catch_up(i)
+        if self.gate.is_member(i) and not self._trading(i):
+            self._leave(i, "not_trading")
+            self._release()
+
     # -- websockets -------------------------------------------------------------
     async def _subscribe_all(self) -> None:
         """Subscribe every symbol in one message where the exchange allows it: ccxt
         registers the subscriptions at once, so the per-symbol watches that follow
         send nothing (one SUBSCRIBE each would be throttled to a few per second)."""
+        self._epoch += 1
+        self._epoch_from = None
+        streams = self._streamed()
         if not self.pro.has.get("watchOHLCVForSymbols"):
-            if not self._per_symbol_watches:  # one watch per symbol keeps each subscribed
-                self._per_symbol_watches = True
-                for symbol in self.symbols[1:]:
+            # one watch per symbol keeps each subscribed (the sentinel's is the connection's)
+            for symbol in streams[1:]:
+                if symbol not in self._watching:
+                    self._watching.add(symbol)
                     self._spawn(self._keep_watching(symbol))
+            self._listen_from_now()
             return
-        pairs = [[s, self.timeframe] for s in self.symbols]
+        pairs = [[s, self.timeframe] for s in streams]
 
         async def subscribe() -> None:
             try:
@@ -347,8 +528,19 @@ class CcxtSource:
 
         self._spawn(subscribe())
         await asyncio.sleep(0)  # its first step registers the subscriptions
+        self._listen_from_now()
+
+    def _listen_from_now(self) -> None:
+        """Live from here: the members' silence counts from now."""
         now = time.monotonic()
-        self._heard = [now] * len(self.symbols)  # live from here: silence counts from now
+        member = self.gate.is_member
+        self._heard = [now if member(i) else math.inf for i in range(len(self.symbols))]
+
+    def _streamed(self) -> list[str]:
+        """The symbols whose streams are subscribed: those ccxt.pro has a market for
+        (on Binance every symbol: :meth:`BinanceKlines.follow_markets`)."""
+        markets = self.pro.markets or {}
+        return [s for s in self.symbols if s in markets]
 
     def _refuse(self, error: Exception) -> None:
         """The exchange answered SUBSCRIBE with an error: logged once naming the
@@ -375,19 +567,22 @@ class CcxtSource:
 
     def _install_caches(self) -> None:
         if isinstance(self.pro, BinanceKlines):
+            self.pro.follow_markets(self.client.rest.markets or {}, self.symbols)
             self.pro.route_klines(self.symbols, self.timeframe, self._on_kline)
             return
         limit = int(self.pro.options.get("OHLCVLimit", 1000))
         for symbol in self.symbols:
-            cache = _NotifyingCache(limit, functools.partial(self._on_ws, self.index[symbol]))
-            self.pro.ohlcvs.setdefault(symbol, {})[self.timeframe] = cache
+            caches = self.pro.ohlcvs.setdefault(symbol, {})
+            if not isinstance(caches.get(self.timeframe), _NotifyingCache):
+                on_update = functools.partial(self._on_ws, self.index[symbol])
+                caches[self.timeframe] = _NotifyingCache(limit, on_update)
 
     async def _watch_connection(self) -> None:
         """Keep one watch pending: it is what fails when the connection drops (the
         candles themselves arrive through the caches or the kline route).  Then:
         reconnect with backoff, resubscribe everything in one message, REST-catch up
         every symbol."""
-        sentinel = self.symbols[0]
+        sentinel = self._streamed()[0]
         attempt = 0
         while True:
             updates = self.stats.ws_updates
@@ -472,13 +667,34 @@ class CcxtSource:
         at once, also right after a reconnect; the other events only update a bar
         still forming.  When a later bar starts while the last one seen forming
         never closed, its closing event was lost and its last update may lack the
-        final trades: the symbol catches up through REST."""
+        final trades: the symbol catches up through REST.  When a bar starts and the
+        last bar seen on this connection was taken, bars between the two do not exist
+        (each would have had its events): missing, at once.  An event of a symbol
+        outside the universe (not listed yet, silent for too long) brings it in."""
         self._hear(i)
+        if self._epoch_from is None:
+            self._epoch_from = ts if closed is not None else ts - self.tf
+        joined = not self.gate.is_member(i)
+        if joined:
+            since = self._join(i)
+            if since >= self._epoch_from + 2 * self.tf and ts - self.tf >= since:
+                # every tick from ``since`` on came on this connection: a bar of it
+                # before ``ts`` would have had its events
+                self.gate.mark_absent(i, ts - self.tf)
+                self._release()
         seen = self._ws_newest[i]
         if ts > seen:
+            same_connection = seen >= 0 and self._seen_epoch[i] == self._epoch
             self._ws_newest[i] = ts
+            self._seen_epoch[i] = self._epoch
+            if closed is None and ts > self._announced:
+                self._announced = ts
             if seen > self._offered[i]:
-                self._spawn(self._rest_catch_up(i))
+                if not joined:  # joining asks REST anyway
+                    self._spawn(self._rest_catch_up(i))
+            elif closed is None and same_connection and ts - self.tf > seen:
+                self.gate.mark_absent(i, ts - self.tf)
+                self._release()
         if closed is not None and ts > self._offered[i]:
             self._offer(i, ts, closed)
             self._release()
@@ -486,9 +702,14 @@ class CcxtSource:
     # -- REST polling, checks and the watchdog -------------------------------------
     async def _rest_catch_up(self, i: int) -> None:
         """Closed candles of symbol ``i`` since its last one, through REST."""
-        since = max(self._offered[i], self.gate.last_ts(i)) + self.tf
         self._fetching[i] += 1
         try:
+            if not await self._market_loaded(i):
+                return  # not listed (yet)
+            last = max(self._offered[i], self.gate.last_ts(i))
+            if last < 0:  # no bar yet: from the next cross-section
+                last = (self.gate.next_ts or self._live_from) - self.tf
+            since = last + self.tf
             now = await self._sync_clock()
             rows = await self.client.fetch_ohlcv(self.symbols[i], self.timeframe, since, 1000)
         except (FeedUnavailable, FeedError) as e:
@@ -508,6 +729,10 @@ class CcxtSource:
         while ts < forming and ts < (self.gate.next_ts or ts) + 4 * self.tf:
             if ts not in have and ts > self.gate.last_ts(i):
                 self.gate.mark_absent(i, ts)
+                if self._heard[i] != math.inf:
+                    # news of it: its websocket is quiet because it has no bars, not
+                    # because the websocket failed (the watchdog leaves it alone)
+                    self._heard[i] = time.monotonic()
             ts += self.tf
 
     async def _poll(self) -> None:
@@ -519,7 +744,18 @@ class CcxtSource:
                 await asyncio.sleep(self._wall(self.tf / 4000))
                 continue
             next_close = now - now % self.tf + self.tf
-            await asyncio.gather(*(self._rest_catch_up(i) for i in range(len(self.symbols))))
+            refresh = self.timing.refresh_s
+            if refresh is not None and now - self._reloaded_at >= refresh * 1000:
+                # in the round, so that a symbol listed since the last one is asked for
+                await self._reload_markets()
+            # A round goes out whole: symbols outside the universe are asked for too, and
+            # one that trades again joins the cross-section its bar belongs to.
+            self._holding = True
+            try:
+                await asyncio.gather(*(self._rest_catch_up(i) for i in range(len(self.symbols))))
+            finally:
+                self._holding = False
+            self._release()
             if self.timing.poll_interval_s is not None:
                 await asyncio.sleep(self.timing.poll_interval_s)
                 continue
@@ -545,7 +781,14 @@ class CcxtSource:
         waited = time.monotonic() - self._first_seen[ts]
         grace = max(self._wall(self.timing.grace_s), self.timing.min_grace_wall_s)
         moved_on = (ts + self.tf) in self._first_seen
-        if ts not in self._checked and (waited >= grace / 2 or moved_on):
+        # the stream announced the bar, and only symbols that showed nothing of it are
+        # missing from it: their bars are not on the way, ask REST now
+        silent = (
+            self.mode == "ws"
+            and self._announced >= ts
+            and all(self._ws_newest[i] < ts for i in pending)
+        )
+        if ts not in self._checked and (waited >= grace / 2 or moved_on or silent):
             self._checked.add(ts)
             self.stats.rest_checks += 1
             for i in pending:
@@ -565,8 +808,9 @@ class CcxtSource:
         limit = max(self._wall(self.timing.stale_after_s), self.timing.min_stale_wall_s)
         now = time.monotonic()
         if now - min(self._heard) < limit:
-            return  # every symbol was heard from lately (this runs every tick)
-        if all(now - heard >= limit for heard in self._heard):
+            return  # every member was heard from lately (this runs every tick)
+        # (symbols outside the universe are never silent: their ``_heard`` is inf)
+        if all(now - heard >= limit for heard in self._heard if heard != math.inf):
             # the whole websocket went silent (a stall, not a quiet market): reconnect
             self._spawn(self._reconnect_ws())
         for i, heard in enumerate(self._heard):

@@ -244,12 +244,18 @@ async def resolve_universe(
     symbols: Sequence[str] | None,
     top_by_volume: int | None,
     quote: str | None,
+    *,
+    await_listing: bool = False,
 ) -> tuple[str, ...]:
-    """The symbol list: given, or the top N active spot markets by quote volume."""
+    """The symbol list: given, or the top N active spot markets by quote volume.
+
+    Given symbols must be markets of the exchange (trading or not: one that is not
+    trading is followed as missing until it trades), unless ``await_listing``: then
+    a symbol the exchange does not list yet is followed from its listing on."""
     markets = await client.load_markets(attempts=None)
     if symbols:
         unknown = [s for s in symbols if s not in markets]
-        if unknown:
+        if unknown and not await_listing:
             raise FeedError(f"{client.exchange_id} has no market {', '.join(unknown)}")
         return tuple(symbols)
     candidates = [

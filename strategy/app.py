@@ -76,8 +76,10 @@ async def open_market(
     timeframe = ex.timeframe
     api_url, ws_url, clock_rate = ex.api_url, ex.ws_url, 1.0
     what = ex.id
+    sim_symbols: tuple[str, ...] = ()
     if ex.embedded:
         sim, timeframe, what = await _start_embedded(settings, stack, history_bars)
+        sim_symbols = sim.book.symbols
         api_url, ws_url = sim.base_url, sim.base_url.replace("http://", "ws://")
         clock_rate = settings.sim.speed * timeframe_to_ms(timeframe) / 1000
     config = client_config(
@@ -97,17 +99,29 @@ async def open_market(
     top = ex.top_by_volume
     if not ex.embedded and not ex.symbols and top is None:
         top = 20
-    symbols = await resolve_universe(client, ex.symbols, top, None if ex.embedded else ex.quote)
+    wanted = ex.symbols
+    if ex.embedded and not wanted and top is None:
+        # the embedded exchange's own universe, as a replay of its candles has it: the
+        # symbols it will list later too
+        wanted = list(sim_symbols)
+    symbols = await resolve_universe(
+        client,
+        wanted,
+        top,
+        None if ex.embedded else ex.quote,
+        await_listing=ex.embedded,
+    )
     tf_ms = timeframe_to_ms(timeframe)
     stale = src.stale_after_s if src.stale_after_s is not None else 2 * tf_ms / 1000
+    timing = FeedTiming(
+        grace_s=src.grace_s,
+        stale_after_s=stale,
+        clock_rate=clock_rate,
+        delist_after_s=src.delist_after_s,
+        refresh_s=ex.refresh_universe_s,
+    )
     source = CcxtSource(
-        client,
-        symbols,
-        timeframe,
-        history_bars=history_bars,
-        mode=src.mode,
-        pro=pro,
-        timing=FeedTiming(grace_s=src.grace_s, stale_after_s=stale, clock_rate=clock_rate),
+        client, symbols, timeframe, history_bars=history_bars, mode=src.mode, pro=pro, timing=timing
     )
     stack.push_async_callback(source.aclose)
     log.info(

@@ -126,6 +126,13 @@ class ExchangeSettings(_Section):
     symbols: list[str] | None = None
     top_by_volume: int | None = Field(None, ge=3)
     quote: str | None = Field("USDT", description="quote currency for top_by_volume")
+    refresh_universe_s: float | None = Field(
+        3600.0,
+        gt=0,
+        description="reload the exchange's markets this often (exchange seconds; at least"
+        " 5 s of wall time): symbols listed, delisted or halted join or leave the universe;"
+        " None: never",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="ccxt client options")
     api_key: SecretStr | None = None
     secret: SecretStr | None = None
@@ -147,6 +154,12 @@ class SourceSettings(_Section):
     grace_s: float = Field(10.0, gt=0, description="wait for late symbols after a bar closes")
     stale_after_s: float | None = Field(
         None, gt=0, description="websocket silence before the REST fallback (default 2 bars)"
+    )
+    delist_after_s: float | None = Field(
+        None,
+        gt=0,
+        description="a symbol without a bar this long leaves the universe (missing, not"
+        " late) until a bar of it comes again (default 3 bars)",
     )
 
 
