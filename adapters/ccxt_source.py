@@ -105,7 +105,11 @@ class CcxtSource:
         mode: str = "ws",
         pro: Any = None,
         timing: FeedTiming | None = None,
+        resume_from: int | None = None,
     ) -> None:
+        """``resume_from``: the first bar to release as live, when it is earlier than
+        the bar forming at the start (a service that follows a new universe from
+        the bar after the last one it published); the warm-up history ends there."""
         if mode not in ("ws", "rest"):
             raise ValueError("mode must be 'ws' or 'rest'")
         if mode == "ws" and pro is None:
@@ -119,6 +123,7 @@ class CcxtSource:
         self.timeframe = timeframe
         self.tf = int(client.rest.parse_timeframe(timeframe) * 1000)
         self.history_bars = history_bars
+        self.resume_from = resume_from
         self.mode = mode
         self.timing = timing or FeedTiming()
         self.gate = CandleGate(self.symbols, self.tf)
@@ -277,7 +282,8 @@ class CcxtSource:
         self._sync = (now, time.monotonic())
         self._reloaded_at = now  # the markets were just loaded (the universe came from them)
         forming = now - now % self.tf
-        since = forming - self.history_bars * self.tf
+        live_from = forming if self.resume_from is None else min(forming, self.resume_from)
+        since = live_from - self.history_bars * self.tf
         sem = asyncio.Semaphore(8)
 
         async def history(symbol: str) -> None:
@@ -289,7 +295,7 @@ class CcxtSource:
             for i, symbol in enumerate(self.symbols):
                 if self._known(i):
                     tg.create_task(history(symbol))
-        self._live_from = forming
+        self._live_from = live_from
         self.gate.start(since)
         for i in range(len(self.symbols)):
             # the history is all the exchange has before the forming bar
@@ -304,9 +310,9 @@ class CcxtSource:
             cross_sections=len(out),
             bars=sum(int(x.present.sum()) for x in out),
             since=since,
-            live_from=forming,
+            live_from=live_from,
         )
-        return [replace(x, live=False) for x in out]
+        return [x if x.ts >= live_from else replace(x, live=False) for x in out]
 
     async def _fetch_range(self, symbol: str, since: int, until: int) -> list[list[Any]]:
         """Candles with ``since <= ts < until``, paging forward (1000 rows a page)."""

@@ -39,6 +39,12 @@ class ExposureWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
 
+    def set_context(self, ctx: WireContext) -> None:
+        """Rows from here on are of ``ctx``'s universe (a live run that follows a new
+        one); the rows so far are written first."""
+        self._write()
+        self._symbols = np.array(ctx.symbols, dtype=object)
+
     async def handle(self, result: StepResult) -> None:
         rows = exposure_members(result)
         snap = result.factors
@@ -110,6 +116,10 @@ class SignalWriter:
         self._ctx = ctx
         self._fh: IO[bytes] | None = path.open("wb")
         self.count = 0
+
+    def set_context(self, ctx: WireContext) -> None:
+        """Signals from here on are of ``ctx``'s universe."""
+        self._ctx = ctx
 
     async def handle(self, result: StepResult) -> None:
         assert self._fh is not None

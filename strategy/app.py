@@ -12,7 +12,7 @@ import contextlib
 import gc
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from strategy.engine import Engine, StepResult
 from strategy.publish import PublishingOutput, WireContext
 from strategy.service import Output, RunStats, StepObserver, run_pipeline
 from strategy.strategies import load_strategy
+from strategy.universe import FileOutput, Following, KeepOpen, watch_universe
 
 log = structlog.get_logger(__name__)
 
@@ -39,10 +40,10 @@ def build_engine(
     return Engine(symbols, timeframe_ms, model, strategy, settings.signals.to_view())
 
 
-def file_outputs(args: argparse.Namespace, ctx: WireContext) -> list[Output]:
+def file_outputs(args: argparse.Namespace, ctx: WireContext) -> list[FileOutput]:
     from adapters.files import ExposureWriter, SignalWriter
 
-    outputs: list[Output] = []
+    outputs: list[FileOutput] = []
     if getattr(args, "exposures_out", None):
         outputs.append(ExposureWriter(args.exposures_out, ctx.symbols))
     if getattr(args, "signals_out", None):
@@ -60,6 +61,12 @@ class Market:
     timeframe_ms: int
     label: str  # the exchange in signal ids
     description: str
+    #: a source for another universe, live from a bar on (the previous one is closed)
+    follow: Callable[[tuple[str, ...], int | None], Awaitable[Any]]
+    #: the universe now, or None if the exchange could not tell (top_by_volume only)
+    resolve: Callable[[], Awaitable[tuple[str, ...] | None]]
+    #: wall seconds between resolutions of the universe; None: it is fixed
+    refresh_wall_s: float | None
 
 
 async def open_market(
@@ -69,7 +76,13 @@ async def open_market(
     import ccxt
 
     from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client
-    from adapters.exchange import ExchangeClient, client_config, resolve_universe
+    from adapters.exchange import (
+        ExchangeClient,
+        FeedError,
+        FeedUnavailable,
+        client_config,
+        resolve_universe,
+    )
     from adapters.recorded import timeframe_to_ms
 
     ex, src = settings.exchange, settings.source
@@ -92,10 +105,6 @@ async def open_market(
     )
     client = ExchangeClient(ex.id, config)
     stack.push_async_callback(client.close)
-    pro = None
-    if src.mode == "ws":
-        pro = pro_client(ex.id, config)
-        stack.push_async_callback(pro.close)
     top = ex.top_by_volume
     if not ex.embedded and not ex.symbols and top is None:
         top = 20
@@ -120,10 +129,42 @@ async def open_market(
         delist_after_s=src.delist_after_s,
         refresh_s=ex.refresh_universe_s,
     )
-    source = CcxtSource(
-        client, symbols, timeframe, history_bars=history_bars, mode=src.mode, pro=pro, timing=timing
-    )
-    stack.push_async_callback(source.aclose)
+    pro: Any = None
+
+    async def follow(universe: tuple[str, ...], resume_from: int | None) -> Any:
+        nonlocal pro
+        if pro is not None:
+            await pro.close()  # its subscriptions were the previous universe's
+        if src.mode == "ws":
+            pro = pro_client(ex.id, config)
+            stack.push_async_callback(pro.close)
+        source = CcxtSource(
+            client,
+            universe,
+            timeframe,
+            history_bars=history_bars,
+            mode=src.mode,
+            pro=pro,
+            timing=timing,
+            resume_from=resume_from,
+        )
+        stack.push_async_callback(source.aclose)
+        return source
+
+    quote = None if ex.embedded else ex.quote
+
+    async def resolve() -> tuple[str, ...] | None:
+        try:
+            return await resolve_universe(client, None, top, quote)
+        except (FeedError, FeedUnavailable) as e:
+            log.warning("universe_refresh_failed", error=str(e))
+            return None
+
+    refresh = ex.refresh_universe_s
+    refresh_wall_s = None
+    if top is not None and refresh is not None:
+        refresh_wall_s = max(refresh / clock_rate, 5.0)
+    source = await follow(symbols, None)
     log.info(
         "exchange_connected",
         exchange=ex.id,
@@ -136,7 +177,9 @@ async def open_market(
     )
     label = "sim" if ex.embedded else ex.id
     description = f"{what} via {client.url} · {len(symbols)} symbols · {timeframe} · {src.mode}"
-    return Market(source, symbols, timeframe, tf_ms, label, description)
+    return Market(
+        source, symbols, timeframe, tf_ms, label, description, follow, resolve, refresh_wall_s
+    )
 
 
 async def _start_embedded(
@@ -230,42 +273,48 @@ async def open_metrics(
     market: Market,
     sink: Any,
     model_tag: str,
+    following: Following,
 ) -> Any:
-    """Metrics, their HTTP endpoint and the telemetry output that keeps them current."""
+    """Metrics, their HTTP endpoint and the telemetry output that keeps them current
+    (``following.telemetry``; the endpoint and the clock follow a new universe)."""
     from importlib.metadata import version
 
     from adapters.http import MetricsServer
     from adapters.metrics import Metrics
-    from adapters.telemetry import Telemetry
 
     cfg = settings.metrics
     per_symbol = cfg.per_symbol_exposures
     if per_symbol is None:
         per_symbol = len(market.symbols) <= 200
-    source = market.source
     # bar lag against the exchange's clock (the embedded one runs accelerated)
-    metrics = Metrics(
-        per_symbol_exposures=per_symbol, clock=lambda: source.exchange_now_ms() / 1000
-    )
+    metrics = Metrics(per_symbol_exposures=per_symbol, clock=following.clock)
     metrics.set_build_info(
         version=version("factorcast"),
         model=model_tag,
         exchange=market.label,
         timeframe=market.timeframe,
     )
-    telemetry = Telemetry(
+    following.telemetry = telemetry_for(metrics, market, market.symbols, following.source, sink)
+    if cfg.enabled:
+        server = MetricsServer(metrics.registry, following.readiness, host=cfg.host, port=cfg.port)
+        await stack.enter_async_context(server)
+        log.info("metrics_serving", url=server.url, endpoints="/metrics /healthz /readyz")
+    return following.telemetry
+
+
+def telemetry_for(
+    metrics: Any, market: Market, symbols: tuple[str, ...], source: Any, sink: Any
+) -> Any:
+    from adapters.telemetry import Telemetry
+
+    return Telemetry(
         metrics,
-        market.symbols,
+        symbols,
         market.timeframe_ms,
         source=source,
         sink=sink,
         bar_wall_s=market.timeframe_ms / 1000 / source.timing.clock_rate,
     )
-    if cfg.enabled:
-        server = MetricsServer(metrics.registry, telemetry.readiness, host=cfg.host, port=cfg.port)
-        await stack.enter_async_context(server)
-        log.info("metrics_serving", url=server.url, endpoints="/metrics /healthz /readyz")
-    return telemetry
 
 
 def _freeze_heap_when_live(on_step: StepObserver) -> StepObserver:
@@ -285,53 +334,114 @@ def _freeze_heap_when_live(on_step: StepObserver) -> StepObserver:
     return observe
 
 
+def _wire_context(settings: Settings, engine: Engine, market: Market) -> WireContext:
+    key = settings.signing_key
+    return WireContext(
+        strategy=engine.strategy.name,
+        exchange=market.label,
+        timeframe=market.timeframe,
+        symbols=engine.symbols,
+        model=engine.model.params.tag(),
+        signing_key=key.get_secret_value().encode() if key is not None else None,
+    )
+
+
 async def run_live(args: argparse.Namespace, settings: Settings) -> RunStats:
-    """``factorcast run``: live candles through the engine to Redis until stopped."""
+    """``factorcast run``: live candles through the engine to Redis until stopped.
+
+    With ``exchange.top_by_volume``, when the top markets change (resolved every
+    ``exchange.refresh_universe_s``), the run follows the new universe from the bar
+    after the last one it published: a new source warmed up from REST history (the
+    universe's new symbols join after their own warm-up), a new engine; the sink
+    and the file outputs go on."""
     from adapters.console import LiveDisplay
 
     history_bars = settings.factors.to_params().history_bars
     async with contextlib.AsyncExitStack() as stack:
         market = await open_market(settings, stack, history_bars)
-        engine = build_engine(settings, market.symbols, market.timeframe_ms)
-        key = settings.signing_key
-        ctx = WireContext(
-            strategy=engine.strategy.name,
-            exchange=market.label,
-            timeframe=market.timeframe,
-            symbols=market.symbols,
-            model=engine.model.params.tag(),
-            signing_key=key.get_secret_value().encode() if key is not None else None,
-        )
+        symbols, source = market.symbols, market.source
+        engine = build_engine(settings, symbols, market.timeframe_ms)
+        ctx = _wire_context(settings, engine, market)
         sink = await open_sink(settings, stack, heartbeat_ttl_s=3 * market.timeframe_ms / 1000)
-        telemetry = await open_metrics(settings, stack, market, sink, ctx.model)
-        outputs: list[Output] = [
-            *file_outputs(args, ctx),
-            PublishingOutput(sink, ctx, telemetry.metrics.publish_latency),
-            telemetry,
-        ]
-        if not getattr(args, "quiet", False):
-            where = f"{market.description} · signals to {sink.url}"
-            outputs.append(LiveDisplay(market.symbols, where))
+        following = Following(source)
+        telemetry = await open_metrics(settings, stack, market, sink, ctx.model, following)
+        files = file_outputs(args, ctx)
+        for f in files:
+            stack.push_async_callback(f.close)  # once, at the end of the run
+        where = f"{market.description} · signals to {sink.url}"
         log.info(
             "service_started",
             model=ctx.model,
             strategy=ctx.strategy,
             warmup_bars=history_bars,
             redis=sink.url,
-            signed=key is not None,
+            signed=settings.signing_key is not None,
         )
-        stop = asyncio.Event()
-        _stop_on_signals(stop)
-        stats = await run_pipeline(
-            market.source,
-            engine,
-            outputs,
-            max_bars=args.max_bars,
-            stop=stop,
-            on_step=_freeze_heap_when_live(telemetry.on_step),
-        )
-        log.info("service_stopped", live_bars=stats.live_cross_sections, bars=stats.bars)
-        return stats
+        shutdown = asyncio.Event()
+        _stop_on_signals(shutdown)
+        total = RunStats()
+        kept = [KeepOpen(f) for f in files]
+        while True:
+            outputs: list[Output] = [
+                *kept,
+                PublishingOutput(sink, ctx, telemetry.metrics.publish_latency),
+                telemetry,
+            ]
+            if not getattr(args, "quiet", False):
+                outputs.append(LiveDisplay(symbols, where))
+            left = None if args.max_bars is None else args.max_bars - total.live_cross_sections
+            changed = asyncio.create_task(
+                watch_universe(market.resolve, symbols, market.refresh_wall_s)
+            )
+            stop = asyncio.Event()
+            relay = asyncio.create_task(_stop_on_first(stop, shutdown.wait(), changed))
+            try:
+                stats = await run_pipeline(
+                    source,
+                    engine,
+                    outputs,
+                    max_bars=left,
+                    stop=stop,
+                    on_step=_freeze_heap_when_live(telemetry.on_step),
+                )
+            finally:
+                for task in (changed, relay):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            total.cross_sections += stats.cross_sections
+            total.live_cross_sections += stats.live_cross_sections
+            total.bars += stats.bars
+            total.stopped_early = stats.stopped_early
+            if shutdown.is_set() or stats.stopped_early or changed.cancelled():
+                break
+            # the new universe, from the bar after the last one published
+            symbols = changed.result()
+            last = engine.last_ts
+            source = await market.follow(
+                symbols, None if last is None else last + market.timeframe_ms
+            )
+            engine = build_engine(settings, symbols, market.timeframe_ms)
+            ctx = _wire_context(settings, engine, market)
+            for f in files:
+                f.set_context(ctx)
+            telemetry = telemetry_for(telemetry.metrics, market, symbols, source, sink)
+            following.source, following.telemetry = source, telemetry
+            gc.unfreeze()  # the previous universe's objects may go
+        log.info("service_stopped", live_bars=total.live_cross_sections, bars=total.bars)
+        return total
+
+
+async def _stop_on_first(stop: asyncio.Event, *waits: Awaitable[Any]) -> None:
+    """Set ``stop`` as soon as any of ``waits`` is done."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
 
 
 async def replay(args: argparse.Namespace, settings: Settings) -> RunStats:
@@ -357,7 +467,7 @@ async def replay(args: argparse.Namespace, settings: Settings) -> RunStats:
         model=engine.model.params.tag(),
     )
     counter = SignalCounter()
-    outputs = [*file_outputs(args, ctx), counter]
+    outputs: list[Output] = [*file_outputs(args, ctx), counter]
     log.info(
         "replay_started",
         data=str(args.data),
