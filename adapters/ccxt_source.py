@@ -304,7 +304,7 @@ class CcxtSource:
         for xs in self.gate.release(deadline_passed=deadline_passed):
             if xs.late.any():
                 late = [self.symbols[i] for i in xs.late.nonzero()[0]]
-                log.warning("cross_section_late", ts=xs.ts, symbols=late)
+                log.warning("cross_section_late", ts=xs.ts, count=len(late), symbols=late)
             self._first_seen.pop(xs.ts, None)
             self._checked.discard(xs.ts)
             self._out.put_nowait(xs if xs.ts >= self._live_from else replace(xs, live=False))

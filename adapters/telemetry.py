@@ -9,10 +9,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import structlog
 
 from adapters.metrics import Metrics
 from strategy.actions import ACTION_LABELS
 from strategy.engine import StepResult
+
+log = structlog.get_logger(__name__)
 
 
 class Telemetry:
@@ -38,6 +41,8 @@ class Telemetry:
         self.bar_wall_s = bar_wall_s if bar_wall_s is not None else timeframe_ms / 1000
         self._seen: dict[str, Counter[str]] = {}
         self.last_live_step: float | None = None  # monotonic time of the last live bar
+        self.last_late = 0  # symbols late in the last live cross-section
+        self.behind_bars = 0  # whole bars the exchange's clock was past the last one processed
         self._refused_at_last_check = 0
 
     # -- the pipeline hook and output --------------------------------------------------
@@ -53,6 +58,12 @@ class Telemetry:
         if not xs.live:
             return
         self.last_live_step = time.monotonic()
+        self.last_late = int(xs.late.sum()) if xs.late.size else 0
+        if self.source is not None:
+            tf = self.timeframe_ms
+            self.behind_bars = max(0, (self.source.exchange_now_ms() - xs.ts - tf) // tf)
+            if self.behind_bars >= _BEHIND_BARS:
+                log.warning("service_behind", bars=self.behind_bars, ts=xs.ts)
         self.metrics.cross_section(present, len(self.symbols))
         self.metrics.bar_processed((xs.ts + self.timeframe_ms) / 1000)
         codes, counts = np.unique(result.signals.action[xs.present], return_counts=True)
@@ -126,8 +137,9 @@ class Telemetry:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when the last live bar is at most two bars old, the feed runs as
         configured (websocket up, no symbol on the REST fallback, no subscription
-        refused), and signals can go out (Redis reachable, or the spool accepting
-        them)."""
+        refused), the service keeps up (no symbol late in the last bar, less than
+        two bars behind the exchange's clock), and signals can go out (Redis
+        reachable, or the spool accepting them)."""
         details: dict[str, Any] = {}
         fresh = False
         if self.last_live_step is None:
@@ -153,9 +165,20 @@ class Telemetry:
             feed_ok = degraded is None
             details["feed"] = "ok" if feed_ok else f"degraded: {degraded}"
             self.metrics.set_feed_degraded(not feed_ok)
-        ready = fresh and sink_ok and feed_ok
+        keeping_up = True
+        if self.last_late or self.behind_bars >= _BEHIND_BARS:
+            keeping_up = False
+            details["keeping_up"] = (
+                f"{self.last_late} symbols late in the last bar, "
+                f"{self.behind_bars} bars behind the exchange"
+            )
+        ready = fresh and sink_ok and feed_ok and keeping_up
         self.metrics.set_ready(ready)
         return ready, details
+
+
+#: this many whole bars behind the exchange's clock, the service is not keeping up
+_BEHIND_BARS = 2
 
 
 def _repeat(n: int, fn: Callable[[], None]) -> None:
