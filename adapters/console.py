@@ -202,5 +202,7 @@ class LiveDisplay:
                 self._live.update(self._render(), refresh=True)
             finally:
                 self._live.stop()
+                if not self.console.is_terminal:
+                    self.console.line()  # Live ends its last render off a terminal mid-line
                 self._logs.close()
                 self._started = False

@@ -190,5 +190,6 @@ async def test_off_a_terminal_the_log_is_written_as_before(
     )
     assert "bar_too_late" not in table.getvalue()
     assert table.getvalue().count("test market · bar ") == 1  # the last table, once
+    assert re.search(r"Amihud *\n\Z", table.getvalue())  # what follows: its own line
     lines = log_stream.getvalue().splitlines()
     assert sum("] bar_too_late " in x for x in lines) == 50  # window 0: one line each
