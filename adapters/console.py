@@ -118,6 +118,7 @@ class ReplayProgress:
             transient=True,
         )
         self._task = self._progress.add_task("replay", total=total)
+        self._logs = ExitStack()
 
     def update(self, done: int) -> None:
         if done % 256 == 0 or done == self._progress.tasks[0].total:
@@ -125,6 +126,7 @@ class ReplayProgress:
 
     def __enter__(self) -> ReplayProgress:
         self._progress.start()
+        self._logs.enter_context(logs_through(self._progress.console))  # lines above the bar
         return self
 
     def __exit__(
@@ -133,6 +135,7 @@ class ReplayProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._logs.close()
         self._progress.stop()
 
 

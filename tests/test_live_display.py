@@ -18,7 +18,7 @@ import structlog
 from rich.console import Console
 
 from adapters import terminal_log
-from adapters.console import LiveDisplay
+from adapters.console import LiveDisplay, ReplayProgress
 from adapters.logsetup import configure_logging
 from adapters.simmarket import SimulatedMarket
 from factors import FactorModel, FactorParams
@@ -193,3 +193,18 @@ async def test_off_a_terminal_the_log_is_written_as_before(
     assert re.search(r"Amihud *\n\Z", table.getvalue())  # what follows: its own line
     lines = log_stream.getvalue().splitlines()
     assert sum("] bar_too_late " in x for x in lines) == 50  # window 0: one line each
+
+
+def test_replay_progress_leaves_only_the_log_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    configure_logging("info", "console", stream=out, flood_window_s=60)
+    log = structlog.get_logger()
+    with ReplayProgress(1024, console=_console(out, monkeypatch, True)) as progress:
+        for done in range(1, 1025):
+            progress.update(done)
+            if done % 256 == 0:
+                log.warning("bar_rejected", symbol=SYMBOLS[done // 256], reason="bad_ohlc")
+    [line] = records([x for x in screen(out.getvalue()) if x])  # the bar gone (transient)
+    assert line.endswith(
+        "bar_rejected ×4 (symbols: S1/USDT, S2/USDT, S3/USDT, S4/USDT) reason=bad_ohlc"
+    )
