@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ def test_run_in_a_terminal_shows_one_table_under_its_log(tmp_path: Path) -> None
     socket = f"fc-screen-{os.getpid()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACTORCAST_")}
     env |= {
-        "FACTORCAST_STATE_DIR": tempfile.mkdtemp(prefix="fc-state-"),
+        "FACTORCAST_STATE_DIR": str(tmp_path / "state"),
         "FACTORCAST_METRICS__PORT": "0",
         "PYTHONPATH": str(REPO),
         "TERM": "xterm-256color",
