@@ -43,7 +43,6 @@ class Telemetry:
         self.last_live_step: float | None = None  # monotonic time of the last live bar
         self.last_late = 0  # symbols late in the last live cross-section
         self.behind_bars = 0  # whole bars the exchange's clock was past the last one processed
-        self._refused_at_last_check = 0
 
     # -- the pipeline hook and output --------------------------------------------------
     def on_step(self, result: StepResult, seconds: float, xs_depth: int, out_depth: int) -> None:
@@ -117,7 +116,9 @@ class Telemetry:
         if self.sink is not None:
             st = self.sink.stats
             m.set_spool(st.spool_depth, st.spool_bytes)
+            m.set_backlog(st.backlog_depth, st.backlog_bytes)
             self._apply("spool_full", {"full": st.spool_full}, lambda _k, n: m.spool_full(n))
+            self._apply("dropped", {"dropped": st.dropped}, lambda _k, n: m.dropped(n))
             failures = sum(st.errors.values())
             self._apply("publish_failures", {"f": failures}, lambda _k, n: m.publish_failure(n))
 
@@ -138,8 +139,9 @@ class Telemetry:
         """Ready when the last live bar is at most two bars old, the feed runs as
         configured (websocket up, no symbol on the REST fallback, no subscription
         refused), the service keeps up (no symbol late in the last bar, less than
-        two bars behind the exchange's clock), and signals can go out (Redis
-        reachable, or the spool accepting them)."""
+        two bars behind the exchange's clock), and signals can go out: Redis
+        reachable, or the spool accepting them (not ready for as long as the
+        sink's spool refuses while Redis is down)."""
         details: dict[str, Any] = {}
         fresh = False
         if self.last_live_step is None:
@@ -150,15 +152,15 @@ class Telemetry:
             details["data"] = f"last live bar {age:.1f}s ago"
         sink_ok = True
         if self.sink is not None:
-            refused = self.sink.stats.spool_full
-            spool_accepting = refused == self._refused_at_last_check
-            self._refused_at_last_check = refused
-            sink_ok = bool(self.sink.connected) or spool_accepting
+            connected = bool(self.sink.connected)
+            refusing = bool(self.sink.spool_refusing)
+            sink_ok = connected or not refusing
             details["redis"] = (
-                "connected"
-                if self.sink.connected
-                else ("down: spooling" if spool_accepting else "down: spool full")
+                "connected" if connected else ("down: spool full" if refusing else "down: spooling")
             )
+            held = self.sink.stats.backlog_depth
+            if held:
+                details["backlog"] = f"{held} publications held in memory"
         feed_ok = True
         if self.source is not None:
             degraded = self.source.degraded()

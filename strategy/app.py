@@ -206,6 +206,7 @@ async def open_sink(
         heartbeat_ttl_s=cfg.heartbeat_ttl_s or heartbeat_ttl_s,
         spool_max_bytes=cfg.spool_max_bytes,
         spool_fsync=cfg.spool_fsync,
+        backlog_max_bytes=cfg.backlog_max_bytes,
     )
     return await stack.enter_async_context(sink)
 

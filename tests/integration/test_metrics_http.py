@@ -54,6 +54,9 @@ FAMILIES = {
     "factorcast_spool_depth": "gauge",
     "factorcast_spool_bytes": "gauge",
     "factorcast_spool_full": "counter",
+    "factorcast_spool_backlog_depth": "gauge",
+    "factorcast_spool_backlog_bytes": "gauge",
+    "factorcast_publications_dropped": "counter",
     "factorcast_queue_depth": "gauge",
     "factorcast_build_info": "gauge",
     "factorcast_ready": "gauge",
@@ -101,6 +104,9 @@ def exercise(metrics: Metrics) -> None:
     metrics.publish_failure()
     metrics.set_spool(depth=7, nbytes=4096)
     metrics.spool_full()
+    metrics.spool_full(2)
+    metrics.set_backlog(depth=2, nbytes=512)
+    metrics.dropped()
     metrics.set_queue_depth("cross_sections", 2)
     metrics.set_queue_depth("results", 0)
     metrics.set_build_info(version="0.0.1", model="old", exchange="binance", timeframe="1m")
@@ -193,7 +199,10 @@ async def test_scrape_shows_every_metric_with_its_value(
 
     assert value(s, "factorcast_spool_depth") == 7
     assert value(s, "factorcast_spool_bytes") == 4096
-    assert value(s, "factorcast_spool_full_total") == 1
+    assert value(s, "factorcast_spool_full_total") == 3
+    assert value(s, "factorcast_spool_backlog_depth") == 2
+    assert value(s, "factorcast_spool_backlog_bytes") == 512
+    assert value(s, "factorcast_publications_dropped_total") == 1
     assert value(s, "factorcast_queue_depth", queue="cross_sections") == 2
     assert value(s, "factorcast_queue_depth", queue="results") == 0
 
