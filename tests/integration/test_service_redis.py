@@ -316,11 +316,10 @@ def http_get(url: str) -> tuple[int, str]:
 def test_full_spool_keeps_the_service_running_not_ready_and_loses_no_spooled_bar(
     tmp_path: Path,
 ) -> None:
-    bars = 80
+    """Runs until the checks are done, then stops on SIGTERM: the refusal lasts as
+    long as the test needs it, whatever the machine's speed."""
     state = tmp_path / "state"
     service = Service(
-        "--max-bars",
-        str(bars),
         "--sim-speed",
         "10",
         env={
@@ -347,10 +346,12 @@ def test_full_spool_keeps_the_service_running_not_ready_and_loses_no_spooled_bar
         ]
         assert refused and refused[0] >= 1
     finally:
+        if service.proc.poll() is None:
+            service.proc.send_signal(signal.SIGTERM)
         code = service.wait()
     assert code == 0, service.output[-3000:]
     assert "Traceback" not in service.output
-    assert service.events("service_stopped")[0]["live_bars"] == bars
+    bars = service.events("service_stopped")[0]["live_bars"]
     first = service.events("spool_full")[0]
     assert (first["reason"], first["level"]) == ("max_bytes", "error")
 
