@@ -7,12 +7,12 @@ recomputing the sums exactly from the ring every ``window`` pushes, which keeps
 the amortized cost O(symbols) and the sums within a few ulps of a fresh sum.
 
 Both structures can take back their last ``depth`` pushes (``keep_undo``), so the
-live engine can take back the last few bars and push them again with a late bar
-in (strategy/engine.py), bit for bit as if they had been pushed with it the first
-time.  Add/subtract in floating point cannot be reversed exactly, so an undo does
-not subtract: :class:`RollingSums` keeps, per push, its sums before it and the ring
-slot it overwrote (two ``(symbols, k)`` copies per push: an engine step takes
-about 5% longer at 500 symbols, 3% at 100, bench/replay.py), and :class:`LagRing` holds
+live engine can take back the last few bars and push them again with a late bar in
+(strategy/engine.py), bit for bit as if they had been pushed with it the first time.
+Add/subtract in floating point cannot be reversed exactly, so an undo does not
+subtract: :class:`RollingSums` keeps, per push, its sums before it and the ring slot
+it overwrote (two ``(symbols, k)`` copies per push: an engine step takes about 5%
+longer at 500 symbols, 3% at 100, bench/replay.py), and :class:`LagRing` holds
 ``depth`` slots more than it reads, so that no push overwrites a value an undo
 brings back.  (Tried and measured no cheaper: a ring longer than the window instead
 of saved slots, as the slot a push writes is then not the slot it reads, one more
