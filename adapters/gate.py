@@ -205,6 +205,10 @@ class CandleGate:
         if gap is not None and gap.start <= ts:
             self._shrink_gap(i, ts + self.tf)
 
+    def awaits_late(self, i: int, ts: int) -> bool:
+        """Whether symbol ``i``'s bar at ``ts``, released late, can still be taken in."""
+        return (i, ts) in self._late
+
     def last_ts(self, i: int) -> int:
         """Bar time of symbol ``i``'s last accepted (or confirmed absent) bar; -1 if none."""
         return self._last[i]

@@ -94,6 +94,12 @@ class Metrics:
             "Bars expected but not closed by the grace deadline of their cross-section.",
             registry=r,
         )
+        self._late_amended = Counter(
+            "factorcast_late_bars_amended",
+            "Late bars that came after their cross-section went out and were taken into "
+            "the factor windows with the next one.",
+            registry=r,
+        )
         self._exchange_errors = Counter(
             "factorcast_exchange_errors",
             "Errors from the exchange client, by ccxt exception class name.",
@@ -237,6 +243,10 @@ class Metrics:
     def late_bars(self, n: int = 1) -> None:
         """``factorcast_late_bars_total += n``."""
         self._late_bars.inc(n)
+
+    def late_bars_amended(self, n: int = 1) -> None:
+        """``factorcast_late_bars_amended_total += n``."""
+        self._late_amended.inc(n)
 
     def exchange_error(self, error: BaseException | str) -> None:
         """``factorcast_exchange_errors_total{type} += 1``; ``type`` is the exception's

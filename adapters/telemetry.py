@@ -82,11 +82,16 @@ class Telemetry:
         if self.source is not None:
             gate = self.source.gate.stats
             outcomes = Counter(
-                {k: v for k, v in gate.outcomes.items() if k not in ("accepted", "duplicate")}
+                {
+                    k: v
+                    for k, v in gate.outcomes.items()
+                    if k not in ("accepted", "duplicate", "too_late")  # too_late: amended
+                }
             )
             for reason, n in self._delta("rejected", outcomes).items():
                 m.bar_rejected(reason, n)
             self._apply("late", {"late": gate.late}, lambda _k, n: m.late_bars(n))
+            self._apply("amended", {"amended": gate.amended}, lambda _k, n: m.late_bars_amended(n))
             self._apply("gaps", {"gaps": gate.gaps}, lambda _k, n: m.gaps_backfilled(n))
             self._apply(
                 "errors",

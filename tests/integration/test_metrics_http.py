@@ -43,6 +43,7 @@ FAMILIES = {
     "factorcast_reconnects": "counter",
     "factorcast_rest_fallbacks": "counter",
     "factorcast_feed_faults": "counter",
+    "factorcast_late_bars_amended": "counter",
     "factorcast_feed_degraded": "gauge",
     "factorcast_cross_section_completeness": "gauge",
     "factorcast_bar_lag_seconds": "gauge",
@@ -91,6 +92,7 @@ def exercise(metrics: Metrics) -> None:
     metrics.reconnect("rest")
     metrics.rest_fallback()
     metrics.feed_fault("subscription_refused")
+    metrics.late_bars_amended(2)
     metrics.feed_fault("task_restarted", 3)
     metrics.set_feed_degraded(True)
     metrics.cross_section(present=45, universe=50)
@@ -173,6 +175,7 @@ async def test_scrape_shows_every_metric_with_its_value(
     assert value(s, "factorcast_feed_faults_total", kind="subscription_refused") == 1
     assert value(s, "factorcast_feed_faults_total", kind="task_restarted") == 3
     assert value(s, "factorcast_feed_degraded") == 1
+    assert value(s, "factorcast_late_bars_amended_total") == 2
     assert value(s, "factorcast_cross_section_completeness") == pytest.approx(0.9)
     assert value(s, "factorcast_last_bar_timestamp_seconds") == BAR_CLOSE
     assert value(s, "factorcast_bar_lag_seconds") == NOW - BAR_CLOSE
