@@ -10,8 +10,9 @@ DATA ?= ../shared/data/bittrex-5m
 .PHONY: run test lint typecheck pytest bench replay schema clean system-deps
 
 # Servers the integration tests run for real: redis-server (and redis-benchmark for
-# bench/publish.py) and Prometheus with promtool, from Debian, when missing.
-SYSTEM_TOOLS := redis-server:redis-server redis-benchmark:redis-tools promtool:prometheus prometheus:prometheus
+# bench/publish.py), Prometheus with promtool, and tmux (the terminal the live table
+# is checked in), from Debian, when missing.
+SYSTEM_TOOLS := redis-server:redis-server redis-benchmark:redis-tools promtool:prometheus prometheus:prometheus tmux:tmux
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \

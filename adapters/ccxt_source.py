@@ -376,13 +376,41 @@ class CcxtSource:
             for xs in released:
                 if xs.late.any():
                     late = [self.symbols[i] for i in xs.late.nonzero()[0]]
-                    log.warning("cross_section_late", ts=xs.ts, symbols=late)
+                    log.warning("cross_section_late", ts=xs.ts, count=len(late), symbols=late)
+                    for i in xs.late.nonzero()[0]:
+                        self._spawn(self._recover_late(int(i), xs.ts))
                 self._first_seen.pop(xs.ts, None)
                 self._checked.discard(xs.ts)
                 self._out.put_nowait(xs if xs.ts >= self._live_from else replace(xs, live=False))
                 left |= self._expire(xs.ts)
             # a symbol that left may have held the next cross-section back
             released = self.gate.release() if left else []
+
+    async def _recover_late(self, i: int, ts: int) -> None:
+        """Symbol ``i`` went out late at ``ts``: its bar may still exist (a closing
+        kline lost on the way, an exchange slow to close the bar), and the gate takes
+        it in for the next cross-section while it is recent enough to amend the
+        windows with.  Its websocket will not bring it again, so REST is asked, every
+        grace period, until the bar is taken in, the exchange shows it has none (it
+        returns later bars but not this one), or the gate can no longer use it."""
+        symbol = self.symbols[i]
+        pause = max(self._wall(self.timing.grace_s), self.timing.min_grace_wall_s)
+        while self.gate.awaits_late(i, ts):
+            await asyncio.sleep(pause)
+            if not self.gate.awaits_late(i, ts):
+                return
+            try:
+                rows = await self.client.fetch_ohlcv(symbol, self.timeframe, ts, 2)
+            except (FeedUnavailable, FeedError) as e:
+                log.warning("feed_rest_failed", symbol=symbol, error=str(e))
+                continue
+            for row in rows:
+                if row[0] == ts:
+                    self._offer(i, ts, row[1:])
+                    return
+            if any(isinstance(row[0], int) and row[0] > ts for row in rows):
+                self.gate.mark_absent(i, ts)  # the exchange moved past it without a bar
+                return
 
     async def _backfill(self, gap: Gap) -> None:
         symbol = self.symbols[gap.symbol]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from contextlib import ExitStack
 from types import TracebackType
 
 import numpy as np
@@ -15,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from adapters.terminal_log import flush_logs, logs_through
 from factors import REASON_LABELS, REGISTRY
 from strategy.actions import ACTION_LABELS
 from strategy.engine import StepResult
@@ -116,6 +118,7 @@ class ReplayProgress:
             transient=True,
         )
         self._task = self._progress.add_task("replay", total=total)
+        self._logs = ExitStack()
 
     def update(self, done: int) -> None:
         if done % 256 == 0 or done == self._progress.tasks[0].total:
@@ -123,6 +126,7 @@ class ReplayProgress:
 
     def __enter__(self) -> ReplayProgress:
         self._progress.start()
+        self._logs.enter_context(logs_through(self._progress.console))  # lines above the bar
         return self
 
     def __exit__(
@@ -131,11 +135,17 @@ class ReplayProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._logs.close()
         self._progress.stop()
 
 
 class LiveDisplay:
-    """The live-updating table of ``factorcast run``."""
+    """The live-updating table of ``factorcast run``.
+
+    While it is drawn, the terminal log prints through its console, so log lines
+    land above the table instead of inside it (and stray writes to stdout and
+    stderr go the same way: ``Live`` redirects them).
+    """
 
     def __init__(
         self,
@@ -149,7 +159,14 @@ class LiveDisplay:
         self.rows = rows
         self.counter = SignalCounter()
         self.console = console or wide_console()
-        self._live = Live(console=self.console, refresh_per_second=4, transient=False)
+        self._live = Live(
+            console=self.console,
+            refresh_per_second=4,
+            transient=False,
+            redirect_stdout=True,
+            redirect_stderr=True,
+        )
+        self._logs = ExitStack()
         self._started = False
         self._rendered_at = 0.0
 
@@ -171,16 +188,24 @@ class LiveDisplay:
         if now - self._rendered_at < 0.1:
             return
         self._rendered_at = now
+        self._start()
+        self._live.update(self._render())
+
+    def _start(self) -> None:
         if not self._started:
             self._live.start()
+            self._logs.enter_context(logs_through(self.console))
             self._started = True
-        self._live.update(self._render())
 
     async def close(self) -> None:
         if self.counter.last is not None:
-            if not self._started:
-                self._live.start()
-                self._started = True
-            self._live.update(self._render(), refresh=True)
-            self._live.stop()
-            self._started = False
+            self._start()
+            try:
+                flush_logs()  # what the log still holds goes above the last table
+                self._live.update(self._render(), refresh=True)
+            finally:
+                self._live.stop()
+                if not self.console.is_terminal:
+                    self.console.line()  # Live ends its last render off a terminal mid-line
+                self._logs.close()
+                self._started = False

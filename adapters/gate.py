@@ -21,6 +21,12 @@ declares the deadline passed: the members still behind are then *late*.
 A symbol that is not a member (not listed yet, delisted, silent for too long:
 the caller decides, :meth:`CandleGate.set_member`) is never waited for and never
 late; a candle of it that comes is still taken into its cross-section.
+
+A late symbol's bar that comes after all (by websocket, a REST check or a gap's
+backfill) is counted ``too_late`` and kept: it goes out with the next released
+cross-section (``CrossSection.amendments``), and the engine takes it in before
+that one.  It must ride on a cross-section at most ``amend_bars`` bars after its
+own; a bar later than that is counted ``too_late_to_amend`` and dropped.
 """
 
 from __future__ import annotations
@@ -41,13 +47,14 @@ from adapters.candles import (
     OFF_GRID,
     OUT_OF_ORDER,
 )
-from strategy.events import CrossSection
+from strategy.events import AMEND_BARS, CrossSection, LateBar
 
 #: Counted outcomes besides the rejection reasons.
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"  # identical copy of a candle already taken: ignored
 CONFLICT = "conflict"  # same bar time, different values: counted, first one kept
-TOO_LATE = "too_late"  # its cross-section was already released
+TOO_LATE = "too_late"  # its cross-section was already released: handed on to amend it
+TOO_LATE_TO_AMEND = "too_late_to_amend"  # ... more than amend_bars bars ago: dropped
 
 Row = tuple[float, float, float, float, float, float]  # open, high, low, close, volume, qv
 
@@ -110,6 +117,8 @@ class GateStats:
     backfilled_bars: int = 0
     late: int = 0
     released: int = 0
+    amended: int = 0  # late bars handed on with a later cross-section
+    too_late_to_amend: int = 0  # late bars that came after amend_bars bars: dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +131,15 @@ class Gap:
 
 
 class CandleGate:
-    def __init__(self, symbols: Sequence[str], timeframe_ms: int) -> None:
+    def __init__(
+        self, symbols: Sequence[str], timeframe_ms: int, amend_bars: int = AMEND_BARS
+    ) -> None:
         self.symbols = tuple(symbols)
         self.tf = timeframe_ms
+        self.amend_bars = amend_bars
+        #: (symbol, bar time) released late whose bar may still be taken in
+        self._late: set[tuple[int, int]] = set()
+        self._amendments: list[LateBar] = []  # for the next released cross-section
         n = len(self.symbols)
         self._last = [-1] * n  # last accepted bar time per symbol
         self._last_row: list[Row | None] = [None] * n
@@ -147,6 +162,8 @@ class CandleGate:
         if problem is not None:
             return self._count(problem), None
         ts = int(ts)
+        if self._late and (i, ts) in self._late:
+            return self._count(self._take_late(i, ts, clean)), None
         last = self._last[i]
         if ts == last:
             same = _same(self._last_row[i], clean)
@@ -156,10 +173,11 @@ class CandleGate:
             if gap is not None and gap.start <= ts <= gap.end:
                 return self._store(i, ts, clean, advance=False), None
             return self._count(OUT_OF_ORDER), None
-        if self.next_ts is not None and ts < self.next_ts:
+        if self.next_ts is not None and ts < self.next_ts:  # released, not late: too old
             self._set_last(i, ts)
             self._last_row[i] = clean
-            return self._count(TOO_LATE), None
+            self.stats.too_late_to_amend += 1
+            return self._count(TOO_LATE_TO_AMEND), None
         new_gap = None
         if last >= 0 and ts > last + self.tf:
             start = max(last + self.tf, self.next_ts if self.next_ts is not None else last)
@@ -172,16 +190,16 @@ class CandleGate:
     def backfilled(self, i: int, candles: Sequence[Sequence[object]]) -> None:
         """The REST answer for symbol ``i``'s open gap (possibly empty: the bars do not exist)."""
         gap = self._gaps.pop(i, None)
-        if gap is None:
-            return
         for c in candles:
             ts = c[0]
-            if isinstance(ts, int | float) and gap.start <= ts <= gap.end:
+            if gap is not None and isinstance(ts, int | float) and gap.start <= ts <= gap.end:
                 self._gaps[i] = gap  # accept inside the gap window
                 outcome = self.offer(i, int(ts), c[1:])[0]
                 self._gaps.pop(i, None)
                 if outcome == ACCEPTED:
                     self.stats.backfilled_bars += 1
+            elif isinstance(ts, int) and (i, ts) in self._late:
+                self.offer(i, ts, c[1:])  # the deadline went by first: a late bar
 
     def mark_absent(self, i: int, ts: int) -> None:
         """The exchange confirmed symbol ``i`` has no bar at ``ts`` (its REST answer
@@ -189,9 +207,14 @@ class CandleGate:
         if ts > self._last[i]:
             self._set_last(i, ts)
             self._last_row[i] = None
+        self._late.discard((i, ts))
         gap = self._gaps.get(i)
         if gap is not None and gap.start <= ts:
             self._shrink_gap(i, ts + self.tf)
+
+    def awaits_late(self, i: int, ts: int) -> bool:
+        """Whether symbol ``i``'s bar at ``ts``, released late, can still be taken in."""
+        return (i, ts) in self._late
 
     def set_member(self, i: int, member: bool, since: int | None = None) -> None:
         """Wait for symbol ``i``'s bars (``member``) or not.  A symbol that joins
@@ -253,12 +276,26 @@ class CandleGate:
             self.stats.late += len(waiting)
             for i in waiting:
                 self._shrink_gap(i, t + self.tf)
+                if self.amend_bars and (rows is None or math.isnan(rows[i, 3])):
+                    self._late.add((i, t))  # its bar may still come
             if rows is not None:
                 out.append(self._cross_section(t, rows, late))
             t += self.tf
             self._set_next(t)
+        if self._late:
+            oldest = t - self.amend_bars * self.tf  # no later cross-section can carry these
+            self._late = {(i, ts) for i, ts in self._late if ts >= oldest}
         self.stats.released += len(out)
         return out
+
+    def _take_late(self, i: int, ts: int, row: Row) -> str:
+        """Symbol ``i``'s bar at ``ts``, whose cross-section went out with it late."""
+        self._late.discard((i, ts))
+        if ts > self._last[i]:
+            self._set_last(i, ts)
+            self._last_row[i] = row
+        self._amendments.append(LateBar(ts, i, *row))
+        return TOO_LATE
 
     def _shrink_gap(self, i: int, start: int) -> None:
         gap = self._gaps.get(i)
@@ -308,6 +345,13 @@ class CandleGate:
     def _cross_section(self, t: int, rows: np.ndarray, late: np.ndarray) -> CrossSection:
         block = rows.T.copy()  # one contiguous row per field
         present = ~np.isnan(block[3])  # a stored candle has a finite close
+        amendments: tuple[LateBar, ...] = ()
+        if self._amendments:
+            oldest = t - self.amend_bars * self.tf
+            amendments = tuple(b for b in self._amendments if b.ts >= oldest)
+            self.stats.amended += len(amendments)
+            self.stats.too_late_to_amend += len(self._amendments) - len(amendments)
+            self._amendments = []
         return CrossSection(
             ts=t,
             open=block[0],
@@ -318,6 +362,7 @@ class CandleGate:
             quote_volume=block[5],
             present=present,
             late=late & ~present,
+            amendments=amendments,
         )
 
 
@@ -333,6 +378,7 @@ __all__ = [
     "DUPLICATE",
     "DUPLICATE_TIMESTAMP",
     "TOO_LATE",
+    "TOO_LATE_TO_AMEND",
     "CandleGate",
     "Gap",
     "GateStats",

@@ -1,14 +1,20 @@
-"""structlog set-up: JSON off a terminal, a console renderer on one, secrets redacted."""
+"""structlog set-up: JSON off a terminal, a console renderer on one, secrets redacted.
+
+On a terminal the lines go through :class:`adapters.terminal_log.TerminalLog`:
+floods collapsed, and printed above the live table while one is drawn.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+
+from adapters.terminal_log import EventDict, TerminalLog, install
 
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|api_?key|signing_key|auth", re.I)
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<cred>[^/@\s]+)@", re.I)
@@ -55,21 +61,40 @@ class Redactor:
         return event_dict
 
 
+def _to_terminal(
+    logger: Any, method: str, event_dict: EventDict
+) -> tuple[tuple[EventDict], dict[str, Any]]:
+    """Last processor of the console path: the event dict itself, for TerminalLog."""
+    return (event_dict,), {}
+
+
 def configure_logging(
     level: str = "info",
     fmt: str = "auto",
     stream: TextIO | None = None,
     redactor: Redactor | None = None,
+    flood_window_s: float = 1.0,
 ) -> Redactor:
-    """Configure structlog for the process; returns the redactor to register secrets with."""
+    """Configure structlog for the process; returns the redactor to register secrets with.
+
+    On the console path, repeats of one event within ``flood_window_s`` become one
+    line with a count (0: every event its own line).
+    """
     stream = stream or sys.stderr
     redactor = redactor or Redactor()
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=stream.isatty())
-        if console
-        else structlog.processors.JSONRenderer()
-    )
+    last: Any
+    factory: Callable[..., Any]
+    if console:
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        terminal = TerminalLog(
+            stream, lambda ed: renderer(None, str(ed.get("level", "info")), ed), flood_window_s
+        )
+        install(terminal)
+        last, factory = _to_terminal, (lambda *args: terminal)
+    else:
+        install(None)
+        last, factory = structlog.processors.JSONRenderer(), structlog.PrintLoggerFactory(stream)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -77,12 +102,12 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redactor,
-            renderer,
+            last,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )
     return redactor

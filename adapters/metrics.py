@@ -94,6 +94,12 @@ class Metrics:
             "Bars expected but not closed by the grace deadline of their cross-section.",
             registry=r,
         )
+        self._late_amended = Counter(
+            "factorcast_late_bars_amended",
+            "Late bars that came after their cross-section went out and were taken into "
+            "the factor windows with the next one.",
+            registry=r,
+        )
         self._exchange_errors = Counter(
             "factorcast_exchange_errors",
             "Errors from the exchange client, by ccxt exception class name.",
@@ -168,7 +174,25 @@ class Metrics:
             "factorcast_spool_bytes", "Bytes of the on-disk spool's live segments.", registry=r
         )
         self._spool_full = Counter(
-            "factorcast_spool_full", "Publications refused because the spool was full.", registry=r
+            "factorcast_spool_full",
+            "Publications the spool refused (full, or a disk error): held in memory or dropped.",
+            registry=r,
+        )
+        self._backlog_depth = Gauge(
+            "factorcast_spool_backlog_depth",
+            "Publications the spool refused, held in memory until it or Redis takes them.",
+            registry=r,
+        )
+        self._backlog_bytes = Gauge(
+            "factorcast_spool_backlog_bytes",
+            "Bytes of the publications held in memory behind a refusing spool.",
+            registry=r,
+        )
+        self._dropped = Counter(
+            "factorcast_publications_dropped",
+            "Publications lost: refused by the spool with no room left in memory, or held"
+            " in memory at shutdown.",
+            registry=r,
         )
         self._queue_depth = Gauge(
             "factorcast_queue_depth", "Items in a bounded pipeline queue.", ["queue"], registry=r
@@ -219,6 +243,10 @@ class Metrics:
     def late_bars(self, n: int = 1) -> None:
         """``factorcast_late_bars_total += n``."""
         self._late_bars.inc(n)
+
+    def late_bars_amended(self, n: int = 1) -> None:
+        """``factorcast_late_bars_amended_total += n``."""
+        self._late_amended.inc(n)
 
     def exchange_error(self, error: BaseException | str) -> None:
         """``factorcast_exchange_errors_total{type} += 1``; ``type`` is the exception's
@@ -288,6 +316,16 @@ class Metrics:
     def spool_full(self, n: int = 1) -> None:
         """``factorcast_spool_full_total += n``."""
         self._spool_full.inc(n)
+
+    def set_backlog(self, depth: int, nbytes: int) -> None:
+        """``factorcast_spool_backlog_depth = depth``,
+        ``factorcast_spool_backlog_bytes = nbytes``."""
+        self._backlog_depth.set(depth)
+        self._backlog_bytes.set(nbytes)
+
+    def dropped(self, n: int = 1) -> None:
+        """``factorcast_publications_dropped_total += n``."""
+        self._dropped.inc(n)
 
     def set_queue_depth(self, queue: str, depth: int) -> None:
         """``factorcast_queue_depth{queue} = depth`` (``queue``: a fixed task-queue name)."""

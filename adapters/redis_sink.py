@@ -27,8 +27,15 @@ Outages
     only after its transaction was answered (at-least-once from spool + dedupe by id =
     exactly once). Publications in flight when the connection fails are spooled in
     order before anything newer (they may have run: the replay's dedupe decides).
-    If the spool is full, ``publish`` raises :class:`SinkUnavailable`
-    (event ``spool_full``) and what is already spooled is kept.
+
+Spool full
+    When the spool refuses (its byte bound, or a full disk), ``publish`` does not
+    raise: the publication waits in a bounded in-memory backlog behind the spool, is
+    counted (``stats.spool_full``) and logged (``spool_full``), and the sink reports
+    :attr:`RedisSink.spool_refusing` until the spool accepts again or Redis has
+    taken everything. Only what the backlog has no room for is dropped
+    (``stats.dropped``, ``publications_dropped``). :mod:`adapters.backlog` gives
+    the rules; what is already spooled is never touched.
 
 Secrets
     The password (a ``SecretStr`` or inside the URL) is taken out of the URL, given
@@ -53,10 +60,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError, WatchError
 
+from adapters.backlog import Backlog, Held
 from adapters.redis_common import UNAVAILABLE, redact_url, scrub, split_url
 from adapters.redis_writer import InFlight, TransactionWriter
 from adapters.sink_wire import Keys, decode_publication, encode_publication
-from adapters.spool import FsyncPolicy, Spool, SpoolError, SpoolFull
+from adapters.spool import FsyncPolicy, Spool, SpoolError
 from strategy.ports import Publication
 
 __all__ = [
@@ -83,9 +91,12 @@ class SinkStats:
     duplicates_skipped: int = 0  # stream entries Redis already had
     spooled: int = 0  # publications appended to the spool
     replayed: int = 0  # publications delivered from the spool
-    spool_full: int = 0  # publications refused because the spool was full
+    spool_full: int = 0  # publications the spool refused (held in memory, or dropped)
+    dropped: int = 0  # publications lost: refused by the spool, no room in memory
     spool_depth: int = 0
     spool_bytes: int = 0
+    backlog_depth: int = 0  # publications held in memory behind a refusing spool
+    backlog_bytes: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # by exception type
 
 
@@ -115,6 +126,8 @@ class RedisSink:
         spool_segment_bytes: int = 8 * 2**20,
         spool_fsync: FsyncPolicy = "always",
         spool_fsync_interval_ms: int = 200,
+        backlog_max_bytes: int = 64 * 2**20,
+        refusal_log_interval_s: float = 60.0,
         ssl_ca_certs: str | None = None,
     ) -> None:
         if window < 1:
@@ -142,6 +155,9 @@ class RedisSink:
             fsync=spool_fsync,
             fsync_interval_ms=spool_fsync_interval_ms,
         )
+        self._backlog = Backlog(
+            self._spool, max_bytes=backlog_max_bytes, log_interval_s=refusal_log_interval_s
+        )
         self.stats = SinkStats()
         self._client: Redis | None = None  # redis-py, for ping()
         self._writer: TransactionWriter | None = None  # the write path, while up
@@ -149,9 +165,10 @@ class RedisSink:
         self._lock = asyncio.Lock()  # one sender at a time: publish or the replay
         self._work = asyncio.Event()  # the drainer has something to do
         self._retry_now = asyncio.Event()  # cut the backoff short (flush)
-        self._drained = asyncio.Event()  # the spool is empty
+        self._drained = asyncio.Event()  # nothing waits: spool and backlog empty
         self._sync_timer: asyncio.TimerHandle | None = None
         self._attempt = 0
+        self._sending_backlog = False  # the drainer sends held publications to Redis
 
     def __repr__(self) -> str:
         return f"RedisSink(url={self.url!r}, stream={self._stream!r}, up={self.connected})"
@@ -159,6 +176,12 @@ class RedisSink:
     @property
     def connected(self) -> bool:
         return self._writer is not None
+
+    @property
+    def spool_refusing(self) -> bool:
+        """The spool refused the last publication it was offered and has not
+        accepted one since (cleared too once Redis has taken everything)."""
+        return self._backlog.refusing
 
     @property
     def in_flight(self) -> int:
@@ -217,6 +240,9 @@ class RedisSink:
         if writer is not None:
             # Unanswered transactions may or may not have run: keep them, dedupe decides.
             self._spool_unanswered(await writer.close())
+        self._waiting_changed(self._backlog.retry())
+        self._backlog.abandon()  # memory: what the spool still refuses is lost, counted
+        self._refresh_spool_stats()
         if self._sync_timer is not None:
             self._sync_timer.cancel()
             self._sync_timer = None
@@ -237,10 +263,10 @@ class RedisSink:
             raise SinkUnavailable("RedisSink is not open (use 'async with')")
         if publication.bar_ts <= 0:
             raise ValueError("bar_ts must be > 0: it is the stream entry id")
-        if self._writer is not None and not self._spool.depth:
+        if self._writer is not None and not self._waiting:
             async with self._lock:
                 writer = self._writer
-                if writer is not None and not self._spool.depth:
+                if writer is not None and not self._waiting:
                     try:
                         if await writer.send(publication):
                             return
@@ -249,10 +275,9 @@ class RedisSink:
                         return
                     except asyncio.CancelledError:
                         if not any(item.pub is publication for item in writer.in_flight):
-                            with contextlib.suppress(SinkUnavailable):
-                                self._spool_append(publication)
+                            self._keep(publication)
                         raise
-        self._spool_append(publication)
+        self._keep(publication)
 
     async def flush(self) -> None:
         """Wait (``flush_timeout_s`` at most) for the replies, then for the spool to
@@ -261,7 +286,7 @@ class RedisSink:
             async with asyncio.timeout(self._flush_timeout_s):
                 if self._writer is not None:
                     await self._writer.all_answered()
-                if self._spool.depth and self._task is not None:
+                if self._waiting and self._task is not None:
                     self._work.set()
                     self._retry_now.set()
                     await self._drained.wait()
@@ -271,6 +296,7 @@ class RedisSink:
                 url=self.url,
                 in_flight=0 if self._writer is None else len(self._writer.in_flight),
                 spool_depth=self._spool.depth,
+                backlog_depth=self._backlog.depth,
                 up=self.connected,
             )
         with contextlib.suppress(SpoolError):
@@ -333,8 +359,7 @@ class RedisSink:
             self._spool.commit(item.record.cursor)
             self.stats.replayed += 1
             self._refresh_spool_stats()
-            if not self._spool.depth:
-                self._drained.set()
+            self._check_drained()
 
     def _failed(self, error: BaseException, unanswered: list[InFlight]) -> None:
         """The write connection failed (TransactionWriter calls this once)."""
@@ -343,43 +368,53 @@ class RedisSink:
         self._spool_unanswered(unanswered)
 
     def _spool_unanswered(self, unanswered: list[InFlight]) -> None:
-        # Replayed ones are still in the spool (uncommitted): only live ones go there.
-        for item in unanswered:
-            if item.record is None:
-                with contextlib.suppress(SinkUnavailable):  # spool full: logged, counted
-                    self._spool_append(item.pub)
+        # Replayed ones are still in the spool (uncommitted): only the others go back,
+        # ahead of anything held in memory (they are older).
+        back = [
+            Held(item.pub.bar_ts, encode_publication(item.pub))
+            for item in unanswered
+            if item.record is None
+        ]
+        if back:
+            self._waiting_changed(self._backlog.hand_back(back))
 
     # -- spool and replay ------------------------------------------------------------
 
-    def _spool_append(self, pub: Publication) -> None:
-        try:
-            self._spool.append(encode_publication(pub))
-        except SpoolFull as e:
-            self.stats.spool_full += 1
-            _log.error(
-                "spool_full",
+    @property
+    def _waiting(self) -> bool:
+        """Publications wait in the spool or the backlog: new ones queue behind them."""
+        return bool(self._spool.depth or self._backlog.depth)
+
+    def _keep(self, pub: Publication) -> None:
+        """Spool ``pub`` behind everything waiting; if the spool refuses, hold it in
+        memory; if there is no room, drop it. Counted and logged, never raised."""
+        before = self._spool.depth
+        payload = encode_publication(pub)
+        spooled = self._backlog.keep(pub.bar_ts, payload, spool=not self._sending_backlog)
+        self._waiting_changed(self._spool.depth - before)
+        if spooled:
+            _log.info(
+                "spool_appended",
                 bar_ts=pub.bar_ts,
-                spool_depth=self._spool.depth,
-                spool_bytes=self._spool.size_bytes,
-                max_bytes=self._spool.max_bytes,
+                spool_depth=self.stats.spool_depth,
+                spool_bytes=self.stats.spool_bytes,
             )
-            raise SinkUnavailable(
-                f"Redis unavailable and spool full: publication for bar {pub.bar_ts} refused"
-            ) from e
-        except SpoolError as e:
-            self._count_error(e)
-            raise SinkUnavailable(f"spool append failed: {self._scrub(str(e))}") from e
-        self.stats.spooled += 1
+
+    def _waiting_changed(self, spooled: int) -> None:
+        """After ``spooled`` records were appended to the spool (and the backlog may
+        have changed): stats, the drainer, the fsync timer."""
+        self.stats.spooled += spooled
         self._refresh_spool_stats()
-        self._drained.clear()
-        self._work.set()
+        if self._waiting:
+            self._drained.clear()
+            self._work.set()
         self._arm_sync()
-        _log.info(
-            "spool_appended",
-            bar_ts=pub.bar_ts,
-            spool_depth=self.stats.spool_depth,
-            spool_bytes=self.stats.spool_bytes,
-        )
+
+    def _check_drained(self) -> None:
+        if not self._waiting:
+            if self._writer is not None:
+                self._backlog.settled()
+            self._drained.set()
 
     async def _replay(self, writer: TransactionWriter) -> None:
         """Send up to ``replay_batch`` spooled publications, pipelined; each record is
@@ -406,14 +441,41 @@ class RedisSink:
             if done:
                 _log.info("spool_replayed", records=done, spool_depth=self._spool.depth)
             self._refresh_spool_stats()
-            if not self._spool.depth:
-                self._drained.set()
+            self._check_drained()
+
+    async def _send_backlog(self, writer: TransactionWriter) -> None:
+        """Send what the spool refused straight to Redis, oldest first, once the spool
+        is drained (nothing to gain from writing it to disk first, and the disk may
+        still be full)."""
+        sent = 0
+        self._sending_backlog = True  # new publications queue behind, not in the spool
+        try:
+            while self._backlog.depth:
+                if not await writer.room():
+                    return  # the connection failed: the rest stays held
+                item = self._backlog.pop()
+                # room() said yes and nothing yielded since: send puts it in flight, and
+                # a failure from there on hands it back with the others, in order.
+                if not await writer.send(decode_publication(item.payload)):
+                    self._backlog.hand_back([item])  # not reached (see above)
+                    return
+                sent += 1
+            await writer.all_answered()
+        finally:
+            self._sending_backlog = False
+            if sent:
+                _log.info("backlog_sent", publications=sent, backlog_depth=self._backlog.depth)
+            self._refresh_spool_stats()
+            self._check_drained()
 
     async def _drain_forever(self) -> None:
-        """Reconnect with backoff while down; replay the spool while it holds records."""
+        """Reconnect with backoff while down; replay the spool, then send the backlog,
+        while anything waits. Each turn first offers the backlog to the spool again."""
         while True:
             await self._work.wait()
-            while not (self._writer is not None and not self._spool.depth):
+            while not (self._writer is not None and not self._waiting):
+                if self._backlog.depth:
+                    self._waiting_changed(self._backlog.retry())
                 try:
                     async with self._lock:
                         if self._writer is None:
@@ -421,6 +483,8 @@ class RedisSink:
                         writer = self._writer
                         if writer is not None:
                             await self._replay(writer)
+                            if self._backlog.depth and not self._spool.depth:
+                                await self._send_backlog(writer)
                 except UNAVAILABLE as e:
                     if self._writer is not None:
                         self._writer.fail(e)  # hands back what was in flight
@@ -488,6 +552,10 @@ class RedisSink:
     def _refresh_spool_stats(self) -> None:
         self.stats.spool_depth = self._spool.depth
         self.stats.spool_bytes = self._spool.size_bytes
+        self.stats.backlog_depth = self._backlog.depth
+        self.stats.backlog_bytes = self._backlog.nbytes
+        self.stats.spool_full = self._backlog.refused
+        self.stats.dropped = self._backlog.dropped
 
     def _arm_sync(self) -> None:
         """Under the ``batch`` policy, fsync within the interval even if appends stop."""

@@ -174,10 +174,7 @@ class TransactionWriter:
         Waits while ``window`` publications are in flight. Raises (redis errors) only
         once ``pub`` is in flight: then :meth:`fail` hands it back with the rest.
         """
-        while len(self.in_flight) >= self._window and not self._failed:
-            self._answered.clear()
-            await self._answered.wait()
-        if self._failed:
+        if not await self.room():
             return False
         n = len(pub.signals)
         first = self._first_new(pub.bar_ts, n)
@@ -202,6 +199,15 @@ class TransactionWriter:
         self._put(InFlight(pub, first, replies, record))
         await self._conn.drain()
         return True
+
+    async def room(self) -> bool:
+        """Until :meth:`send` can put a publication in flight without waiting; False
+        if the writer failed. Once there is room it returns without yielding, so a
+        ``send`` awaited right after a True puts the publication in flight at once."""
+        while len(self.in_flight) >= self._window and not self._failed:
+            self._answered.clear()
+            await self._answered.wait()
+        return not self._failed
 
     async def all_answered(self) -> None:
         """Until nothing is in flight (answered, or handed back by a failure)."""

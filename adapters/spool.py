@@ -27,22 +27,34 @@ Guarantees
     the tail of what a crash interrupted; on open it and everything after it in its
     segment are discarded and logged (``spool_truncated``), never replayed.
 
+    A write or fsync that fails (ENOSPC, EDQUOT, EIO: any OSError) is undone: the
+    segment is truncated back to where the record began, so it stays a valid run of
+    records, and :meth:`Spool.append` raises :class:`SpoolError` with the errno's name
+    as its ``reason``. Should the truncation fail as well, the segment is sealed
+    (never appended to again: the next record opens a new one) and the torn tail is
+    discarded at the next open.
+
 Delivery
     :meth:`Spool.pending` reads records in append order without removing them;
     :meth:`Spool.commit` is called only after the consumer confirms a record was
     delivered. The commit position is written without fsync: a commit lost in a crash
     only means the record is delivered again, which the sink's id-based dedupe at Redis
-    turns into exactly once. Segments wholly before the commit position are deleted.
+    turns into exactly once. For the same reason a commit position that cannot be
+    written (a full disk) is not an error: it is logged (``spool_commit_deferred``),
+    kept in memory and written with the next commit. Segments wholly before the
+    commit position are deleted either way, which is what frees a full disk.
 
 Bound
     ``max_bytes`` bounds the bytes of the live segment files. When a record would not
-    fit, :meth:`Spool.append` raises :class:`SpoolFull` and keeps everything it already
-    holds: the spool never drops records silently, the caller decides.
+    fit, :meth:`Spool.append` raises :class:`SpoolFull` (reason ``max_bytes``) and keeps
+    everything it already holds: the spool never drops records silently, the caller
+    decides.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import itertools
 import os
@@ -76,11 +88,29 @@ _log = structlog.get_logger("adapters.spool")
 
 
 class SpoolError(Exception):
-    """The spool cannot take or give records (disk error, locked directory)."""
+    """The spool cannot take or give records (disk error, locked directory).
+
+    ``reason`` is short and fixed, for logs: the errno's name of a disk error
+    (``ENOSPC``, ``EDQUOT``, ``EIO``, ...), ``max_bytes`` for :class:`SpoolFull`."""
+
+    def __init__(self, message: str, *, reason: str = "error") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SpoolFull(SpoolError):
     """A record does not fit within the spool's byte bound; nothing was written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="max_bytes")
+
+
+def _errno_name(e: OSError) -> str:
+    return errno.errorcode.get(e.errno or 0, type(e).__name__)
+
+
+def _disk_error(what: str, e: OSError) -> SpoolError:
+    return SpoolError(f"spool {what} failed: {e.strerror or e}", reason=_errno_name(e))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +172,8 @@ class Spool:
         self._commit: tuple[int, int] = (0, 0)
         self._fd: int | None = None  # active segment, opened for append
         self._active = 0
+        self._sealed = False  # the active segment has a torn tail: append to a new one
+        self._commit_unsaved = False  # the last commit position could not be written
         self._lock_fd: int | None = None
         self._dirty = False
         self._last_sync = 0.0
@@ -197,10 +229,7 @@ class Spool:
 
     def close(self) -> None:
         """Sync and release the directory; pending records stay for the next open."""
-        if self._fd is not None:
-            self.sync()
-            os.close(self._fd)
-            self._fd = None
+        self._close_active()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -232,7 +261,9 @@ class Spool:
     # -- append / sync ---------------------------------------------------------------
 
     def append(self, payload: bytes) -> None:
-        """Write one record durably per the fsync policy; raise SpoolFull if it won't fit."""
+        """Write one record durably per the fsync policy, or raise and write nothing:
+        SpoolFull if it won't fit, SpoolError on a disk error (the segment is left as
+        it was, see the module docstring)."""
         self._require_open()
         if len(payload) >= _MAX_RECORD:
             raise SpoolFull(f"record of {len(payload)} bytes exceeds the record size limit")
@@ -242,28 +273,36 @@ class Spool:
                 f"spool at {self.size_bytes} of {self.max_bytes} bytes; "
                 f"a {len(data)}-byte record does not fit"
             )
-        fd, start = self._writable_segment(len(data))
+        try:
+            fd, start = self._writable_segment(len(data))
+        except OSError as e:
+            raise _disk_error("segment open", e) from e
+        sync = self.fsync_policy == "always" or (
+            time.monotonic() - self._last_sync >= self.fsync_interval_s
+        )
         try:
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
+            if sync:
+                os.fsync(fd)
         except OSError as e:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, start)
-            raise SpoolError(f"spool append failed: {e.strerror}") from e
+            self._undo_write(fd, start, e)
+            raise _disk_error("append", e) from e
         self._sizes[self._active] = start + len(data)
         self._pending.append(_Entry(self._active, start, len(payload)))
-        self._dirty = True
-        if self.fsync_policy == "always" or (
-            time.monotonic() - self._last_sync >= self.fsync_interval_s
-        ):
-            self.sync()
+        self._dirty = not sync
+        if sync:
+            self._last_sync = time.monotonic()
 
     def sync(self) -> None:
         """fsync the active segment if anything was appended since the last sync."""
         if self._dirty and self._fd is not None:
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as e:
+                raise _disk_error("fsync", e) from e
         self._dirty = False
         self._last_sync = time.monotonic()
 
@@ -290,7 +329,11 @@ class Spool:
         return out
 
     def commit(self, cursor: tuple[int, int]) -> None:
-        """Mark every record up to and including ``cursor`` delivered."""
+        """Mark every record up to and including ``cursor`` delivered.
+
+        Never fails on a disk error: a commit position that cannot be written only
+        means records are delivered again after a restart (see the module docstring).
+        """
         self._require_open()
         while self._pending and (self._pending[0].segment, self._pending[0].end) <= cursor:
             self._pending.popleft()
@@ -298,7 +341,15 @@ class Spool:
         try:
             self._write_commit()
         except OSError as e:
-            raise SpoolError(f"spool commit failed: {e.strerror}") from e
+            if not self._commit_unsaved:
+                _log.warning(
+                    "spool_commit_deferred",
+                    directory=str(self.directory),
+                    reason=_errno_name(e),
+                )
+            self._commit_unsaved = True
+        else:
+            self._commit_unsaved = False
         head = self._pending[0].segment if self._pending else None
         for n in sorted(self._sizes):
             if head is not None and n >= head:
@@ -373,27 +424,69 @@ class Spool:
         current = self._sizes.get(self._active)
         if current is not None and self._fd is not None and current + size > self.segment_bytes:
             self._close_active()
-        if current is not None and self._fd is None and current + size <= self.segment_bytes:
+        if (
+            current is not None
+            and self._fd is None
+            and not self._sealed
+            and current + size <= self.segment_bytes
+        ):
             # Re-open the surviving active segment after a restart.
             self._fd = os.open(self._path(self._active), os.O_WRONLY | os.O_APPEND)
             return self._fd, current
         if self._fd is None:
-            self._active += 1
+            n = self._active + 1
             self._fd = os.open(
-                self._path(self._active), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600
+                self._path(n), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600
             )
-            self._sizes[self._active] = 0
+            self._active, self._sealed = n, False
+            self._sizes[n] = 0
             self._sync_directory()
         return self._fd, self._sizes[self._active]
 
-    def _close_active(self) -> None:
-        if self._fd is not None:
-            self.sync()
-            os.close(self._fd)
+    def _undo_write(self, fd: int, start: int, error: OSError) -> None:
+        """Cut what a failed append wrote; if even that fails, seal the segment."""
+        try:
+            os.ftruncate(fd, start)
+        except OSError as e:
+            _log.error(
+                "spool_segment_sealed",
+                segment=self._path(self._active).name,
+                offset=start,
+                error=_errno_name(error),
+                truncate_error=_errno_name(e),
+            )
+            self._sealed = True
+            with contextlib.suppress(OSError):
+                os.close(fd)
             self._fd = None
 
+    def _close_active(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                if self._dirty:
+                    os.fsync(fd)
+                self._dirty = False
+            except OSError as e:
+                # The segment is complete; only its durability on power loss is in doubt.
+                _log.warning(
+                    "spool_sync_failed",
+                    segment=self._path(self._active).name,
+                    reason=_errno_name(e),
+                )
+            finally:
+                os.close(fd)
+
     def _drop_segment(self, n: int) -> None:
-        self._path(n).unlink(missing_ok=True)
+        try:
+            self._path(n).unlink(missing_ok=True)
+        except OSError as e:
+            # Delivered records only: the next open skips or deletes what is left.
+            _log.warning(
+                "spool_segment_not_deleted",
+                segment=self._path(n).name,
+                reason=_errno_name(e),
+            )
         self._sizes.pop(n, None)
 
     def _sync_directory(self) -> None:

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from adapters.subscriber import DEFAULT_GROUP, SignalSubscriber, SubscriberStats
+from adapters.terminal_log import logs_through
 
 __all__ = ["run_subscriber", "signal_table"]
 
@@ -110,7 +111,10 @@ async def run_subscriber(
             stream.flush()
         else:
             latest: dict[str, dict[str, Any]] = {}
-            with Live(signal_table(latest, sub.stats), console=console, auto_refresh=False) as live:
+            with (
+                Live(signal_table(latest, sub.stats), console=console, auto_refresh=False) as live,
+                logs_through(live.console),  # log lines above the table, not inside it
+            ):
                 last_render = 0.0
                 while max_messages is None or shown < max_messages:
                     received = await sub.get()

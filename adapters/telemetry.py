@@ -9,10 +9,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import structlog
 
 from adapters.metrics import Metrics
 from strategy.actions import ACTION_LABELS
 from strategy.engine import StepResult
+
+log = structlog.get_logger(__name__)
 
 
 class Telemetry:
@@ -38,7 +41,8 @@ class Telemetry:
         self.bar_wall_s = bar_wall_s if bar_wall_s is not None else timeframe_ms / 1000
         self._seen: dict[str, Counter[str]] = {}
         self.last_live_step: float | None = None  # monotonic time of the last live bar
-        self._refused_at_last_check = 0
+        self.last_late = 0  # symbols late in the last live cross-section
+        self.behind_bars = 0  # whole bars the exchange's clock was past the last one processed
 
     # -- the pipeline hook and output --------------------------------------------------
     def on_step(self, result: StepResult, seconds: float, xs_depth: int, out_depth: int) -> None:
@@ -53,6 +57,12 @@ class Telemetry:
         if not xs.live:
             return
         self.last_live_step = time.monotonic()
+        self.last_late = int(xs.late.sum()) if xs.late.size else 0
+        if self.source is not None:
+            tf = self.timeframe_ms
+            self.behind_bars = max(0, (self.source.exchange_now_ms() - xs.ts - tf) // tf)
+            if self.behind_bars >= _BEHIND_BARS:
+                log.warning("service_behind", bars=self.behind_bars, ts=xs.ts)
         self.metrics.cross_section(present, len(self.symbols))
         self.metrics.bar_processed((xs.ts + self.timeframe_ms) / 1000)
         codes, counts = np.unique(result.signals.action[xs.present], return_counts=True)
@@ -72,11 +82,16 @@ class Telemetry:
         if self.source is not None:
             gate = self.source.gate.stats
             outcomes = Counter(
-                {k: v for k, v in gate.outcomes.items() if k not in ("accepted", "duplicate")}
+                {
+                    k: v
+                    for k, v in gate.outcomes.items()
+                    if k not in ("accepted", "duplicate", "too_late")  # too_late: amended
+                }
             )
             for reason, n in self._delta("rejected", outcomes).items():
                 m.bar_rejected(reason, n)
             self._apply("late", {"late": gate.late}, lambda _k, n: m.late_bars(n))
+            self._apply("amended", {"amended": gate.amended}, lambda _k, n: m.late_bars_amended(n))
             self._apply("gaps", {"gaps": gate.gaps}, lambda _k, n: m.gaps_backfilled(n))
             self._apply(
                 "errors",
@@ -106,7 +121,9 @@ class Telemetry:
         if self.sink is not None:
             st = self.sink.stats
             m.set_spool(st.spool_depth, st.spool_bytes)
+            m.set_backlog(st.backlog_depth, st.backlog_bytes)
             self._apply("spool_full", {"full": st.spool_full}, lambda _k, n: m.spool_full(n))
+            self._apply("dropped", {"dropped": st.dropped}, lambda _k, n: m.dropped(n))
             failures = sum(st.errors.values())
             self._apply("publish_failures", {"f": failures}, lambda _k, n: m.publish_failure(n))
 
@@ -126,8 +143,10 @@ class Telemetry:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready when the last live bar is at most two bars old, the feed runs as
         configured (websocket up, no symbol on the REST fallback, no subscription
-        refused), and signals can go out (Redis reachable, or the spool accepting
-        them)."""
+        refused), the service keeps up (no symbol late in the last bar, less than
+        two bars behind the exchange's clock), and signals can go out: Redis
+        reachable, or the spool accepting them (not ready for as long as the
+        sink's spool refuses while Redis is down)."""
         details: dict[str, Any] = {}
         fresh = False
         if self.last_live_step is None:
@@ -138,24 +157,35 @@ class Telemetry:
             details["data"] = f"last live bar {age:.1f}s ago"
         sink_ok = True
         if self.sink is not None:
-            refused = self.sink.stats.spool_full
-            spool_accepting = refused == self._refused_at_last_check
-            self._refused_at_last_check = refused
-            sink_ok = bool(self.sink.connected) or spool_accepting
+            connected = bool(self.sink.connected)
+            refusing = bool(self.sink.spool_refusing)
+            sink_ok = connected or not refusing
             details["redis"] = (
-                "connected"
-                if self.sink.connected
-                else ("down: spooling" if spool_accepting else "down: spool full")
+                "connected" if connected else ("down: spool full" if refusing else "down: spooling")
             )
+            held = self.sink.stats.backlog_depth
+            if held:
+                details["backlog"] = f"{held} publications held in memory"
         feed_ok = True
         if self.source is not None:
             degraded = self.source.degraded()
             feed_ok = degraded is None
             details["feed"] = "ok" if feed_ok else f"degraded: {degraded}"
             self.metrics.set_feed_degraded(not feed_ok)
-        ready = fresh and sink_ok and feed_ok
+        keeping_up = True
+        if self.last_late or self.behind_bars >= _BEHIND_BARS:
+            keeping_up = False
+            details["keeping_up"] = (
+                f"{self.last_late} symbols late in the last bar, "
+                f"{self.behind_bars} bars behind the exchange"
+            )
+        ready = fresh and sink_ok and feed_ok and keeping_up
         self.metrics.set_ready(ready)
         return ready, details
+
+
+#: this many whole bars behind the exchange's clock, the service is not keeping up
+_BEHIND_BARS = 2
 
 
 def _repeat(n: int, fn: Callable[[], None]) -> None:

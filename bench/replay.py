@@ -6,15 +6,24 @@ the same exposures (the batch ceiling).
 
 ``--window`` sets the beta and size windows and the value lag.  The last line is
 a JSON object with bars_per_s, n_symbols, step_us_p50 and step_us_p99.
+
+The engine keeps an undo log of its last ``--amend-bars`` steps to take late bars
+in (strategy/engine.py).  Its cost is measured in the same run: a second engine
+without the log steps through the same cross-sections, step for step alternating
+with the first (so both see the same machine load), and ``undo_log_ratio`` is
+the ratio of their median steps.  ``amend_step_us`` is one step that takes in a
+bar 1 and ``--amend-bars`` bars late (the steps after it run again).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import platform
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,7 +33,7 @@ from adapters.simmarket import SimulatedMarket
 from factors import CANONICAL, FactorModel, FactorParams
 from strategy.config import SignalSettings
 from strategy.engine import Engine
-from strategy.events import CrossSection
+from strategy.events import AMEND_BARS, CrossSection, LateBar
 from strategy.strategies import Trend
 
 
@@ -55,24 +64,54 @@ def cross_sections(panel: dict[str, Any]) -> list[CrossSection]:
     return out
 
 
-def run_engine(sections: list[CrossSection], params: FactorParams) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step times in ns, and the exposures of the last step."""
-    n = sections[0].close.size
+def make_engine(n: int, params: FactorParams, amend_bars: int) -> Engine:
     symbols = [f"S{i}" for i in range(n)]
-    engine = Engine(
-        symbols, 60_000, FactorModel(n, params), Trend(symbols), SignalSettings().to_view()
-    )
-    times = np.empty(len(sections))
+    model = FactorModel(n, params)
+    view = SignalSettings().to_view()
+    return Engine(symbols, 60_000, model, Trend(symbols), view, amend_bars=amend_bars)
+
+
+def run_engines(
+    sections: list[CrossSection], engines: list[Engine]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step times in ns of each engine (a row each), stepping them in turn (who
+    goes first alternates: the second finds the cross-section in cache), and the
+    exposures of the first engine's last step."""
+    times = np.empty((len(engines), len(sections)))
+    order = list(enumerate(engines))
+    last = None
     gc.collect()
     gc.disable()
     try:
         for t, xs in enumerate(sections):
-            t0 = time.perf_counter_ns()
-            result = engine.step(xs)
-            times[t] = time.perf_counter_ns() - t0
+            for k, engine in order if t % 2 else order[::-1]:
+                t0 = time.perf_counter_ns()
+                result = engine.step(xs)
+                times[k, t] = time.perf_counter_ns() - t0
+                if not k:
+                    last = result
     finally:
         gc.enable()
-    return times, result.factors.exposure
+    assert last is not None
+    return times, last.factors.exposure
+
+
+def amend_step_us(engine: Engine, last: CrossSection, back: int, repeat: int = 20) -> float:
+    """Median time of a step that takes in a bar ``back`` bars late (on copies of the
+    engine, each fed the same next cross-section)."""
+    i = int(np.argmax(last.present))
+    bar = LateBar(last.ts - (back - 1) * 60_000, i, *(float(getattr(last, f)[i]) for f in _ROW))
+    xs = replace(last, ts=last.ts + 60_000, amendments=(bar,))
+    times = []
+    for _ in range(repeat):
+        e = copy.deepcopy(engine)
+        t0 = time.perf_counter_ns()
+        e.step(xs)
+        times.append(time.perf_counter_ns() - t0)
+    return float(np.median(times)) / 1e3
+
+
+_ROW = ("open", "high", "low", "close", "volume", "quote_volume")
 
 
 def batch_exposures(panel: dict[str, Any], p: FactorParams) -> pd.DataFrame:
@@ -115,6 +154,7 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=3000)
     ap.add_argument("--window", type=int, default=252)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--amend-bars", type=int, default=AMEND_BARS)
     args = ap.parse_args()
     w = args.window
     params = FactorParams(
@@ -129,10 +169,19 @@ def main() -> None:
     sections = cross_sections(panel)
     bars = int(sum(int(xs.present.sum()) for xs in sections))
 
-    t0 = time.perf_counter()
-    times, last_exposure = run_engine(sections, params)
-    engine_s = time.perf_counter() - t0
-    steady = times[min(len(times) // 10, w) :]  # after the windows fill
+    engines = [make_engine(args.symbols, params, args.amend_bars)]
+    if args.amend_bars:
+        engines.append(make_engine(args.symbols, params, 0))  # the same, without undo log
+    all_times, last_exposure = run_engines(sections, engines)
+    engine_s = all_times[0].sum() / 1e9  # the steps of the engine with its undo log
+    skip = min(all_times.shape[1] // 10, w)  # after the windows fill
+    times = all_times[0]
+    steady = times[skip:]
+    p50_off = float(np.percentile(all_times[-1, skip:], 50))
+    amend = {}
+    if args.amend_bars:
+        for back in (1, args.amend_bars):
+            amend[f"{back}_late"] = round(amend_step_us(engines[0], sections[-1], back), 1)
 
     t0 = time.perf_counter()
     batch = batch_exposures(panel, params)
@@ -151,6 +200,10 @@ def main() -> None:
         "bars_per_s": round(bars_per_s),
         "step_us_p50": round(float(np.percentile(steady, 50)) / 1e3, 1),
         "step_us_p99": round(float(np.percentile(steady, 99)) / 1e3, 1),
+        "amend_bars": args.amend_bars,
+        "step_us_p50_without_undo_log": round(p50_off / 1e3, 1),
+        "undo_log_ratio": round(float(np.percentile(steady, 50)) / p50_off, 3),
+        "amend_step_us": amend,
         "batch_bars_per_s": round(batch_bars_per_s),
         "engine_vs_batch": round(bars_per_s / batch_bars_per_s, 3),
         "max_abs_diff_vs_batch": agree,
@@ -160,6 +213,11 @@ def main() -> None:
     print(
         f"engine: {bars_per_s:,.0f} bars/s ({args.symbols} symbols x {args.bars} bars, "
         f"window {w}); step p50 {result['step_us_p50']} us, p99 {result['step_us_p99']} us"
+    )
+    print(
+        f"undo log of {args.amend_bars} steps: step p50 {result['step_us_p50']} us against "
+        f"{result['step_us_p50_without_undo_log']} us without it, same run "
+        f"(ratio {result['undo_log_ratio']}); a step taking a late bar in: {amend} us"
     )
     print(f"batch ceiling (vectorized pandas, whole panel): {batch_bars_per_s:,.0f} bars/s")
     print(

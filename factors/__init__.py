@@ -4,6 +4,7 @@ from factors.model import FactorModel, FactorSnapshot
 from factors.params import MODEL_VERSION, FactorParams
 from factors.reasons import REASON_LABELS, Reason
 from factors.registry import CANONICAL, REGISTRY, FactorRegistry, FactorSpec
+from factors.rolling import UndoExhausted
 from factors.standardize import standardize
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "FactorSnapshot",
     "FactorSpec",
     "Reason",
+    "UndoExhausted",
     "standardize",
 ]

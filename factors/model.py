@@ -16,6 +16,9 @@ Follows FACTORS.md exactly.  Choices it leaves open, made here:
 * Zero tests on quantities built from rolling sums (market variance, Amihud,
   mean volume) use exact counts of non-zero terms, so add/subtract drift can
   never turn an exact zero into a tiny non-zero value.
+* ``undo`` takes back the last updates exactly (the state is bit for bit what it
+  was before them), within the depth given to ``keep_undo``: the live engine
+  takes back the bars after a late one and updates again with it in.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from numpy.typing import NDArray
 from factors.params import FactorParams
 from factors.reasons import Reason
 from factors.registry import CANONICAL
-from factors.rolling import LagRing, RollingSums
+from factors.rolling import LagRing, RollingSums, UndoExhausted
 from factors.standardize import standardize
 
 FloatArray = NDArray[np.float64]
@@ -100,6 +103,45 @@ class FactorModel:
         self._asof_lc: FloatArray = np.full(n_symbols, np.nan)  # ln of as-of close at t-1
         self._prev_lc: FloatArray = np.full(n_symbols, np.nan)  # ln close at t-1 if a bar
         self.steps = 0
+        # undo log of the per-step state outside the rings: (prev_lc, asof_lc) per
+        # update; both are replaced by new arrays at every update, never written in place
+        self._undo_state: list[tuple[FloatArray, FloatArray]] = []
+        self._undoable = 0
+
+    # -- taking updates back ---------------------------------------------------
+    def _windows(self) -> list[RollingSums | LagRing]:
+        sums = [self._beta, self._size, self._vol, self._liq]
+        return [*sums, self._asof] if self._adv is None else [*sums, self._adv, self._asof]
+
+    def keep_undo(self, depth: int) -> None:
+        """From now on, keep what it takes to undo each of the last ``depth`` updates
+        (0: keep nothing).  Costs two copies of each window's sums per update
+        (factors/rolling.py)."""
+        if depth < 0:
+            raise ValueError("undo depth must be >= 0")
+        for w in self._windows():
+            w.keep_undo(depth)
+        self._undo_state = [(self._prev_lc, self._asof_lc)] * depth
+        self._undoable = 0
+
+    @property
+    def undoable(self) -> int:
+        """How many of the last updates :meth:`undo` can take back."""
+        return self._undoable
+
+    def undo(self, steps: int = 1) -> None:
+        """Take back the last ``steps`` updates: the model is then exactly, bit for
+        bit, as it was before them.  Raises :class:`UndoExhausted` (and changes
+        nothing) for more than :attr:`undoable`."""
+        if not 0 <= steps <= self._undoable:
+            raise UndoExhausted(f"cannot undo {steps} updates, {self._undoable} kept")
+        if not steps:
+            return
+        for w in self._windows():
+            w.undo(steps)
+        self.steps -= steps
+        self._undoable -= steps
+        self._prev_lc, self._asof_lc = self._undo_state[self.steps % len(self._undo_state)]
 
     # -- weights ------------------------------------------------------------
     def _weights(self) -> FloatArray:
@@ -166,6 +208,11 @@ class FactorModel:
 
         asof_lc = np.where(present, lc, self._asof_lc)
         self._asof.push(asof_lc)
+        if self._undo_state:
+            depth = len(self._undo_state)
+            self._undo_state[self.steps % depth] = (self._prev_lc, self._asof_lc)
+            if self._undoable < depth:
+                self._undoable += 1
         self._asof_lc = asof_lc
         self._prev_lc = lc
         self.steps += 1

@@ -263,6 +263,7 @@ async def open_sink(
         heartbeat_ttl_s=cfg.heartbeat_ttl_s or heartbeat_ttl_s,
         spool_max_bytes=cfg.spool_max_bytes,
         spool_fsync=cfg.spool_fsync,
+        backlog_max_bytes=cfg.backlog_max_bytes,
     )
     return await stack.enter_async_context(sink)
 
@@ -455,6 +456,7 @@ async def replay(args: argparse.Namespace, settings: Settings) -> RunStats:
     )
     from adapters.recorded import load_directory
     from adapters.replay import Panel, ReplaySource
+    from adapters.terminal_log import flush_logs
 
     candles = load_directory(args.data, args.timeframe)
     panel = Panel.from_recorded(candles)
@@ -490,6 +492,7 @@ async def replay(args: argparse.Namespace, settings: Settings) -> RunStats:
         seconds=round(time.perf_counter() - started, 3),
     )
     if not args.quiet and counter.last is not None:
+        flush_logs()  # the log lines still held (replay_finished) before the summary
         console = wide_console()
         console.print(exposure_table(counter.last, panel.symbols, title="latest exposures"))
         console.print(counts_table(counter.by_action))

@@ -187,6 +187,9 @@ class RedisSettings(_Section):
     heartbeat_ttl_s: float | None = Field(None, gt=0, description="default: three bars")
     spool_max_bytes: int = Field(256 * 2**20, ge=2**20)
     spool_fsync: Literal["always", "batch"] = "always"
+    backlog_max_bytes: int = Field(
+        64 * 2**20, ge=0, description="publications held in memory while the spool refuses"
+    )
 
 
 class MetricsSettings(_Section):

@@ -3,18 +3,36 @@
 It is synchronous and pure apart from the injectable clock that stamps
 ``produced_at``; the asyncio service (``strategy.service``) drives it from any
 source, live or recorded, so replay and live run exactly the same code.
+
+Late bars.  A live cross-section may go out without a symbol that had not closed
+by the grace deadline (``late``).  When that bar comes after all, the source hands
+it on with a later cross-section (``CrossSection.amendments``), and the engine
+takes it in before that one: it takes back its steps from the late bar's grid
+time on (the factor model's undo log, the strategy's snapshot), and runs them
+again, without outputs, with the bar in.  Running the same code on the same state
+with the same inputs gives the same bits, so from that cross-section on every
+exposure, reason and signal is the one replay gives over the complete candles.
+Nothing already produced is produced again: the late cross-section stays as it
+went out.  Only the last ``amend_bars`` grid steps can be taken back (the undo
+log's depth); later bars are dropped and counted.  Taking back a step instead of
+rebuilding the model from the recorded inputs keeps an amendment at a few steps'
+cost, where a rebuild would replay up to two windows (hundreds of steps).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from factors import FactorModel, FactorSnapshot, Reason
-from strategy.events import CrossSection
+from strategy.events import AMEND_BARS, CrossSection, LateBar
 from strategy.signals import FactorView, SignalBatch, adjust
-from strategy.strategies import Decision, Strategy
+from strategy.strategies import Decision, Rewindable, Strategy
 
 
 class OutOfOrderError(ValueError):
@@ -28,14 +46,39 @@ class StepResult:
     decision: Decision
     signals: SignalBatch
     produced_at_ms: int
+    #: late bars taken in before this cross-section
+    amended: tuple[LateBar, ...] = ()
 
     @property
     def ts(self) -> int:
         return self.xs.ts
 
 
+@dataclass(slots=True)
+class AmendStats:
+    amended: int = 0  # late bars taken in
+    too_old: int = 0  # late bars beyond the last ``amend_bars`` grid steps: dropped
+    rerun_steps: int = 0  # cross-sections taken back and run again
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """One model update the engine can take back: the grid step, its cross-section
+    (None for an empty grid step), and the engine's state before it."""
+
+    ts: int
+    xs: CrossSection | None
+    strategy_state: Any  # the strategy's snapshot before ``decide`` (real steps)
+    last_ts: int | None
+    filled: int
+
+
 class Engine:
-    """Feeds cross-sections through the factor model, a strategy and the signal module."""
+    """Feeds cross-sections through the factor model, a strategy and the signal module.
+
+    It turns on the model's undo log (``amend_bars`` deep) to take late bars in;
+    ``amend_bars=0`` turns that off (late bars are then dropped and counted).
+    """
 
     def __init__(
         self,
@@ -45,11 +88,14 @@ class Engine:
         strategy: Strategy,
         view: FactorView,
         clock: Callable[[], float] = time.time,
+        amend_bars: int = AMEND_BARS,
     ) -> None:
         if model.n_symbols != len(symbols):
             raise ValueError("the factor model and the universe differ in size")
         if view.names != model.names:
             raise ValueError("the factor view and the factor model name different factors")
+        if amend_bars < 0:
+            raise ValueError("amend_bars must be >= 0")
         self.symbols = tuple(symbols)
         self.timeframe_ms = timeframe_ms
         self.model = model
@@ -59,26 +105,131 @@ class Engine:
         self.last_ts: int | None = None
         # Past this many empty grid steps the model state no longer changes.
         self._max_fill = model.params.history_bars + 1
+        self._filled = 0  # empty grid steps the model took since last_ts
+        self._empty = CrossSection.empty(0, len(self.symbols))
+        self.amend_bars = amend_bars
+        self.stats = AmendStats()
+        self._done: deque[_Done] = deque(maxlen=amend_bars)
+        self._rewinder = strategy if isinstance(strategy, Rewindable) else None
+        model.keep_undo(amend_bars)
 
     def step(self, xs: CrossSection) -> StepResult:
         if xs.ts % self.timeframe_ms:
             raise OutOfOrderError(f"bar time {xs.ts} is off the {self.timeframe_ms} ms grid")
-        if self.last_ts is not None:
-            gap = (xs.ts - self.last_ts) // self.timeframe_ms
-            if gap < 1:
-                raise OutOfOrderError(f"bar time {xs.ts} is not after {self.last_ts}")
-            if gap > 1:
-                self._advance_empty(min(gap - 1, self._max_fill))
-        self.last_ts = xs.ts
-        snapshot = self.model.update(xs.close, xs.volume, xs.quote_volume, xs.present)
+        if self.last_ts is not None and xs.ts <= self.last_ts:
+            raise OutOfOrderError(f"bar time {xs.ts} is not after {self.last_ts}")
+        amended = self._amend(xs) if xs.amendments else ()
+        snapshot, decision = self._advance(xs)
         if xs.late.size and xs.late.any():
             snapshot.reason[xs.late] = Reason.LATE
-        decision = self.strategy.decide(xs, snapshot)
         signals = adjust(decision, snapshot.exposure, self.view)
-        return StepResult(xs, snapshot, decision, signals, int(self._clock() * 1000))
+        return StepResult(xs, snapshot, decision, signals, int(self._clock() * 1000), amended)
+
+    # -- one grid step after another -------------------------------------------------
+    def _advance(self, xs: CrossSection, *, decide: bool = True) -> tuple[FactorSnapshot, Decision]:
+        """Move the model to ``xs``: the empty grid steps before it, then ``xs``."""
+        if self.last_ts is not None:
+            gap = (xs.ts - self.last_ts) // self.timeframe_ms
+            todo = min(gap - 1, self._max_fill) - self._filled
+            if todo > 0:
+                self._advance_empty(todo)
+        if self.amend_bars:
+            state = None if self._rewinder is None else self._rewinder.snapshot()
+            self._done.append(_Done(xs.ts, xs, state, self.last_ts, self._filled))
+        snapshot = self.model.update(xs.close, xs.volume, xs.quote_volume, xs.present)
+        decision = self.strategy.decide(xs, snapshot) if decide else _NO_DECISION
+        self.last_ts = xs.ts
+        self._filled = 0
+        return snapshot, decision
 
     def _advance_empty(self, steps: int) -> None:
         """Grid times where no symbol has a bar still move every window and lag."""
-        empty = CrossSection.empty(0, len(self.symbols))
+        empty = self._empty
         for _ in range(steps):
+            if self.amend_bars:
+                assert self.last_ts is not None
+                ts = self.last_ts + (self._filled + 1) * self.timeframe_ms
+                self._done.append(_Done(ts, None, None, self.last_ts, self._filled))
             self.model.update(empty.close, empty.volume, empty.quote_volume, empty.present)
+            self._filled += 1
+
+    # -- late bars ----------------------------------------------------------------------
+    def _amend(self, xs: CrossSection) -> tuple[LateBar, ...]:
+        """Take the late bars ``xs`` carries in, before ``xs`` itself."""
+        tf = self.timeframe_ms
+        oldest = xs.ts - self.amend_bars * tf
+        n = len(self.symbols)
+        usable = tuple(
+            b
+            for b in xs.amendments
+            if oldest <= b.ts < xs.ts and not b.ts % tf and 0 <= b.symbol < n
+        )
+        self.stats.too_old += len(xs.amendments) - len(usable)
+        if not usable:
+            return ()
+        again = _merge(self._take_back(min(b.ts for b in usable)), usable, self._empty)
+        for x in again:
+            # without outputs; a strategy that cannot be taken back saw these already
+            self._advance(x, decide=self._rewinder is not None)
+        self.stats.amended += len(usable)
+        self.stats.rerun_steps += len(again)
+        return usable
+
+    def _take_back(self, t0: int) -> list[CrossSection]:
+        """Undo every step at grid time ``t0`` or later; returns their cross-sections
+        in time order.  All of them are in the log: ``t0`` is at most ``amend_bars``
+        grid steps back, and there is at most one step per grid time."""
+        undone: list[CrossSection] = []
+        state: Any = None
+        steps = 0
+        while self._done and self._done[-1].ts >= t0:
+            done = self._done.pop()
+            steps += 1
+            self.last_ts, self._filled = done.last_ts, done.filled
+            if done.xs is not None:
+                undone.append(done.xs)
+                state = done.strategy_state
+        self.model.undo(steps)
+        if undone and self._rewinder is not None:
+            self._rewinder.restore(state)
+        undone.reverse()
+        return undone
+
+
+def _merge(
+    undone: list[CrossSection], bars: Iterable[LateBar], empty: CrossSection
+) -> list[CrossSection]:
+    """The cross-sections taken back, with the late bars in (a late bar at a grid
+    time without a cross-section gets one of its own), in time order."""
+    by_ts: dict[int, list[LateBar]] = {}
+    for b in bars:
+        by_ts.setdefault(b.ts, []).append(b)
+    out = [x if x.ts not in by_ts else _with_bars(x, by_ts.pop(x.ts)) for x in undone]
+    out += [_with_bars(empty, late, ts) for ts, late in by_ts.items()]
+    out.sort(key=lambda x: x.ts)
+    return out
+
+
+def _with_bars(xs: CrossSection, bars: list[LateBar], ts: int | None = None) -> CrossSection:
+    """``xs`` as replay sees it: the late bars present, not late."""
+    n = xs.present.size
+    fields = [a.copy() for a in (xs.open, xs.high, xs.low, xs.close, xs.volume, xs.quote_volume)]
+    present = xs.present.copy()
+    late = xs.late.copy() if xs.late.size else np.zeros(n, dtype=bool)
+    for b in bars:
+        i = b.symbol
+        values = (b.open, b.high, b.low, b.close, b.volume, b.quote_volume)
+        for column, value in zip(fields, values, strict=True):
+            column[i] = value
+        present[i] = True
+        late[i] = False
+    o, h, lo, c, v, q = fields
+    return CrossSection(xs.ts if ts is None else ts, o, h, lo, c, v, q, present, late, live=xs.live)
+
+
+#: Stands for the decision of a step run again without its strategy (never read).
+_NO_DECISION = Decision(
+    action=np.zeros(0, dtype=np.int8),
+    confidence=np.zeros(0),
+    insufficient=np.zeros(0, dtype=bool),
+)

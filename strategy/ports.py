@@ -36,7 +36,9 @@ class MarketSource(Protocol):
 
 
 class SignalSink(Protocol):
-    """Takes each cross-section's publication; may buffer, must not lose."""
+    """Takes each cross-section's publication; may buffer, must not lose.  An
+    outage is not an error: ``publish`` keeps what it cannot deliver, and counts
+    whatever it cannot keep."""
 
     async def publish(self, publication: Publication) -> None: ...
 

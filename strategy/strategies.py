@@ -4,6 +4,12 @@ A strategy is a class, named in the configuration by dotted path
 (``package.module:Class`` or ``package.module.Class``) or by a built-in name.
 It is constructed with the universe and its parameters, and sees every closed
 cross-section together with the factor snapshot.
+
+A strategy that keeps state across bars should also be :class:`Rewindable`
+(``snapshot``/``restore``): when a late bar comes in, the engine takes back the
+bars after it and runs them again, and only a rewindable strategy can run them
+again.  One that is not is left alone (it keeps the bars as it saw them, without
+the late one): its decisions after a late bar are exact only if it keeps no state.
 """
 
 from __future__ import annotations
@@ -43,6 +49,18 @@ class Strategy(Protocol):
     def decide(self, xs: CrossSection, factors: FactorSnapshot) -> Decision: ...
 
 
+@runtime_checkable
+class Rewindable(Protocol):
+    """A strategy whose state can be taken back: ``restore(snapshot())`` must leave
+    it exactly (bit for bit) as it was when the snapshot was taken, whatever
+    ``decide`` calls came in between.  The engine takes a snapshot before every
+    ``decide`` and keeps the last few (``AMEND_BARS``): keep it cheap."""
+
+    def snapshot(self) -> Any: ...
+
+    def restore(self, state: Any) -> None: ...
+
+
 class Trend:
     """EMA-crossover trend strategy, the built-in default (SIGNALS.md section 1)."""
 
@@ -67,6 +85,15 @@ class Trend:
         self._fast: FloatArray = np.full(n, np.nan)
         self._slow: FloatArray = np.full(n, np.nan)
         self._bars = np.zeros(n, dtype=np.int64)
+
+    def snapshot(self) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
+        return self._fast.copy(), self._slow.copy(), self._bars.copy()
+
+    def restore(self, state: tuple[FloatArray, FloatArray, NDArray[np.int64]]) -> None:
+        fast, slow, bars = state
+        self._fast[...] = fast
+        self._slow[...] = slow
+        self._bars[...] = bars
 
     def decide(self, xs: CrossSection, factors: FactorSnapshot) -> Decision:
         c, present = xs.close, xs.present

@@ -184,6 +184,22 @@ RULE_TESTS: list[dict[str, Any]] = [
         ],
     },
     {
+        "name": "signals dropped once the spool and the memory behind it are full",
+        "interval": "1m",
+        "input_series": [
+            {"series": "factorcast_publications_dropped_total{{{L}}}", "values": "0x10 1+1x5 6x20"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "9m", "alertname": "FactorcastSignalsDropped", "exp_alerts": []},
+            {
+                "eval_time": "13m",
+                "alertname": "FactorcastSignalsDropped",
+                "exp_alerts": [{"sev": "critical"}],
+            },
+            {"eval_time": "30m", "alertname": "FactorcastSignalsDropped", "exp_alerts": []},
+        ],
+    },
+    {
         "name": "a draining spool is not growing",
         "interval": "1m",
         "input_series": [{"series": "factorcast_spool_depth{{{L}}}", "values": "300-10x30"}],
@@ -335,6 +351,8 @@ def test_alert_rules_use_only_exposed_metrics(exposed: dict[str, str]) -> None:
         "factorcast_last_bar_timestamp_seconds",
         "factorcast_publish_failures_total",
         "factorcast_spool_depth",
+        "factorcast_spool_full_total",
+        "factorcast_publications_dropped_total",
         "factorcast_exchange_errors_total",
         "factorcast_ready",
     ):

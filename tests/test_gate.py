@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from adapters.candles import validate_candles
-from adapters.gate import ACCEPTED, CONFLICT, DUPLICATE, TOO_LATE, CandleGate, Gap, row_problem
+from adapters.gate import (
+    ACCEPTED,
+    CONFLICT,
+    DUPLICATE,
+    TOO_LATE,
+    TOO_LATE_TO_AMEND,
+    CandleGate,
+    Gap,
+    row_problem,
+)
+from strategy.events import LateBar
 
 TF = 60_000
 
@@ -142,13 +153,94 @@ def test_deadline_releases_with_late_symbols_and_drops_their_late_bar() -> None:
     (xs,) = gate.release(deadline_passed=True)
     assert xs.late.tolist() == [False, False, True]
     assert xs.present.tolist() == [True, True, False]
-    assert gate.offer(2, 0, bar())[0] == TOO_LATE
+    assert gate.offer(2, 0, bar(3))[0] == TOO_LATE
     gate.offer(0, TF, bar())
     gate.offer(1, TF, bar())
     gate.offer(2, TF, bar())
     (xs,) = gate.release()
     assert xs.ts == TF and xs.present.all()
     assert gate.stats.late == 1
+    # the late bar goes out with it, for the engine to take in
+    assert xs.amendments == (LateBar(0, 2, *bar(3), math.nan),)
+    assert gate.stats.amended == 1 and gate.stats.outcomes[TOO_LATE] == 1
+
+
+def test_a_late_bar_goes_out_once_with_the_next_cross_section_released() -> None:
+    gate = CandleGate(["A", "B", "C"], TF)
+    gate.start(0)
+    for i in (0, 1):
+        gate.offer(i, 0, bar())
+    gate.release(deadline_passed=True)
+    for i in (0, 1):
+        gate.offer(i, TF, bar())
+    (late_again,) = gate.release(deadline_passed=True)  # C late at TF too
+    assert late_again.amendments == ()
+    assert gate.offer(2, 0, bar(7))[0] == TOO_LATE
+    assert gate.offer(2, TF, bar(8))[0] == TOO_LATE
+    assert gate.offer(2, TF, bar(8))[0] == DUPLICATE  # taken once
+    for i in range(3):
+        gate.offer(i, 2 * TF, bar())
+    (xs,) = gate.release()
+    assert [(b.ts, b.symbol, b.close) for b in xs.amendments] == [(0, 2, 7), (TF, 2, 8)]
+    for i in range(3):
+        gate.offer(i, 3 * TF, bar())
+    (xs,) = gate.release()
+    assert xs.amendments == ()
+
+
+def test_a_bar_later_than_amend_bars_is_dropped_and_counted() -> None:
+    gate = CandleGate(["A", "B", "C"], TF, amend_bars=2)
+    gate.start(0)
+    for t in range(4):  # C late at 0, TF, 2TF and 3TF
+        for i in (0, 1):
+            gate.offer(i, t * TF, bar())
+        gate.release(deadline_passed=True)
+    # the next cross-section, 4TF, could carry bars from 2TF on
+    assert gate.offer(2, TF, bar())[0] == TOO_LATE_TO_AMEND
+    assert gate.offer(2, 2 * TF, bar())[0] == TOO_LATE
+    # ... but the next one released is 6TF: nothing at 4TF and 5TF
+    for i in range(3):
+        _, gap = gate.offer(i, 6 * TF, bar())
+        if gap is not None:
+            gate.backfilled(i, [])
+    (xs,) = gate.release()
+    assert xs.ts == 6 * TF and xs.amendments == ()
+    assert gate.stats.amended == 0 and gate.stats.too_late_to_amend == 2
+
+
+def test_a_backfill_that_comes_after_the_deadline_is_a_late_bar() -> None:
+    gate = CandleGate(["A", "B"], TF)
+    gate.start(0)
+    gate.offer(0, 0, bar())
+    gate.offer(1, 0, bar())
+    gate.offer(0, TF, bar())
+    gate.offer(0, 2 * TF, bar())
+    _, gap = gate.offer(1, 2 * TF, bar())
+    assert gap == Gap(1, TF, TF)
+    assert [x.ts for x in gate.release()] == [0]
+    out = gate.release(deadline_passed=True)  # the backfill is slow
+    assert [(x.ts, x.late.tolist()) for x in out] == [
+        (TF, [False, True]),
+        (2 * TF, [False, False]),
+    ]
+    gate.backfilled(1, [[TF, *bar(5)]])
+    for i in (0, 1):
+        gate.offer(i, 3 * TF, bar())
+    (xs,) = gate.release()
+    assert [(b.ts, b.symbol, b.close) for b in xs.amendments] == [(TF, 1, 5)]
+
+
+def test_a_late_bar_the_exchange_confirms_absent_is_not_amended() -> None:
+    gate = CandleGate(["A", "B"], TF)
+    gate.start(0)
+    gate.offer(0, 0, bar())
+    gate.release(deadline_passed=True)
+    gate.mark_absent(1, 0)
+    assert gate.offer(1, 0, bar())[0] == CONFLICT
+    for i in (0, 1):
+        gate.offer(i, TF, bar())
+    (xs,) = gate.release()
+    assert xs.amendments == ()
 
 
 def test_deadline_forces_only_one_cross_section() -> None:
@@ -221,3 +313,63 @@ def test_a_cross_section_goes_out_once_every_symbol_is_past_it(data: st.DataObje
         assert out == want
         released += out
     assert released == [t * TF for t in range(bars) if any(t in h for h in have)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_every_bar_goes_out_on_time_or_late_with_a_later_cross_section_or_is_counted(
+    data: st.DataObject,
+) -> None:
+    """Bars offered in time order per symbol, deadlines passing at random: each bar
+    is in its own cross-section, or that cross-section has the symbol late and the
+    bar rides on a later one (at most ``amend_bars`` bars later, once), or it is
+    counted too late to amend (or waits for a cross-section still to come)."""
+    n, bars, k = 3, 10, 2
+    have = [
+        sorted({*data.draw(st.sets(st.integers(0, bars - 2), max_size=bars - 1)), bars - 1})
+        for _ in range(n)
+    ]
+    queues = [[t * TF for t in h] for h in have]
+    order = data.draw(st.permutations([i for i in range(n) for _ in queues[i]]))
+    deadlines = data.draw(st.sets(st.integers(0, len(order) - 1), max_size=6))
+    gate = CandleGate(["A", "B", "C"], TF, amend_bars=k)
+    gate.start(0)
+
+    def price(i: int, ts: int) -> float:
+        return 1.0 + 100 * i + ts // TF
+
+    out = []
+    outcomes: dict[tuple[int, int], str] = {}
+    for step, i in enumerate(order):
+        ts = queues[i].pop(0)
+        outcomes[(i, ts)], gap = gate.offer(i, ts, bar(price(i, ts)))
+        if gap is not None:
+            gate.backfilled(i, [])  # offered in order: the bars it skipped do not exist
+        out += gate.release(deadline_passed=step in deadlines)
+    out += gate.release()
+    released = {xs.ts: xs for xs in out}
+    carried: set[tuple[int, int]] = set()
+    for xs in out:
+        for b in xs.amendments:
+            assert (b.symbol, b.ts) not in carried  # once
+            assert 0 < xs.ts - b.ts <= k * TF
+            assert b.close == price(b.symbol, b.ts)
+            own = released.get(b.ts)  # none: no bar came on time at that time
+            assert own is None or (own.late[b.symbol] and not own.present[b.symbol])
+            carried.add((b.symbol, b.ts))
+    for i in range(n):
+        for t in have[i]:
+            xs = released.get(t * TF)
+            if outcomes[(i, t * TF)] == ACCEPTED:
+                assert xs is not None and xs.present[i] and xs.close[i] == price(i, t * TF)
+            else:  # not there: late, never merely missing
+                assert outcomes[(i, t * TF)] in (TOO_LATE, TOO_LATE_TO_AMEND)
+                assert xs is None or (xs.late[i] and not xs.present[i])
+    late_offers = Counter(outcomes.values())
+    event("bars carried" if carried else "no bar carried")
+    event("a bar too late to amend" if gate.stats.too_late_to_amend else "none too late")
+    assert len(carried) == gate.stats.amended
+    pending = len(gate._amendments)  # no cross-section released after they came
+    assert late_offers[TOO_LATE] == gate.stats.amended + pending + (
+        gate.stats.too_late_to_amend - late_offers[TOO_LATE_TO_AMEND]
+    )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from factors import CANONICAL, FactorModel, FactorParams, standardize
+from factors import CANONICAL, FactorModel, FactorParams, UndoExhausted, standardize
 from factors.registry import MARKET, MOMENTUM, VALUE, VOLATILITY
 
 SMALL = FactorParams(
@@ -122,3 +125,65 @@ def test_clip_bounds_exposures() -> None:
     z, _ = standardize(raw, np.ones(200), FactorParams(winsor_k=100.0))
     assert np.nanmax(np.abs(z)) <= 3.0
     assert (np.abs(z) == 3.0).any()  # heavy tails do reach the clip at this width
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    panels(),
+    st.integers(1, 10),
+    st.data(),
+    st.sampled_from(["equal", "adv", "cap"]),
+)
+def test_undo_takes_updates_back_bit_for_bit(
+    panel: dict[str, NDArray[np.float64]], depth: int, data: st.DataObject, weighting: str
+) -> None:
+    """Undone updates, made again, give the same bits as the first time, across
+    the exact recomputations of the rolling sums (every window pushes)."""
+    close, volume = panel["close"], panel["volume"]
+    t, n = close.shape
+    params = dataclasses.replace(SMALL, weighting=weighting)
+    supply = np.linspace(1e6, 1e8, n) if weighting == "cap" else None
+    model = FactorModel(n, params, supply=supply)
+    model.keep_undo(depth)
+    qv = np.full(n, np.nan)
+
+    def step(i: int) -> tuple[bytes, ...]:
+        s = model.update(close[i], volume[i], qv, np.isfinite(close[i]))
+        return (s.raw.tobytes(), s.exposure.tobytes(), s.reason.tobytes(), repr(s.market_return))
+
+    first = [step(i) for i in range(t)]
+    back = data.draw(st.integers(0, min(depth, t)))
+    assert model.undoable == min(depth, t)
+    model.undo(back)
+    assert model.steps == t - back
+    assert [step(i) for i in range(t - back, t)] == first[t - back :]
+    with pytest.raises(UndoExhausted):
+        model.undo(depth + 1)
+    assert model.steps == t  # nothing was taken back
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(panels(), st.integers(1, 12), st.data(), st.sampled_from(["equal", "adv"]))
+def test_an_undo_log_changes_no_bit(
+    panel: dict[str, NDArray[np.float64]], depth: int, data: st.DataObject, weighting: str
+) -> None:
+    """Its larger rings give the same bits as the plain ones, also when it is turned
+    on midway (the windows move into the new rings) or undoes and redoes on the way."""
+    close, volume = panel["close"], panel["volume"]
+    t, n = close.shape
+    params = dataclasses.replace(SMALL, weighting=weighting)
+    start = data.draw(st.integers(0, t - 1))
+    plain, logged = FactorModel(n, params), FactorModel(n, params)
+    qv = np.full(n, np.nan)
+    for i in range(t):
+        if i == start:
+            logged.keep_undo(depth)
+        args = (close[i], volume[i], qv, np.isfinite(close[i]))
+        a = plain.update(*args)
+        if i > start and i % 3 == 0:
+            logged.undo(1)
+            logged.update(close[i - 1], volume[i - 1], qv, np.isfinite(close[i - 1]))
+        b = logged.update(*args)
+        assert a.raw.tobytes() == b.raw.tobytes()
+        assert a.exposure.tobytes() == b.exposure.tobytes()
+        assert a.reason.tobytes() == b.reason.tobytes()

@@ -5,7 +5,8 @@ and websocket frame.  HTTP faults are queued rules, each answering the next ``n`
 matching requests (optionally only under a path prefix) in the order they were
 set; a delay applies on top of whatever answers.  Websocket faults either stall
 every connection (nothing is sent, pings go unanswered, the sockets stay open),
-drop them all, or leave some kline events out of the next bar ticks.
+drop them all, leave some kline events out of the next bar ticks, or hold one
+market's closing kline back until the test releases it (a bar that comes late).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -67,6 +69,8 @@ class Faults:
         self._omit_opening = 0  # ticks left without the next bar's opening klines
         self._garble = 0  # ticks left whose first kline event goes out cut short
         self._refuse = 0  # SUBSCRIBE requests left to refuse
+        self._hold: set[str] = set()  # symbols whose next closing kline is held back
+        self._held: list[tuple[str, str, dict[str, Any]]] = []  # (symbol, stream, event)
 
     # -- REST -----------------------------------------------------------------
 
@@ -203,11 +207,40 @@ class Faults:
         self._refuse = max(self._refuse - 1, 0)
         return refuse
 
+    def hold_closing_kline(self, symbol: str) -> Faults:
+        """Hold back ``symbol``'s next closing kline, and refuse its candles on REST
+        (503) until :meth:`BinanceSim.release_held` pushes the kline: the exchange is
+        late with one market's bar, for as long as the test wants (past the client's
+        grace deadline).  Its other klines flow as usual."""
+        self._hold.add(symbol)
+        log.info("fault_armed", kind="hold_closing_kline", symbol=symbol)
+        return self
+
+    def take_hold(self, symbol: str, stream: str, event: dict[str, Any]) -> bool:
+        """For one closing kline of ``symbol``: whether it is held back (then kept here)."""
+        if symbol not in self._hold:
+            return False
+        self._hold.discard(symbol)
+        self._held.append((symbol, stream, event))
+        return True
+
+    def refuses_candles(self, symbol: str) -> bool:
+        """Whether REST refuses ``symbol``'s candles (its closing kline is, or is to
+        be, held back)."""
+        return symbol in self._hold or any(held[0] == symbol for held in self._held)
+
+    def take_held(self) -> list[tuple[str, dict[str, Any]]]:
+        """The closing klines held back, to push now; REST serves their candles again."""
+        held, self._held = self._held, []
+        log.info("fault_cleared", kind="hold_closing_kline", released=len(held))
+        return [(stream, event) for _, stream, event in held]
+
     def clear(self) -> Faults:
-        """Remove every fault."""
+        """Remove every fault (closing klines held back stay held until released)."""
         self._rules.clear()
         self._delays.clear()
         self.ws_stalled = False
         self._omit_closing = self._omit_opening = self._garble = self._refuse = 0
+        self._hold.clear()
         log.info("fault_cleared", kind="all")
         return self

@@ -246,6 +246,14 @@ class BinanceSim:
                 done += 1
         return done
 
+    async def release_held(self) -> int:
+        """Push the closing klines :meth:`Faults.hold_closing_kline` held back; returns
+        how many."""
+        async with self._lock:
+            held = self.faults.take_held()
+            await self._broadcast(held)
+        return len(held)
+
     def _open_next(self) -> None:
         try:
             self.book.open_bar(self._feed.next_bars())
@@ -292,7 +300,9 @@ class BinanceSim:
             if stream not in wanted:
                 continue
             if not omit_closing and np.isfinite(block[j, CLOSE]):
-                events.append((stream, self._wire.kline_event(m, ts, block[j], closed=True)))
+                event = self._wire.kline_event(m, ts, block[j], closed=True)
+                if not self.faults.take_hold(m.symbol, stream, event):
+                    events.append((stream, event))
             if forming is not None and forming_ts is not None and np.isfinite(forming[j, CLOSE]):
                 event = self._wire.kline_event(m, forming_ts, forming[j], closed=False)
                 events.append((stream, event))
@@ -373,8 +383,12 @@ class BinanceSim:
         market_id, start, end, limit = kline_query(request.query, self.interval)
         if self._clock_on_demand:
             self._start_clock()
+        symbol = self._market(market_id).symbol
+        if self.faults.refuses_candles(symbol):
+            log.info("fault_served", path=request.path, status=503, symbol=symbol)
+            return web.Response(status=503, text="Service Unavailable")
         rows = self.book.klines(
-            self._market(market_id).symbol,
+            symbol,
             start_ms=start,
             end_ms=end,
             limit=limit,

@@ -353,6 +353,27 @@ async def test_omitted_klines_are_left_out_of_their_ticks_only(sim: BinanceSim) 
     ]
 
 
+async def test_a_held_closing_kline_comes_when_released(sim: BinanceSim, rest: Any) -> None:
+    url = f"{sim.base_url}/ws/btcusdt@kline_1m"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await subscribed(sim)
+        sim.faults.hold_closing_kline("BTC/USDT")
+        with pytest.raises(errors.ExchangeNotAvailable):  # REST has no word on it either
+            await rest.fetch_ohlcv("BTC/USDT", "1m", bar_ts(sim, HISTORY), 1)
+        await sim.advance()
+        opened = await ws.receive_json(timeout=5)
+        assert (opened["k"]["t"], opened["k"]["x"]) == (bar_ts(sim, HISTORY + 1), False)
+        await rest.fetch_ohlcv("ETH/USDT", "1m", bar_ts(sim, HISTORY), 1)  # others: served
+        assert await sim.release_held() == 1
+        closed = await ws.receive_json(timeout=5)
+        assert (closed["k"]["t"], closed["k"]["x"]) == (bar_ts(sim, HISTORY), True)
+        (row,) = await rest.fetch_ohlcv("BTC/USDT", "1m", bar_ts(sim, HISTORY), 1)
+        assert row[0] == bar_ts(sim, HISTORY)
+        await sim.advance()  # one bar only: the next closes as usual
+        closed = await ws.receive_json(timeout=5)
+        assert (closed["k"]["t"], closed["k"]["x"]) == (bar_ts(sim, HISTORY + 1), True)
+
+
 async def test_live_clock_releases_bars(start_ms: int) -> None:
     async with BinanceSim(StepFeed(start_ms), history_bars=HISTORY, sim_speed=20) as sim:
         exchange = ccxt_pro.binance(config(sim))

@@ -43,6 +43,7 @@ FAMILIES = {
     "factorcast_reconnects": "counter",
     "factorcast_rest_fallbacks": "counter",
     "factorcast_feed_faults": "counter",
+    "factorcast_late_bars_amended": "counter",
     "factorcast_feed_degraded": "gauge",
     "factorcast_cross_section_completeness": "gauge",
     "factorcast_bar_lag_seconds": "gauge",
@@ -54,6 +55,9 @@ FAMILIES = {
     "factorcast_spool_depth": "gauge",
     "factorcast_spool_bytes": "gauge",
     "factorcast_spool_full": "counter",
+    "factorcast_spool_backlog_depth": "gauge",
+    "factorcast_spool_backlog_bytes": "gauge",
+    "factorcast_publications_dropped": "counter",
     "factorcast_queue_depth": "gauge",
     "factorcast_build_info": "gauge",
     "factorcast_ready": "gauge",
@@ -88,6 +92,7 @@ def exercise(metrics: Metrics) -> None:
     metrics.reconnect("rest")
     metrics.rest_fallback()
     metrics.feed_fault("subscription_refused")
+    metrics.late_bars_amended(2)
     metrics.feed_fault("task_restarted", 3)
     metrics.set_feed_degraded(True)
     metrics.cross_section(present=45, universe=50)
@@ -101,6 +106,9 @@ def exercise(metrics: Metrics) -> None:
     metrics.publish_failure()
     metrics.set_spool(depth=7, nbytes=4096)
     metrics.spool_full()
+    metrics.spool_full(2)
+    metrics.set_backlog(depth=2, nbytes=512)
+    metrics.dropped()
     metrics.set_queue_depth("cross_sections", 2)
     metrics.set_queue_depth("results", 0)
     metrics.set_build_info(version="0.0.1", model="old", exchange="binance", timeframe="1m")
@@ -167,6 +175,7 @@ async def test_scrape_shows_every_metric_with_its_value(
     assert value(s, "factorcast_feed_faults_total", kind="subscription_refused") == 1
     assert value(s, "factorcast_feed_faults_total", kind="task_restarted") == 3
     assert value(s, "factorcast_feed_degraded") == 1
+    assert value(s, "factorcast_late_bars_amended_total") == 2
     assert value(s, "factorcast_cross_section_completeness") == pytest.approx(0.9)
     assert value(s, "factorcast_last_bar_timestamp_seconds") == BAR_CLOSE
     assert value(s, "factorcast_bar_lag_seconds") == NOW - BAR_CLOSE
@@ -193,7 +202,10 @@ async def test_scrape_shows_every_metric_with_its_value(
 
     assert value(s, "factorcast_spool_depth") == 7
     assert value(s, "factorcast_spool_bytes") == 4096
-    assert value(s, "factorcast_spool_full_total") == 1
+    assert value(s, "factorcast_spool_full_total") == 3
+    assert value(s, "factorcast_spool_backlog_depth") == 2
+    assert value(s, "factorcast_spool_backlog_bytes") == 512
+    assert value(s, "factorcast_publications_dropped_total") == 1
     assert value(s, "factorcast_queue_depth", queue="cross_sections") == 2
     assert value(s, "factorcast_queue_depth", queue="results") == 0
 

@@ -398,28 +398,6 @@ async def test_spool_survives_a_real_process_crash(
     assert await stream_entries(client) == expected_entries(range(8))
 
 
-async def test_spool_full_refuses_loudly_and_keeps_what_it_has(
-    server: EmbeddedRedis, client: Redis, tmp_path: Path
-) -> None:
-    record = len(encode_publication(publication(1))) + 8
-    await server.astop()
-    with capture_logs() as logs:
-        async with sink_for(
-            server.url, tmp_path / "spool", spool_max_bytes=3 * record + record // 2
-        ) as sink:
-            for k in range(3):
-                await sink.publish(publication(k))
-            with pytest.raises(SinkUnavailable, match="spool full"):
-                await sink.publish(publication(3))
-            assert sink.stats.spool_full == 1
-            assert sink.stats.spool_depth == 3
-            await server.astart()
-            await sink.flush()
-            await sink.publish(publication(3))  # the caller's retry, once there is room
-    assert next(e for e in logs if e["event"] == "spool_full")["log_level"] == "error"
-    assert await stream_entries(client) == expected_entries(range(4))
-
-
 async def test_torn_spool_record_is_discarded(
     server: EmbeddedRedis, client: Redis, tmp_path: Path
 ) -> None:

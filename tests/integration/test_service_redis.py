@@ -11,6 +11,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ import redis
 from pydantic import SecretStr
 
 from adapters.redis_server import EmbeddedRedis
+from adapters.sink_wire import decode_publication
+from adapters.spool import Spool
 from strategy.wire import Signal, verify
 from tests.conftest import factorcast
 
@@ -299,3 +303,65 @@ def test_redis_password_never_appears_in_logs_or_errors() -> None:
         )
         assert sub.returncode != 0
         assert wrong not in sub.stdout + sub.stderr
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_full_spool_keeps_the_service_running_not_ready_and_loses_no_spooled_bar(
+    tmp_path: Path,
+) -> None:
+    """Runs until the checks are done, then stops on SIGTERM: the refusal lasts as
+    long as the test needs it, whatever the machine's speed."""
+    state = tmp_path / "state"
+    service = Service(
+        "--sim-speed",
+        "10",
+        env={
+            "FACTORCAST_REDIS__URL": "redis://127.0.0.1:1",  # nothing listens: down throughout
+            "FACTORCAST_REDIS__SPOOL_MAX_BYTES": str(2**20),  # the least the config allows
+            "FACTORCAST_SIM__SYMBOLS": "50",  # about 30 KB a bar: full after some 35 bars
+            "FACTORCAST_STATE_DIR": str(state),
+        },
+    )
+    try:
+        wait_until(lambda: service.events("spool_full") or service.proc.poll() is not None)
+        assert service.proc.poll() is None, service.output[-3000:]
+        url = service.events("metrics_serving")[0]["url"]
+        # The spool refuses from here to the end of the run: not ready all along.
+        status, body = http_get(f"{url}/readyz")
+        assert status == 503, body
+        assert json.loads(body)["details"]["redis"] == "down: spool full"
+        status, text = http_get(f"{url}/metrics")
+        assert status == 200
+        refused = [
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("factorcast_spool_full_total ")
+        ]
+        assert refused and refused[0] >= 1
+    finally:
+        if service.proc.poll() is None:
+            service.proc.send_signal(signal.SIGTERM)
+        code = service.wait()
+    assert code == 0, service.output[-3000:]
+    assert "Traceback" not in service.output
+    bars = service.events("service_stopped")[0]["live_bars"]
+    first = service.events("spool_full")[0]
+    assert (first["reason"], first["level"]) == ("max_bytes", "error")
+
+    spooled = len(service.events("spool_appended"))
+    (lost,) = service.events("publications_dropped")  # held in memory when it stopped
+    assert lost["reason"] == "shutdown"
+    assert spooled + lost["dropped"] == bars  # every live bar spooled or counted
+    with Spool(state / "spool") as spool:  # what a restart replays: intact, in order
+        pubs = [decode_publication(r.payload) for r in spool.pending()]
+    assert len(pubs) == spooled
+    times = [p.bar_ts for p in pubs]
+    assert times == sorted(set(times)) and times[-1] < lost["first_bar_ts"]
+    assert all(0 < len(p.signals) <= 50 for p in pubs)  # a late symbol may be missing
