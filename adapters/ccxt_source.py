@@ -27,8 +27,10 @@
   ``symbol_left``) and is missing, never late; it joins again (``symbol_joined``)
   from the next cross-section when a bar of it comes (on Binance its stream,
   subscribed whether the symbol is listed or not, says so as its first bar
-  opens), or when a reload of the markets (every ``refresh_s``) lists it as
-  trading.
+  opens), or when a reload of the markets lists it as trading (every
+  ``refresh_s`` in REST mode and on other exchanges' websockets; on Binance's,
+  the streams tell, and the markets are reloaded when a stream brings a symbol
+  they do not list).
 
 Exchange time may run faster than wall time (the embedded exchange's
 accelerated clock): ``clock_rate`` is exchange seconds per wall second, and every
@@ -196,8 +198,12 @@ class CcxtSource:
         else:
             self._spawn_supervised("rest-poll", self._poll)
         self._spawn_supervised("deadlines", self._supervise)
-        if self.timing.refresh_s is not None and self.mode == "ws":
-            self._spawn_supervised("markets", self._refresh_markets)  # REST: in each poll round
+        if (
+            self.timing.refresh_s is not None
+            and self.mode == "ws"  # REST: in each poll round, when due
+            and not isinstance(self.pro, BinanceKlines)  # Binance: the streams tell
+        ):
+            self._spawn_supervised("markets", self._refresh_markets)
         try:
             while True:
                 item = await self._out.get()

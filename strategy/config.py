@@ -129,9 +129,9 @@ class ExchangeSettings(_Section):
     refresh_universe_s: float | None = Field(
         3600.0,
         gt=0,
-        description="reload the exchange's markets this often (exchange seconds; at least"
-        " 5 s of wall time): symbols listed, delisted or halted join or leave the universe;"
-        " None: never",
+        description="resolve top_by_volume again, and (REST mode, websockets other than"
+        " Binance's) reload the markets, this often (exchange seconds; at least 5 s of wall"
+        " time): symbols listed, delisted or halted join or leave the universe; None: never",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="ccxt client options")
     api_key: SecretStr | None = None
