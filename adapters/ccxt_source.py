@@ -421,6 +421,7 @@ class CcxtSource:
     async def _backfill(self, gap: Gap) -> None:
         symbol = self.symbols[gap.symbol]
         log.info("feed_gap", symbol=symbol, start=gap.start, end=gap.end)
+        self._fetching[gap.symbol] += 1  # the deadline waits for the answer too
         try:
             await self._market_loaded(gap.symbol)
             rows = await self._fetch_range(symbol, gap.start, gap.end + self.tf)
@@ -430,6 +431,8 @@ class CcxtSource:
         else:
             self.gate.backfilled(gap.symbol, rows)
             log.info("feed_backfilled", symbol=symbol, bars=len(rows))
+        finally:
+            self._fetching[gap.symbol] -= 1
         self._release()
 
     # -- the universe -----------------------------------------------------------
