@@ -229,6 +229,10 @@ class CandleGate:
     def is_member(self, i: int) -> bool:
         return self._member[i]
 
+    def member_count(self) -> int:
+        """How many symbols are members of the universe now."""
+        return sum(self._member)
+
     def _counts_behind(self, i: int) -> bool:
         return self._member[i] and self.next_ts is not None and self._last[i] < self.next_ts
 

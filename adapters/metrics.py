@@ -132,7 +132,8 @@ class Metrics:
         )
         self._completeness = Gauge(
             "factorcast_cross_section_completeness",
-            "Share of the universe with a bar in the last cross-section (0..1).",
+            "Share of the universe's members (the symbols listed and trading) with a bar in the "
+            "last cross-section (0..1).",
             registry=r,
         )
         self._bar_lag = Gauge(

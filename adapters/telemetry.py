@@ -63,7 +63,10 @@ class Telemetry:
             self.behind_bars = max(0, (self.source.exchange_now_ms() - xs.ts - tf) // tf)
             if self.behind_bars >= _BEHIND_BARS:
                 log.warning("service_behind", bars=self.behind_bars, ts=xs.ts)
-        self.metrics.cross_section(present, len(self.symbols))
+        # completeness over the symbols the exchange lists and trades now, not over
+        # the slots of symbols not listed yet or gone
+        members = self.source.gate.member_count() if self.source is not None else 0
+        self.metrics.cross_section(present, members or len(self.symbols))
         self.metrics.bar_processed((xs.ts + self.timeframe_ms) / 1000)
         codes, counts = np.unique(result.signals.action[xs.present], return_counts=True)
         self.metrics.signals(
