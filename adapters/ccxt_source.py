@@ -808,11 +808,28 @@ class CcxtSource:
     async def _supervise(self) -> None:
         """Deadlines of the next cross-section, and the staleness watchdog."""
         t = self.timing
+        last = time.monotonic()
         while True:
             await asyncio.sleep(t.tick_s)
+            now = time.monotonic()
+            stalled = now - last - t.tick_s
+            last = now
+            if stalled > _OWN_STALL_S:
+                self._discount_own_stall(stalled)
+                continue  # let the reader take what came meanwhile before judging
             self._check_deadline()
             if self.mode == "ws":
                 self._check_stale()
+
+    def _discount_own_stall(self, seconds: float) -> None:
+        """This process did not run for ``seconds`` (the host paused it, a collection,
+        a blocking call): whatever the exchange sent meanwhile waits unread in the
+        socket.  Silence and waiting are measured while the service was listening,
+        so the clocks of the watchdog and of the deadlines move on by the stall:
+        otherwise a healthy connection is dropped, and bars on their way go late."""
+        log.warning("service_stalled", seconds=round(seconds, 3))
+        self._heard = [h + seconds for h in self._heard]
+        self._first_seen = {ts: t + seconds for ts, t in self._first_seen.items()}
 
     def _check_deadline(self) -> None:
         ts = self.gate.next_ts
@@ -871,6 +888,8 @@ _WS_GARBAGE = (AttributeError, TypeError, KeyError, ValueError, IndexError)
 #: a supervised feed task is started again this many times in a row at most; a run
 #: longer than ``_STABLE_S`` seconds resets the count
 _MAX_RESTARTS = 5
+#: a deadline tick this much later than due means the process itself stood still
+_OWN_STALL_S = 0.2
 _STABLE_S = 60.0
 
 

@@ -404,3 +404,21 @@ async def test_a_feed_task_that_dies_is_restarted() -> None:
         assert live.source.stats.task_restarts == failures
         await advance(live.sim, 3)
         live.check_against_truth(await live.wait_for(2))
+
+
+async def test_the_services_own_stall_is_not_taken_for_a_silent_websocket() -> None:
+    """The process stands still (here a blocking call on its event loop, as a host
+    pause or a long collection would): what the exchange sent meanwhile waits unread
+    in the socket.  Silence and the grace deadline count only while the service was
+    listening, so the healthy connection is kept and no bar goes late."""
+    async with live_source(timing=timing_for(stale_after_s=0.6, grace_s=0.5)) as live:
+        await advance(live.sim, 2)
+        await live.wait_for(1)
+        for _ in range(3):
+            await live.sim.advance(1)  # the klines are written to the socket ...
+            time.sleep(1.2)  # ... and the service stands still past stale and grace
+        sections = await live.wait_for(4)
+        live.check_against_truth(sections)
+        assert live.source.stats.reconnects == 0
+        assert live.source.stats.rest_fallbacks == 0
+        assert live.source.gate.stats.late == 0
