@@ -4,8 +4,9 @@ Pure numpy: no I/O, no clock, no logging.  The recorded-candle reader and the
 live integrity gate both call :func:`validate_candles` and log what it rejects.
 
 A row is rejected for the first rule it breaks, in the order of
-:data:`REJECT_REASONS`.  Rows are judged in input order; a rejected row never
-becomes a bar, and no bar is ever invented or filled.
+:data:`REJECT_REASONS`.  Rows are judged in input order, or, with ``sort=True``
+(recorded files), in time order; a rejected row never becomes a bar, and no bar
+is ever invented or filled.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ __all__ = [
     "CandleSeries",
     "Column",
     "Rejection",
+    "Spacing",
+    "time_spacing",
     "validate_candles",
 ]
 
@@ -44,7 +47,7 @@ HIGH_BELOW_LOW: Final = "high_below_low"
 OFF_GRID: Final = "off_grid"
 #: ts equals the ts of a row already accepted (the first one is kept).
 DUPLICATE_TIMESTAMP: Final = "duplicate_timestamp"
-#: ts is lower than the ts of the last accepted row.
+#: ts is lower than the ts of the last accepted row (never, with ``sort=True``).
 OUT_OF_ORDER: Final = "out_of_order"
 
 #: Every rejection reason, in precedence order: a row breaking several rules gets the first.
@@ -125,8 +128,10 @@ def validate_candles(
     *,
     timeframe_ms: int | None = None,
     grid_origin_ms: int | None = None,
+    sort: bool = False,
+    copy: bool = True,
 ) -> tuple[CandleSeries, list[Rejection]]:
-    """Split rows into accepted bars and rejections (in input order).
+    """Split rows into accepted bars and rejections (both lists of rows in input order).
 
     ``ts`` may be integer ms, float ms (NaN for missing), ``datetime64`` of any
     unit (NaT for missing) or a sequence with None.  The price and volume fields
@@ -136,6 +141,16 @@ def validate_candles(
     With ``timeframe_ms``, a ts must lie on ``grid_origin_ms + k * timeframe_ms``.
     The default origin is the epoch, except for whole-week timeframes, whose
     bars open on Mondays (origin 1970-01-05).
+
+    With ``sort``, the rows that pass the value rules are taken in time order (a
+    stable sort: of rows with equal times the first in input order is kept, the
+    others are duplicates), so that no row is ``out_of_order``.  Without it a row
+    whose time is below the last accepted one is ``out_of_order``: the live path,
+    where such a row came late.
+
+    With ``copy=False``, a series of every row, already in order, shares memory
+    with float64 input arrays (and makes them read-only): for a caller that hands
+    its arrays over, such as a reader of a large file.
 
     ``len(series) + len(rejections)`` always equals the number of rows.
     """
@@ -177,34 +192,46 @@ def validate_candles(
     # Ordering, among the rows whose values passed: a row is accepted iff its ts is
     # above every earlier passing ts.  Rejected rows never raise that maximum, so it
     # is exactly "the last accepted ts" of a sequential scan.
-    candidates = np.flatnonzero(code == _ACCEPTED)
-    cts = ms[candidates]
-    if cts.size:
-        keep = np.empty(cts.size, dtype=np.bool_)
-        keep[0] = True
-        keep[1:] = cts[1:] > np.maximum.accumulate(cts[:-1])
-        # Equal to an accepted ts means equal to an *earlier* accepted one: a later
-        # accepted ts is above this row's running maximum, hence above this row's ts.
-        late = np.flatnonzero(~keep)
-        if late.size:
-            accepted = cts[keep]  # non-empty and strictly increasing: searchsorted finds equals
-            lts = cts[late]
-            at = np.minimum(np.searchsorted(accepted, lts), accepted.size - 1)
-            dup = accepted[at] == lts
-            code[candidates[late]] = np.where(dup, _DUPLICATE_CODE, _OUT_OF_ORDER_CODE)
+    rows: NDArray[np.intp] | None  # the accepted rows in time order; None: every row
+    if bool(np.all(code == _ACCEPTED)) and (n < 2 or bool(np.all(ms[1:] > ms[:-1]))):
+        rows = None  # every row passed, strictly increasing: nothing to reorder or drop
+    else:
+        candidates = np.flatnonzero(code == _ACCEPTED)
+        if sort:
+            candidates = candidates[np.argsort(ms[candidates], kind="stable")]
+        rows = candidates
+        cts = ms[candidates]
+        if cts.size:
+            keep = np.empty(cts.size, dtype=np.bool_)
+            keep[0] = True
+            keep[1:] = cts[1:] > np.maximum.accumulate(cts[:-1])
+            # Equal to an accepted ts means equal to an *earlier* accepted one: a later
+            # accepted ts is above this row's running maximum, hence above this row's ts.
+            late = np.flatnonzero(~keep)
+            if late.size:
+                accepted = cts[keep]  # non-empty, strictly increasing: searchsorted finds equals
+                lts = cts[late]
+                at = np.minimum(np.searchsorted(accepted, lts), accepted.size - 1)
+                dup = accepted[at] == lts
+                code[candidates[late]] = np.where(dup, _DUPLICATE_CODE, _OUT_OF_ORDER_CODE)
+                rows = candidates[keep]
 
-    good = code == _ACCEPTED
+    def take(a: NDArray[_G]) -> NDArray[_G]:
+        if rows is None:
+            return _frozen(a.copy() if copy else a)
+        return _frozen(a[rows])
+
     series = CandleSeries(
         symbol=symbol,
-        ts=_frozen(ms[good]),
-        open=_frozen(o[good]),
-        high=_frozen(h[good]),
-        low=_frozen(lo[good]),
-        close=_frozen(c[good]),
-        volume=_frozen(v[good]),
-        quote_volume=_frozen(q[good]),
+        ts=take(ms),
+        open=take(o),
+        high=take(h),
+        low=take(lo),
+        close=take(c),
+        volume=take(v),
+        quote_volume=take(q),
     )
-    bad = np.flatnonzero(~good)
+    bad = np.flatnonzero(code != _ACCEPTED)
     rejections = [
         Rejection(symbol, None if unknown else t, REJECT_REASONS[k])
         for t, k, unknown in zip(
@@ -212,6 +239,39 @@ def validate_candles(
         )
     ]
     return series, rejections
+
+
+class Spacing(NamedTuple):
+    """How a run of rows lies in time (rows without a usable time left out)."""
+
+    #: the times never decrease
+    in_order: bool
+    #: the most common gap between consecutive distinct times (ties: the expected
+    #: one); None with fewer than two distinct times
+    modal_ms: int | None
+    #: gaps between consecutive distinct times
+    gaps: int
+
+
+def time_spacing(ts: Column, expected_ms: int) -> Spacing:
+    """The order and the usual gap of ``ts`` (same forms as :func:`validate_candles`):
+    a reader compares ``modal_ms`` with the timeframe that a file's name gives."""
+    times = _ts_ms(ts)
+    ms = times.ms[~times.unknown] if bool(times.unknown.any()) else times.ms
+    in_order = bool(np.all(ms[1:] >= ms[:-1]))
+    gaps = np.diff(ms if in_order else np.sort(ms))
+    distinct = gaps != 0
+    if not bool(distinct.all()):
+        gaps = gaps[distinct]
+    if gaps.size == 0:
+        return Spacing(in_order, None, 0)
+    at_expected = int(np.count_nonzero(gaps == expected_ms))
+    modal = expected_ms
+    if 2 * at_expected < gaps.size:
+        values, counts = np.unique(gaps, return_counts=True)
+        if int(counts.max()) > at_expected:
+            modal = int(values[np.argmax(counts)])
+    return Spacing(in_order, modal, int(gaps.size))
 
 
 def _frozen(a: NDArray[_G]) -> NDArray[_G]:
@@ -245,9 +305,11 @@ def _ts_ms(ts: Column) -> _Times:
         if unit in _SUB_MS_UNITS:
             raw = a.view(np.int64)
             per_ms = int(np.timedelta64(1, "ms").astype(f"m8[{unit}]").astype(np.int64)) // step
-            ms = np.where(missing, 0, raw // per_ms)
+            ms = raw // per_ms
+            ms[missing] = 0
             return _Times(ms, missing, ~missing & (raw % per_ms != 0), missing)
-        ms = np.where(missing, 0, a.astype("M8[ms]").view(np.int64))
+        ms = a.astype("M8[ms]").view(np.int64)  # a copy: ``a`` stays as it was
+        ms[missing] = 0
         return _Times(ms, missing, no, missing)
     f = _floats(a, n, "ts")
     missing = ~np.isfinite(f)

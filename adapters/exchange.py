@@ -82,6 +82,11 @@ def _api_urls(exchange_id: str) -> Any:
     return cls().urls["api"]
 
 
+def exchange_ids() -> list[str]:
+    """Every exchange id this ccxt knows."""
+    return list(ccxt.exchanges)
+
+
 def client_config(
     exchange_id: str,
     *,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Final
@@ -32,7 +33,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "MetricsServer", "Readiness", "ReadinessCheck"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "MetricsServer",
+    "Readiness",
+    "ReadinessCheck",
+    "check_can_listen",
+]
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 9464
@@ -46,6 +54,21 @@ _log = structlog.get_logger("adapters.http")
 
 def _always_ready() -> Readiness:
     return True, {}
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Listen on ``host:port`` for a moment and let go, as :class:`MetricsServer` will
+    (``SO_REUSEADDR``, every address ``host`` names): an OSError now (the port in use,
+    an address not on this machine, ``socket.gaierror``) rather than after a warm-up."""
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen()
 
 
 class MetricsServer:

@@ -6,31 +6,46 @@ for futures (``BTC_USDT_USDT-1h-futures.feather`` is ``BTC/USDT:USDT``).  Mark,
 index, premium-index and funding-rate files are not candles of the traded
 contract and are skipped.
 
-Every candle goes through :func:`adapters.candles.validate_candles`; each
+Rules for a file (:mod:`adapters.candle_files` reads one):
+
+- rows out of time order are sorted (a stable sort: of rows with equal times the
+  first is kept, the others are ``duplicate_timestamp``), and logged as ``rows_sorted``;
+- a file with no rows (empty, or a header only) is skipped with a ``file_skipped``
+  warning naming it; the other files are read;
+- a file whose usual gap between bars is not its name's timeframe (1h candles in a
+  ``-5m`` file) is an error, judged from :data:`MIN_GAPS_JUDGED` gaps up;
+- with a :class:`SizeLimit`, a file over it is refused before any file is read.
+
+Every candle then goes through :func:`adapters.candles.validate_candles`; each
 rejected one is logged as ``bar_rejected`` and counted.  Nothing is filled.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
 import structlog
-from numpy.typing import NDArray
 
-from adapters.candles import CandleSeries, validate_candles
+from adapters.candle_files import (
+    CandleDataError,
+    CandleFileTooLarge,
+    SizeLimit,
+    check_size,
+    read_columns,
+)
+from adapters.candles import CandleSeries, time_spacing, validate_candles
 
 __all__ = [
     "EXTENSIONS",
+    "MIN_GAPS_JUDGED",
     "CandleDataError",
+    "CandleFileTooLarge",
     "RecordedCandles",
+    "SizeLimit",
     "load_directory",
     "symbol_from_filename",
     "timeframe_to_ms",
@@ -50,11 +65,9 @@ _FILE_RE: Final = re.compile(
 )
 #: Candle types whose files are candles of the traded instrument ("" is spot).
 _TRADED_KINDS: Final = frozenset({"", "futures"})
-_PRICE_VOLUME: Final = ("open", "high", "low", "close", "volume")
-
-
-class CandleDataError(ValueError):
-    """The recorded data cannot be read as asked (a one-line, user-facing message)."""
+#: A file's timeframe is checked against its bars from this many gaps between
+#: distinct times up: below it, a few bars far apart are no evidence.
+MIN_GAPS_JUDGED: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +93,14 @@ def symbol_from_filename(stem: str) -> str:
     return stem.replace("_", "/", 1).replace("_", ":", 1)
 
 
-def load_directory(path: str | Path, timeframe: str | None = None) -> RecordedCandles:
+def load_directory(
+    path: str | Path, timeframe: str | None = None, *, size_limit: SizeLimit | None = None
+) -> RecordedCandles:
     """Read every candle file of one timeframe in ``path`` (not its subdirectories).
 
-    With ``timeframe`` None the directory must hold exactly one timeframe.
+    With ``timeframe`` None the directory must hold exactly one timeframe.  With
+    ``size_limit``, a file larger than it is refused (:class:`CandleFileTooLarge`)
+    before any file is read.
     """
     root = Path(path)
     if not root.exists():
@@ -138,15 +155,35 @@ def load_directory(path: str | Path, timeframe: str | None = None) -> RecordedCa
             f"no {timeframe} candle files in {root}; it holds {', '.join(_by_duration(by_tf))}"
         )
 
+    chosen = sorted(by_tf[timeframe].items())
+    if size_limit is not None:
+        for _, file in chosen:
+            check_size(file, size_limit)
     series: dict[str, CandleSeries] = {}
     rejected: Counter[str] = Counter()
-    for symbol, file in sorted(by_tf[timeframe].items()):
-        cols = _read(file)
-        clean, rejections = validate_candles(symbol, *cols, timeframe_ms=tf_ms)
+    for symbol, file in chosen:
+        cols = read_columns(file)
+        if len(cols[0]) == 0:
+            log.warning("file_skipped", file=str(file), reason="no_rows")
+            continue
+        spacing = time_spacing(cols[0], tf_ms)
+        if spacing.gaps >= MIN_GAPS_JUDGED and spacing.modal_ms != tf_ms:
+            raise CandleDataError(
+                f"{file}: its bars are {_duration(spacing.modal_ms)} apart, "
+                f"not {timeframe} as its name says"
+            )
+        if not spacing.in_order:
+            log.info("rows_sorted", file=str(file), symbol=symbol)
+        clean, rejections = validate_candles(
+            symbol, *cols, timeframe_ms=tf_ms, sort=True, copy=False
+        )
+        del cols
         for r in rejections:
             log.warning("bar_rejected", symbol=r.symbol, ts=r.ts, reason=r.reason, file=file.name)
             rejected[r.reason] += 1
         series[symbol] = clean
+    if not series:
+        raise CandleDataError(f"no candles in {root}: every {timeframe} file is empty")
     log.info(
         "candles_loaded",
         path=str(root),
@@ -158,6 +195,16 @@ def load_directory(path: str | Path, timeframe: str | None = None) -> RecordedCa
     return RecordedCandles(timeframe, tf_ms, series, rejected)
 
 
+def _duration(ms: int | None) -> str:
+    """``3600000`` -> ``'1h'``; ``90000`` -> ``'90s'``."""
+    if ms is None:
+        return "?"
+    for unit, size in sorted(_UNIT_MS.items(), key=lambda kv: -kv[1]):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms} ms"
+
+
 def _by_duration(by_tf: dict[str, Any]) -> list[str]:
     def key(tf: str) -> tuple[int, str]:
         try:
@@ -166,90 +213,3 @@ def _by_duration(by_tf: dict[str, Any]) -> list[str]:
             return 2**62, tf
 
     return sorted(by_tf, key=key)
-
-
-_Columns = tuple[NDArray[Any], ...]
-
-
-def _read(file: Path) -> _Columns:
-    """``(ts, open, high, low, close, volume[, quote_volume])`` as arrays, not yet validated."""
-    ext = file.suffix.lstrip(".")
-    try:
-        if ext == "json":
-            return _json_columns(file, json.loads(file.read_bytes()))
-        if ext == "feather":
-            frame = pd.read_feather(file)
-        elif ext == "parquet":
-            frame = pd.read_parquet(file)
-        else:
-            frame = pd.read_csv(file)
-    except CandleDataError:
-        raise
-    except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
-        # json.JSONDecodeError, pandas' ParserError/EmptyDataError and UnicodeDecodeError
-        # are ValueErrors; pyarrow's errors are ArrowExceptions (and OSError/ValueError).
-        raise CandleDataError(f"cannot read {file}: {exc}") from exc
-    return _frame_columns(file, frame)
-
-
-def _frame_columns(file: Path, frame: pd.DataFrame) -> _Columns:
-    names = set(frame.columns)
-    ts_name = "date" if "date" in names else "timestamp" if "timestamp" in names else None
-    missing = [c for c in _PRICE_VOLUME if c not in names]
-    if ts_name is None:
-        missing.insert(0, "date (or timestamp)")
-    if missing:
-        raise CandleDataError(f"{file}: missing column(s) {', '.join(missing)}")
-    values = [_floats(frame[c]) for c in _PRICE_VOLUME]
-    if "quote_volume" in names:
-        values.append(_floats(frame["quote_volume"]))
-    return (_times(frame[ts_name]), *values)
-
-
-def _times(col: pd.Series[Any]) -> NDArray[Any]:
-    """Datetimes (aware: to UTC; naive: taken as UTC) as datetime64; numbers as ms."""
-    dtype = col.dtype
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        return np.asarray(col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy())
-    if pd.api.types.is_datetime64_dtype(dtype):
-        return col.to_numpy()
-    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
-        if pd.api.types.is_integer_dtype(dtype) and not col.hasnans:
-            return col.to_numpy(dtype=np.int64)
-        return col.to_numpy(dtype=np.float64, na_value=np.nan)
-    # Text (csv): ISO 8601; anything unparsable becomes NaT and is rejected as ``nan``.
-    parsed = pd.to_datetime(col, utc=True, errors="coerce", format="ISO8601")
-    return parsed.dt.tz_localize(None).to_numpy()
-
-
-def _floats(col: pd.Series[Any]) -> NDArray[np.float64]:
-    if not pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
-        col = pd.to_numeric(col, errors="coerce")
-    return col.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _json_columns(file: Path, rows: object) -> _Columns:
-    """freqtrade's json: a list of ``[ts_ms, open, high, low, close, volume]`` rows.
-
-    A row that is not such a list, and a field that is not a number, become NaN,
-    so that the row is rejected (``nan``) and counted rather than silently dropped.
-    """
-    if not isinstance(rows, list) or (rows and not isinstance(rows[0], list)):
-        raise CandleDataError(
-            f"{file}: expected a json list of [ts_ms, open, high, low, close, volume] rows"
-        )
-    blank = [np.nan] * 6
-    table = np.array(
-        [
-            [_json_number(e) for e in row[:6]] if isinstance(row, list) and len(row) >= 6 else blank
-            for row in rows
-        ],
-        dtype=np.float64,
-    ).reshape(len(rows), 6)
-    return tuple(table[:, j] for j in range(6))
-
-
-def _json_number(e: object) -> float:
-    # json gives int, float, str, bool, None, list or dict; only numbers are candle fields.
-    # Integer ms timestamps are exact in a float up to 2**53 (the year 287,000).
-    return float(e) if isinstance(e, int | float) and not isinstance(e, bool) else np.nan

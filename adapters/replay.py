@@ -28,7 +28,10 @@ class Panel:
     def from_recorded(candles: RecordedCandles) -> Panel:
         symbols = tuple(candles.series)
         all_ts = [s.ts for s in candles.series.values()]
-        ts = np.unique(np.concatenate(all_ts)) if all_ts else np.zeros(0, dtype=np.int64)
+        if len(all_ts) == 1:
+            ts = all_ts[0]  # already strictly increasing: no sorted copy of a large file
+        else:
+            ts = np.unique(np.concatenate(all_ts)) if all_ts else np.zeros(0, dtype=np.int64)
         fields = {f: np.full((ts.size, len(symbols)), np.nan) for f in _FIELDS}
         present = np.zeros((ts.size, len(symbols)), dtype=bool)
         for j, series in enumerate(candles.series.values()):

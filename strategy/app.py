@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from factors import FactorModel
+from strategy import preflight
 from strategy.config import ConfigError, Settings
 from strategy.engine import Engine, StepResult
 from strategy.publish import PublishingOutput, WireContext
@@ -193,7 +194,7 @@ async def _start_embedded(
     now_ms = sim_cfg.epoch_ms if sim_cfg.epoch_ms is not None else int(time.time() * 1000)
     feed: Any
     if sim_cfg.data is not None:
-        candles = load_directory(sim_cfg.data)
+        candles = load_directory(sim_cfg.data, size_limit=preflight.candle_size_limit(settings))
         timeframe = candles.timeframe
         feed = retime(
             candles.series,
@@ -298,7 +299,10 @@ async def open_metrics(
     following.telemetry = telemetry_for(metrics, market, market.symbols, following.source, sink)
     if cfg.enabled:
         server = MetricsServer(metrics.registry, following.readiness, host=cfg.host, port=cfg.port)
-        await stack.enter_async_context(server)
+        try:
+            await stack.enter_async_context(server)
+        except OSError as e:  # taken since the check at start
+            raise preflight.metrics_bind_error(settings, e) from None
         log.info("metrics_serving", url=server.url, endpoints="/metrics /healthz /readyz")
     return following.telemetry
 
@@ -359,6 +363,9 @@ async def run_live(args: argparse.Namespace, settings: Settings) -> RunStats:
 
     history_bars = settings.factors.to_params().history_bars
     async with contextlib.AsyncExitStack() as stack:
+        preflight.hold_state_dir(settings, stack)  # first: a second run stops here
+        preflight.check_exchange_id(settings)
+        preflight.check_metrics_port(settings)
         market = await open_market(settings, stack, history_bars)
         symbols, source = market.symbols, market.source
         engine = build_engine(settings, symbols, market.timeframe_ms)
@@ -458,7 +465,9 @@ async def replay(args: argparse.Namespace, settings: Settings) -> RunStats:
     from adapters.replay import Panel, ReplaySource
     from adapters.terminal_log import flush_logs
 
-    candles = load_directory(args.data, args.timeframe)
+    candles = load_directory(
+        args.data, args.timeframe, size_limit=preflight.candle_size_limit(settings)
+    )
     panel = Panel.from_recorded(candles)
     engine = build_engine(settings, panel.symbols, candles.timeframe_ms)
     ctx = WireContext(
@@ -514,6 +523,7 @@ async def subscribe(args: argparse.Namespace, settings: Settings) -> int:
                 f"{socket} (is `factorcast run` running?)"
             )
         url = f"unix://{socket}"
+    await preflight.check_redis_reachable_by_name(url)
     stop = asyncio.Event()
     _stop_on_signals(stop)
     key = settings.signing_key

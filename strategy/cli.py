@@ -1,7 +1,9 @@
 """The command line: parses arguments, builds the settings once, and hands over to
 the composition in :mod:`strategy.app`.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad configuration or input.
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or input (a bad flag
+or setting, a state directory or metrics port taken, unusable candle files): then
+stderr holds one line naming the problem.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -22,13 +24,30 @@ from strategy.wire import json_schema
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (the usage itself is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="factorcast", description="Factor-driven signal service for crypto trading."
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", type=Path, help="TOML configuration file")
     common.add_argument("--exposures-out", type=Path, help="exposure table (.csv or .parquet)")
     common.add_argument("--signals-out", type=Path, help="signals as JSON lines")
@@ -41,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--exchange", help="exchange label in signal ids (default: exchange.id)")
 
     run = sub.add_parser("run", parents=[common], help="the main job: live signals")
-    run.add_argument("--max-bars", type=int, help="stop after N live bars")
+    run.add_argument("--max-bars", type=_positive_int, help="stop after N live bars")
     run.add_argument(
         "--exchange", help="a ccxt exchange id: use that exchange, not the embedded one"
     )
@@ -59,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--from-start", action="store_true", help="a new group reads history")
     subscribe.add_argument("--group", default="factorcast-subscribers")
     subscribe.add_argument("--consumer", help="consumer name (stable: resumes its pending)")
-    subscribe.add_argument("--max-messages", type=int, help="stop after N signals")
+    subscribe.add_argument("--max-messages", type=_positive_int, help="stop after N signals")
 
     sub.add_parser("schema", help="print the JSON Schema of factorcast.signal/1")
     return parser
@@ -83,6 +102,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         put("sim", "symbols", args.sim_symbols)
         put("sim", "speed", args.sim_speed)
         put("sim", "data", args.sim_data)
+    if args.command == "subscribe":
+        put("redis", "url", args.url)  # checked as redis.url
     return out
 
 

@@ -12,8 +12,17 @@ import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -191,6 +200,33 @@ class RedisSettings(_Section):
         64 * 2**20, ge=0, description="publications held in memory while the spool refuses"
     )
 
+    @field_validator("url")
+    @classmethod
+    def _url_can_work(cls, url: str | None) -> str | None:
+        """What can be told without a network: the scheme, the host, the port's range.
+        (A host that does not resolve, or a server that is down, shows at start.)"""
+        if url is None:
+            return url
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                f"the scheme must be redis://, rediss:// or unix://, not {scheme or 'none'}"
+            )
+        if scheme == "unix":
+            if not parts.path:
+                raise ValueError("unix:// needs the socket's path, e.g. unix:///run/redis.sock")
+            return url
+        try:
+            port = parts.port
+        except ValueError:  # out of 0-65535, or not a number
+            port = -1
+        if port is not None and not 1 <= port <= 65535:
+            raise ValueError("the port must be a number from 1 to 65535")
+        if not parts.hostname:
+            raise ValueError(f"no host in the URL (e.g. {scheme}://127.0.0.1:6379)")
+        return url
+
 
 class MetricsSettings(_Section):
     enabled: bool = True
@@ -198,6 +234,19 @@ class MetricsSettings(_Section):
     port: int = Field(9464, ge=0, le=65535, description="0: any free port")
     per_symbol_exposures: bool | None = Field(
         None, description="factorcast_exposure{symbol,factor}; default: on up to 200 symbols"
+    )
+
+
+class RecordedSettings(_Section):
+    """Recorded candle files (``replay --data``, ``sim.data``)."""
+
+    max_file_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="refuse a candle file larger than this share of the memory available "
+        "at start: a replay takes about 1.2x a csv file's size, 4.4x a feather or "
+        "parquet file's, 4x a json file's (README, replay)",
     )
 
 
@@ -224,6 +273,7 @@ class Settings(BaseSettings):
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
     source: SourceSettings = Field(default_factory=SourceSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
+    recorded: RecordedSettings = Field(default_factory=RecordedSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
@@ -254,7 +304,8 @@ class Settings(BaseSettings):
 
 
 class ConfigError(Exception):
-    """A bad configuration, with a one-line message naming the field."""
+    """A bad configuration, or a start that cannot work (a port or a state directory
+    taken), with a one-line message naming the field: exit code 2."""
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
@@ -283,5 +334,26 @@ def describe_validation_error(e: ValidationError) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     extra = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
     value = err.get("input")
+    if isinstance(value, str):
+        value = _without_password(value)
     shown = f" (got {value!r})" if isinstance(value, str | int | float | bool) else ""
     return f"config error: {field}: {msg}{shown}{extra}"
+
+
+def _without_password(value: str) -> str:
+    """A URL's password (``scheme://user:pw@host``, ``?password=pw``) as ``***``: these
+    messages are printed before logging, and its redaction, is set up."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    if not parts.password and "password=" not in parts.query:
+        return value
+    if parts.password:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == "password" for k, _ in query):
+        hidden = [(k, "***" if k == "password" else v) for k, v in query]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    return parts.geturl()

@@ -15,7 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from adapters.candles import REJECT_REASONS, CandleSeries, Rejection, validate_candles
+from adapters.candles import (
+    REJECT_REASONS,
+    CandleSeries,
+    Rejection,
+    validate_candles,
+)
 from adapters.recorded import (
     CandleDataError,
     load_directory,
@@ -51,6 +56,10 @@ ROWS: list[tuple[int | None, float, float, float, float, float, str | None]] = [
 ]
 GOOD = [r for r in ROWS if r[6] is None]
 EXPECTED = Counter(r[6] for r in ROWS if r[6] is not None)
+# A recorded file's rows are sorted by time first: there, the two rows that arrive
+# out of order become bars (the one below every other opens the series).
+FILE_GOOD = sorted((r for r in ROWS if r[6] in (None, "out_of_order")), key=lambda r: r[0])
+FILE_EXPECTED = Counter(r[6] for r in ROWS if r[6] not in (None, "out_of_order"))
 OHLCV = ("open", "high", "low", "close", "volume")
 
 
@@ -101,16 +110,27 @@ def test_bad_candles_are_rejected_counted_and_logged(tmp_path: Path, fmt: str) -
     assert data.timeframe == "5m"
     assert data.timeframe_ms == S
     assert list(data.series) == ["ETH/BTC"]
-    _assert_bars(data.series["ETH/BTC"], GOOD)
+    _assert_bars(data.series["ETH/BTC"], FILE_GOOD)
     assert np.isnan(data.series["ETH/BTC"].quote_volume).all()  # no quote volume recorded
-    assert data.rejected == EXPECTED
-    assert set(data.rejected) == set(REJECT_REASONS)  # the rows cover every rule
+    assert data.rejected == FILE_EXPECTED
+    # the rows cover every rule but the live one, out_of_order
+    assert set(data.rejected) == set(REJECT_REASONS) - {"out_of_order"}
 
     events = [e for e in logs if e["event"] == "bar_rejected"]
     assert [(e["symbol"], e["ts"], e["reason"]) for e in events] == [
-        ("ETH/BTC", r[0], r[6]) for r in ROWS if r[6] is not None
+        ("ETH/BTC", r[0], r[6]) for r in ROWS if r[6] in FILE_EXPECTED
     ]
     assert all(e["log_level"] == "warning" for e in events)
+    assert [e["file"] for e in logs if e["event"] == "rows_sorted"] == [
+        str(tmp_path / f"ETH_BTC-5m.{fmt}")
+    ]
+
+
+def test_the_live_rule_keeps_input_order() -> None:
+    cols = [[r[i] for r in ROWS] for i in range(6)]
+    series, rejections = validate_candles("X", *cols, timeframe_ms=S)
+    _assert_bars(series, GOOD)
+    assert [r.reason for r in rejections] == [r[6] for r in ROWS if r[6] is not None]
 
 
 @pytest.mark.parametrize("fmt", ["feather", "parquet", "csv"])
@@ -118,8 +138,8 @@ def test_bad_candles_are_rejected_counted_and_logged(tmp_path: Path, fmt: str) -
 def test_integer_ms_time_columns(tmp_path: Path, fmt: str, ts: str) -> None:
     _write(tmp_path, "ETH_BTC-5m", ROWS, fmt, ts=ts)
     data = load_directory(tmp_path)
-    _assert_bars(data.series["ETH/BTC"], GOOD)
-    assert data.rejected == EXPECTED
+    _assert_bars(data.series["ETH/BTC"], FILE_GOOD)
+    assert data.rejected == FILE_EXPECTED
 
 
 def test_csv_iso_dates_with_offsets_naive_and_junk(tmp_path: Path) -> None:
@@ -179,12 +199,27 @@ def test_quote_volume_is_kept_and_checked(tmp_path: Path) -> None:
     assert data.rejected == Counter(negative_volume=1, nan=1)
 
 
-def test_empty_file_gives_an_empty_series(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_file_without_rows_is_a_warning_and_the_others_are_read(tmp_path: Path, fmt: str) -> None:
+    _write(tmp_path, "ETH_BTC-5m", GOOD, "feather")
+    empty = _write(tmp_path, "LTC_BTC-5m", [], fmt)  # a header (a schema) and no rows
+    (tmp_path / "XRP_BTC-5m.csv").write_text("")  # not even a header
+    with capture_logs() as logs:
+        data = load_directory(tmp_path)
+    assert list(data.series) == ["ETH/BTC"]
+    _assert_bars(data.series["ETH/BTC"], GOOD)
+    skipped = [e for e in logs if e["event"] == "file_skipped"]
+    assert [(e["file"], e["reason"], e["log_level"]) for e in skipped] == [
+        (str(empty), "no_rows", "warning"),
+        (str(tmp_path / "XRP_BTC-5m.csv"), "no_rows", "warning"),
+    ]
+
+
+def test_only_files_without_rows_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "ETH_BTC-5m.json").write_text("[]")
     (tmp_path / "LTC_BTC-5m.csv").write_text("date,open,high,low,close,volume\n")
-    data = load_directory(tmp_path)
-    assert {k: len(v) for k, v in data.series.items()} == {"ETH/BTC": 0, "LTC/BTC": 0}
-    assert data.rejected == Counter()
+    with pytest.raises(CandleDataError, match=r"no candles in .*: every 5m file is empty"):
+        load_directory(tmp_path)
 
 
 # --- symbol naming --------------------------------------------------------------------------
@@ -270,7 +305,7 @@ def test_several_timeframes_need_a_choice(tmp_path: Path) -> None:
     assert (five.timeframe, five.timeframe_ms, list(five.series)) == ("5m", S, ["ETH/BTC"])
     hour = load_directory(tmp_path, timeframe="1h")
     assert (hour.timeframe, hour.timeframe_ms) == ("1h", 3_600_000)
-    assert list(hour.series) == ["ETH/BTC", "LTC/BTC"]
+    assert list(hour.series) == ["ETH/BTC"]  # LTC/BTC's file has no rows
     _assert_bars(hour.series["ETH/BTC"], hourly)
     assert hour.rejected == Counter()
 
@@ -476,3 +511,17 @@ def test_property_output_is_the_good_rows_strictly_increasing(
     assert set(reasons) <= set(REJECT_REASONS)
     rejected_ts = [t for i, (t, _) in enumerate(rows) if i not in set(kept)]
     assert [r.ts for r in rejections] == rejected_ts
+
+    # sorted: the same as the rows in time order (stable), with rejections in file order
+    series, rejections = validate_candles(
+        "X", np.array([t for t, _ in rows], dtype=np.int64), *cols, timeframe_ms=S, sort=True
+    )
+    order = sorted(range(len(rows)), key=lambda i: rows[i][0])
+    kept, reasons = _oracle([rows[i] for i in order])
+    assert series.ts.tolist() == [rows[order[i]][0] for i in kept]
+    assert series.volume.tolist() == [rows[order[i]][1]["volume"] for i in kept]
+    by_row = dict(
+        zip((order[i] for i in range(len(rows)) if i not in set(kept)), reasons, strict=True)
+    )
+    assert [r.reason for r in rejections] == [by_row[i] for i in sorted(by_row)]
+    assert "out_of_order" not in by_row.values()
