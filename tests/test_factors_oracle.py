@@ -149,7 +149,7 @@ def test_cap_weighting_and_supply_match_oracle(shared_data: Path, candles: pd.Da
 
 def test_replay_cli_output_equals_oracle(replay_run: dict[str, Any], candles: pd.DataFrame) -> None:
     """What `factorcast replay --exposures-out` writes is FACTORS.md."""
-    exp = replay_run["exposures"]
+    exp = replay_run["exposures"].copy()  # the session's frame is shared: leave it whole
     from factors import REASON_LABELS
 
     codes = {label: i for i, label in enumerate(REASON_LABELS)}
