@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 DATA ?= ../shared/data/bittrex-5m
 
-.PHONY: run test lint typecheck pytest bench replay schema clean system-deps
+.PHONY: run test lint typecheck layers pytest bench replay schema clean system-deps
 
 # Servers the integration tests run for real: redis-server (and redis-benchmark for
 # bench/publish.py), Prometheus with promtool, and tmux (the terminal the live table
@@ -37,8 +37,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy reads `factorcast.*` through a link to the repository root (it does not run the
+# editable install's import hook); its paths therefore start with build/typecheck/.
+TYPECHECK := build/typecheck
 typecheck: $(STAMP)
-	$(BIN)/mypy factors strategy adapters bench
+	@mkdir -p $(TYPECHECK) && ln -sfn ../.. $(TYPECHECK)/factorcast
+	MYPYPATH=$(TYPECHECK):bench $(BIN)/mypy -p factorcast.factors -p factorcast.strategy \
+	  -p factorcast.adapters $(patsubst bench/%.py,-m %,$(wildcard bench/*.py))
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
 
 system-deps:
 	@missing=""; for pair in $(SYSTEM_TOOLS); do \
@@ -52,7 +60,7 @@ system-deps:
 pytest: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck layers pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/replay.py $(ARGS)

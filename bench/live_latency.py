@@ -44,23 +44,23 @@ from typing import Any
 
 import numpy as np
 
-from adapters.binance_sim import BinanceSim, aligned_start_ms, ccxt_config
-from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client
-from adapters.exchange import ExchangeClient, resolve_universe
-from adapters.simmarket import SimulatedMarket
-from factors import FactorModel, FactorParams
-from strategy.config import SignalSettings
-from strategy.engine import Engine, StepResult
-from strategy.publish import WireContext, publication
-from strategy.service import loop_factory, run_pipeline
-from strategy.strategies import Trend
+from factorcast.adapters.exchange.client import ExchangeClient, resolve_universe
+from factorcast.adapters.exchange.source import CcxtSource, FeedTiming, pro_client
+from factorcast.adapters.sim.binance import BinanceSim, aligned_start_ms, ccxt_config
+from factorcast.adapters.sim.market import SimulatedMarket
+from factorcast.factors import FactorModel, FactorParams
+from factorcast.strategy.app.settings import SignalSettings
+from factorcast.strategy.engine import Engine, StepResult
+from factorcast.strategy.publish import WireContext, publication
+from factorcast.strategy.service import loop_factory, run_pipeline
+from factorcast.strategy.strategies import Trend
 
 TF = 60_000
 
 
 def exchange_process(conn: Connection, symbols: int, history: int, cpus: set[int] | None) -> None:
     """The embedded exchange, advanced one bar per ``advance`` command."""
-    from adapters.logsetup import configure_logging
+    from factorcast.adapters.observe.logsetup import configure_logging
 
     configure_logging("warning", "console")
     if cpus:
@@ -275,7 +275,7 @@ def main() -> None:
     ap.add_argument("--no-pin", action="store_true", help="no CPU affinity for either process")
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args()
-    from adapters.logsetup import configure_logging
+    from factorcast.adapters.observe.logsetup import configure_logging
 
     configure_logging(args.log_level, "console")
     cpus = sorted(os.sched_getaffinity(0))

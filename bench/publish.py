@@ -11,7 +11,7 @@ runs and its percentiles pool them.
 
 (a) ``sink``: ``RedisSink.publish`` of one publication per bar, back to back: one
     guarded MULTI/EXEC per publication (per signal XADD with an explicit id + PUBLISH,
-    one HSET of the exposures, a SET; see adapters/redis_sink.py), several in flight.
+    one HSET of the exposures, a SET; see adapters/redis/sink.py), several in flight.
     ``server_us``: Redis's CPU time per publication during (a) (INFO cpu: commands,
     protocol and I/O), the part no client can make faster; ``server_ceiling`` is the
     signals/s a client costing nothing would reach with it.
@@ -51,14 +51,14 @@ import structlog
 from redis.asyncio import Redis
 from redis.utils import HIREDIS_AVAILABLE
 
-from adapters.redis_server import EmbeddedRedis
-from adapters.redis_sink import RedisSink
-from adapters.subscriber import SignalSubscriber
-from factors import CANONICAL
-from factors.registry import VALUE
-from strategy.ports import Publication
-from strategy.publish import WireContext, signal_object
-from strategy.wire import iso_ms, sign
+from factorcast.adapters.redis.server import EmbeddedRedis
+from factorcast.adapters.redis.sink import RedisSink
+from factorcast.adapters.redis.subscriber import SignalSubscriber
+from factorcast.factors import CANONICAL
+from factorcast.factors.registry import VALUE
+from factorcast.strategy.ports import Publication
+from factorcast.strategy.publish import WireContext, signal_object
+from factorcast.strategy.wire import iso_ms, sign
 
 T0 = 1_700_000_040_000
 BAR_MS = 60_000

@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adapters.simmarket import SimulatedMarket
-from factors import CANONICAL, FactorModel, FactorParams
-from strategy.config import SignalSettings
-from strategy.engine import Engine
-from strategy.events import AMEND_BARS, CrossSection, LateBar
-from strategy.strategies import Trend
+from factorcast.adapters.sim.market import SimulatedMarket
+from factorcast.factors import CANONICAL, FactorModel, FactorParams
+from factorcast.strategy.app.settings import SignalSettings
+from factorcast.strategy.engine import Engine
+from factorcast.strategy.events import AMEND_BARS, CrossSection, LateBar
+from factorcast.strategy.strategies import Trend
 
 
 def make_panel(n_symbols: int, n_bars: int, seed: int) -> dict[str, Any]:

@@ -42,17 +42,17 @@ from typing import Any
 import numpy as np
 from live_latency import TF, exchange_process
 
-from adapters.binance_sim import ccxt_config
-from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client
-from adapters.exchange import ExchangeClient, resolve_universe
-from adapters.redis_server import EmbeddedRedis
-from adapters.redis_sink import RedisSink
-from factors import FactorModel, FactorParams
-from strategy.config import SignalSettings, SourceSettings
-from strategy.engine import Engine, StepResult
-from strategy.publish import PublishingOutput, WireContext
-from strategy.service import Output, loop_factory, run_pipeline
-from strategy.strategies import Trend
+from factorcast.adapters.exchange.client import ExchangeClient, resolve_universe
+from factorcast.adapters.exchange.source import CcxtSource, FeedTiming, pro_client
+from factorcast.adapters.redis.server import EmbeddedRedis
+from factorcast.adapters.redis.sink import RedisSink
+from factorcast.adapters.sim.binance import ccxt_config
+from factorcast.factors import FactorModel, FactorParams
+from factorcast.strategy.app.settings import SignalSettings, SourceSettings
+from factorcast.strategy.engine import Engine, StepResult
+from factorcast.strategy.publish import PublishingOutput, WireContext
+from factorcast.strategy.service import Output, loop_factory, run_pipeline
+from factorcast.strategy.strategies import Trend
 
 
 def rss_bytes() -> int:
@@ -234,7 +234,7 @@ def main() -> None:
     ap.add_argument("--no-redis", action="store_true", help="stop at the wire JSON")
     ap.add_argument("--log-level", default="warning")
     args = ap.parse_args()
-    from adapters.logsetup import configure_logging
+    from factorcast.adapters.observe.logsetup import configure_logging
 
     configure_logging(args.log_level, "console")
     cpus = sorted(os.sched_getaffinity(0))

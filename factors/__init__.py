@@ -1,11 +1,11 @@
 """The six-factor model and its analytics: pure numpy, no I/O, no clock."""
 
-from factors.model import FactorModel, FactorSnapshot
-from factors.params import MODEL_VERSION, FactorParams
-from factors.reasons import REASON_LABELS, Reason
-from factors.registry import CANONICAL, REGISTRY, FactorRegistry, FactorSpec
-from factors.rolling import UndoExhausted
-from factors.standardize import standardize
+from factorcast.factors.model import FactorModel, FactorSnapshot
+from factorcast.factors.params import MODEL_VERSION, FactorParams
+from factorcast.factors.reasons import REASON_LABELS, Reason
+from factorcast.factors.registry import CANONICAL, REGISTRY, FactorRegistry, FactorSpec
+from factorcast.factors.rolling import UndoExhausted
+from factorcast.factors.standardize import standardize
 
 __all__ = [
     "CANONICAL",

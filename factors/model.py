@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from factors.params import FactorParams
-from factors.reasons import Reason
-from factors.registry import CANONICAL
-from factors.rolling import LagRing, RollingSums, UndoExhausted
-from factors.standardize import standardize
+from factorcast.factors.params import FactorParams
+from factorcast.factors.reasons import Reason
+from factorcast.factors.registry import CANONICAL
+from factorcast.factors.rolling import LagRing, RollingSums, UndoExhausted
+from factorcast.factors.standardize import standardize
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from factors.params import FactorParams
-from factors.reasons import Reason
+from factorcast.factors.params import FactorParams
+from factorcast.factors.reasons import Reason
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]

@@ -1,11 +1,14 @@
-"""The service: events, the engine pipeline, strategies, the signal module,
-configuration, and the composition root (CLI) that wires adapters in."""
+"""The service core: events, ports, the engine and its pipeline, the integrity gate,
+strategies, the signal module, the wire format and publication.  It imports
+:mod:`factorcast.factors` only.  Its subpackage :mod:`.app` is the composition
+root (the command line, the settings, one module per command), the only code that
+imports adapters; :mod:`.paper` is the paper-trading book."""
 
-from strategy.engine import Engine, StepResult
-from strategy.events import AMEND_BARS, CrossSection, LateBar
-from strategy.ports import MarketSource, Publication, SignalSink
-from strategy.signals import FactorView, SignalBatch, adjust, factor_score
-from strategy.strategies import Decision, Rewindable, Strategy, Trend, load_strategy
+from factorcast.strategy.engine import Engine, StepResult
+from factorcast.strategy.events import AMEND_BARS, CrossSection, LateBar
+from factorcast.strategy.ports import MarketSource, Publication, SignalSink
+from factorcast.strategy.signals import FactorView, SignalBatch, adjust, factor_score
+from factorcast.strategy.strategies import Decision, Rewindable, Strategy, Trend, load_strategy
 
 __all__ = [
     "AMEND_BARS",

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from factors import FactorModel, FactorSnapshot, Reason
-from strategy.events import AMEND_BARS, CrossSection, LateBar
-from strategy.signals import FactorView, SignalBatch, adjust
-from strategy.strategies import Decision, Rewindable, Strategy
+from factorcast.factors import FactorModel, FactorSnapshot, Reason
+from factorcast.strategy.events import AMEND_BARS, CrossSection, LateBar
+from factorcast.strategy.signals import FactorView, SignalBatch, adjust
+from factorcast.strategy.strategies import Decision, Rewindable, Strategy
 
 
 class OutOfOrderError(ValueError):

@@ -1,7 +1,7 @@
 """The small ports through which the engine talks to the outside.
 
 Concrete adapters (ccxt sources, Redis, files, the exchange simulator) live in
-``adapters/`` and are wired in by the composition root (``strategy.cli``).
+``adapters/`` and are wired in by the composition root (``strategy.app.cli``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from strategy.events import CrossSection
+from factorcast.strategy.events import CrossSection
 
 
 @dataclass(frozen=True, slots=True)

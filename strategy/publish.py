@@ -13,12 +13,12 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from factors import REASON_LABELS, FactorSnapshot
-from strategy.actions import ACTION_LABELS
-from strategy.engine import StepResult
-from strategy.ports import Publication, SignalSink
-from strategy.signals import reason_labels
-from strategy.wire import SCHEMA_ID, iso_ms, sign
+from factorcast.factors import REASON_LABELS, FactorSnapshot
+from factorcast.strategy.actions import ACTION_LABELS
+from factorcast.strategy.engine import StepResult
+from factorcast.strategy.ports import Publication, SignalSink
+from factorcast.strategy.signals import reason_labels
+from factorcast.strategy.wire import SCHEMA_ID, iso_ms, sign
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,9 @@ from typing import Literal, Protocol
 
 import structlog
 
-from strategy.engine import Engine, StepResult
-from strategy.events import CrossSection
-from strategy.ports import MarketSource
+from factorcast.strategy.engine import Engine, StepResult
+from factorcast.strategy.events import CrossSection
+from factorcast.strategy.ports import MarketSource
 
 log = structlog.get_logger(__name__)
 

@@ -19,8 +19,8 @@ from enum import IntFlag
 import numpy as np
 from numpy.typing import NDArray
 
-from strategy.actions import BUY, HOLD, SELL
-from strategy.strategies import Decision
+from factorcast.strategy.actions import BUY, HOLD, SELL
+from factorcast.strategy.strategies import Decision
 
 FloatArray = NDArray[np.float64]
 ActionArray = NDArray[np.int8]

@@ -22,9 +22,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-from factors import FactorSnapshot
-from strategy.actions import BUY, HOLD, SELL
-from strategy.events import CrossSection
+from factorcast.factors import FactorSnapshot
+from factorcast.strategy.actions import BUY, HOLD, SELL
+from factorcast.strategy.events import CrossSection
 
 FloatArray = NDArray[np.float64]
 

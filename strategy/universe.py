@@ -3,7 +3,7 @@
 With ``exchange.top_by_volume`` the universe is the exchange's top N markets by
 volume, and it is resolved again every ``exchange.refresh_universe_s``.  When it
 differs, the run follows the new one from the bar after the last one it published
-(``strategy.app.run_live``): a new source, warmed up from REST history like a
+(``strategy.app.run``): a new source, warmed up from REST history like a
 service started then, a new engine, new wire context; the sink and the file
 outputs go on.  These are the pieces that carry over.
 """
@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from strategy.engine import StepResult
-from strategy.publish import WireContext
+from factorcast.strategy.engine import StepResult
+from factorcast.strategy.publish import WireContext
 
 log = structlog.get_logger(__name__)
 
@@ -31,8 +31,8 @@ class Following:
     """What the run follows now; a new universe replaces both.  The metrics' clock
     and the health endpoint's readiness ask whichever is current."""
 
-    source: Any  # adapters.ccxt_source.CcxtSource
-    telemetry: Any = None  # adapters.telemetry.Telemetry
+    source: Any  # adapters.exchange.source.CcxtSource
+    telemetry: Any = None  # adapters.observe.telemetry.Telemetry
 
     def clock(self) -> float:
         """The exchange's time, in seconds."""

@@ -23,7 +23,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-FACTORCAST = [sys.executable, "-m", "strategy.cli"]
+FACTORCAST = [sys.executable, "-m", "factorcast.strategy.app"]
 
 
 def factorcast(

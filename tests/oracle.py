@@ -46,9 +46,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from factors.params import FactorParams
-from factors.reasons import Reason
-from factors.registry import CANONICAL, LIQUIDITY, MARKET, MOMENTUM, SIZE, VALUE, VOLATILITY
+from factorcast.factors.params import FactorParams
+from factorcast.factors.reasons import Reason
+from factorcast.factors.registry import (
+    CANONICAL,
+    LIQUIDITY,
+    MARKET,
+    MOMENTUM,
+    SIZE,
+    VALUE,
+    VOLATILITY,
+)
 
 OUTPUT_COLUMNS = ("timestamp", "symbol", "factor", "raw", "exposure", "reason")
 

@@ -9,9 +9,9 @@ from typing import Any
 import ccxt.pro
 import pytest
 
-from adapters.binance_klines import BinanceKlines
-from adapters.candles import NAN
-from adapters.gate import ACCEPTED, CandleGate
+from factorcast.adapters.exchange.binance_klines import BinanceKlines
+from factorcast.strategy.candles import NAN
+from factorcast.strategy.gate import ACCEPTED, CandleGate
 
 T = 1_700_000_040_000
 #: the reader, what it handed on, and what it left to ccxt's own handler

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factors import CANONICAL, FactorParams
-from strategy.wire import Signal
+from factorcast.factors import CANONICAL, FactorParams
+from factorcast.strategy.wire import Signal
 from tests.conftest import factorcast
 
 

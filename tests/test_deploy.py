@@ -4,7 +4,7 @@
   when they should (``promtool test rules``), and every dashboard expression parses
   as PromQL;
 - every ``factorcast_*`` name used by an alert or a dashboard panel is a series that
-  :class:`adapters.metrics.Metrics` exposes;
+  :class:`factorcast.adapters.observe.metrics.Metrics` exposes;
 - the compose file, the k8s manifests and the Grafana provisioning parse and point
   at each other (ports, paths, the datasource uid, secret references).
 
@@ -28,7 +28,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.metrics import Metrics
+from factorcast.adapters.observe.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -539,7 +539,8 @@ def test_dockerfile_builds_what_pyproject_packages() -> None:
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.MULTILINE)
     copied = set(re.findall(r"^COPY\s+(?!--)(.+?)\s+\S+$", text, re.MULTILINE))
     sources = {s.rstrip("/") for line in copied for s in line.split()}
-    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    # the folders that install as factorcast.<folder>
+    packages = {p.split(".")[1] for p in project["tool"]["setuptools"]["packages"]}
     assert packages | {"pyproject.toml", project["project"]["readme"]} <= sources
     assert "factorcast" in project["project"]["scripts"]
     assert re.search(r"^USER\s+(?!0\b|root\b)\S+", text, re.MULTILINE)

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adapters.recorded import load_directory
-from adapters.replay import Panel
-from factors import CANONICAL, FactorModel, FactorParams
+from factorcast.adapters.files.recorded import load_directory
+from factorcast.adapters.files.replay import Panel
+from factorcast.factors import CANONICAL, FactorModel, FactorParams
 from tests.oracle import oracle_exposures
 
 TOL = 1e-9
@@ -78,7 +78,7 @@ def model_exposures(directory: Path, params: FactorParams, supply: Any = None) -
 
 
 def compare(ours: pd.DataFrame, oracle: pd.DataFrame) -> None:
-    from factors import REASON_LABELS
+    from factorcast.factors import REASON_LABELS
 
     ours = ours.assign(reason=np.array(REASON_LABELS)[ours.pop("reason_code")])
     key = ["timestamp", "symbol", "factor"]
@@ -150,7 +150,7 @@ def test_cap_weighting_and_supply_match_oracle(shared_data: Path, candles: pd.Da
 def test_replay_cli_output_equals_oracle(replay_run: dict[str, Any], candles: pd.DataFrame) -> None:
     """What `factorcast replay --exposures-out` writes is FACTORS.md."""
     exp = replay_run["exposures"].copy()  # the session's frame is shared: leave it whole
-    from factors import REASON_LABELS
+    from factorcast.factors import REASON_LABELS
 
     codes = {label: i for i, label in enumerate(REASON_LABELS)}
     ours = exp.assign(reason_code=exp.pop("reason").map(codes))

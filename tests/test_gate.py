@@ -9,8 +9,9 @@ import numpy as np
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from adapters.candles import validate_candles
-from adapters.gate import (
+from factorcast.strategy.candles import validate_candles
+from factorcast.strategy.events import LateBar
+from factorcast.strategy.gate import (
     ACCEPTED,
     CONFLICT,
     DUPLICATE,
@@ -20,7 +21,6 @@ from adapters.gate import (
     Gap,
     row_problem,
 )
-from strategy.events import LateBar
 
 TF = 60_000
 

@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from factors import CANONICAL, FactorModel, FactorParams, FactorSnapshot, Reason
-from factors.registry import LIQUIDITY, VOLATILITY
-from strategy.config import SignalSettings
-from strategy.engine import Engine, StepResult
-from strategy.events import AMEND_BARS, CrossSection, LateBar
-from strategy.strategies import Decision, Trend
+from factorcast.factors import CANONICAL, FactorModel, FactorParams, FactorSnapshot, Reason
+from factorcast.factors.registry import LIQUIDITY, VOLATILITY
+from factorcast.strategy.app.settings import SignalSettings
+from factorcast.strategy.engine import Engine, StepResult
+from factorcast.strategy.events import AMEND_BARS, CrossSection, LateBar
+from factorcast.strategy.strategies import Decision, Trend
 
 TF = 300_000
 T0 = 1_600_000_000_000 - 1_600_000_000_000 % TF

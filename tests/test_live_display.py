@@ -1,4 +1,4 @@
-"""The live table of ``factorcast run`` (adapters.console.LiveDisplay) with log events
+"""The live table of ``factorcast run`` (adapters.observe.console.LiveDisplay) with log events
 arriving while it is drawn: what a terminal shows, replayed from the bytes written.
 
 The console is a rich Console on a StringIO that claims to be a terminal (CI has no
@@ -17,15 +17,15 @@ import pytest
 import structlog
 from rich.console import Console
 
-from adapters import terminal_log
-from adapters.console import LiveDisplay, ReplayProgress
-from adapters.logsetup import configure_logging
-from adapters.simmarket import SimulatedMarket
-from factors import FactorModel, FactorParams
-from strategy.config import SignalSettings
-from strategy.engine import Engine, StepResult
-from strategy.events import CrossSection
-from strategy.strategies import Trend
+from factorcast.adapters.observe import terminal_log
+from factorcast.adapters.observe.console import LiveDisplay, ReplayProgress
+from factorcast.adapters.observe.logsetup import configure_logging
+from factorcast.adapters.sim.market import SimulatedMarket
+from factorcast.factors import FactorModel, FactorParams
+from factorcast.strategy.app.settings import SignalSettings
+from factorcast.strategy.engine import Engine, StepResult
+from factorcast.strategy.events import CrossSection
+from factorcast.strategy.strategies import Trend
 
 N = 8
 SYMBOLS = tuple(f"S{i}/USDT" for i in range(N))

@@ -18,9 +18,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from factors.params import FactorParams
-from factors.reasons import Reason
-from factors.registry import CANONICAL, LIQUIDITY, MARKET, MOMENTUM, SIZE, VALUE, VOLATILITY
+from factorcast.factors.params import FactorParams
+from factorcast.factors.reasons import Reason
+from factorcast.factors.registry import (
+    CANONICAL,
+    LIQUIDITY,
+    MARKET,
+    MOMENTUM,
+    SIZE,
+    VALUE,
+    VOLATILITY,
+)
 from tests.oracle import BITTREX_DIR, BITTREX_TIMEFRAME_MS, load_bittrex, oracle_exposures
 
 TF = BITTREX_TIMEFRAME_MS

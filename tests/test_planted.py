@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-from adapters.simmarket import SimulatedMarket
-from factors import CANONICAL, FactorModel
-from factors.registry import LIQUIDITY, MARKET, SIZE, VOLATILITY
+from factorcast.adapters.sim.market import SimulatedMarket
+from factorcast.factors import CANONICAL, FactorModel
+from factorcast.factors.registry import LIQUIDITY, MARKET, SIZE, VOLATILITY
 
 
 def average_exposures(market: SimulatedMarket, bars: int, supply: bool = False) -> np.ndarray:

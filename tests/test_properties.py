@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from factors import CANONICAL, FactorModel, FactorParams, UndoExhausted, standardize
-from factors.registry import MARKET, MOMENTUM, VALUE, VOLATILITY
+from factorcast.factors import CANONICAL, FactorModel, FactorParams, UndoExhausted, standardize
+from factorcast.factors.registry import MARKET, MOMENTUM, VALUE, VOLATILITY
 
 SMALL = FactorParams(
     beta_window=12,

@@ -11,15 +11,15 @@ import numpy as np
 import orjson
 import pytest
 
-from adapters.simmarket import SimulatedMarket
-from factors import REASON_LABELS, FactorModel, FactorParams
-from strategy.config import SignalSettings
-from strategy.engine import Engine, StepResult
-from strategy.events import CrossSection
-from strategy.publish import WireContext, _templates, publication
-from strategy.signals import reason_labels
-from strategy.strategies import Trend
-from strategy.wire import Signal, iso_ms, verify
+from factorcast.adapters.sim.market import SimulatedMarket
+from factorcast.factors import REASON_LABELS, FactorModel, FactorParams
+from factorcast.strategy.app.settings import SignalSettings
+from factorcast.strategy.engine import Engine, StepResult
+from factorcast.strategy.events import CrossSection
+from factorcast.strategy.publish import WireContext, _templates, publication
+from factorcast.strategy.signals import reason_labels
+from factorcast.strategy.strategies import Trend
+from factorcast.strategy.wire import Signal, iso_ms, verify
 
 N = 12
 LABELS = {-1: "sell", 0: "hold", 1: "buy"}

@@ -15,18 +15,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from adapters.candles import (
+from factorcast.adapters.files.recorded import (
+    CandleDataError,
+    load_directory,
+    symbol_from_filename,
+)
+from factorcast.strategy.candles import (
     REJECT_REASONS,
     CandleSeries,
     Rejection,
     validate_candles,
 )
-from adapters.recorded import (
-    CandleDataError,
-    load_directory,
-    symbol_from_filename,
-    timeframe_to_ms,
-)
+from factorcast.strategy.timeframes import timeframe_ms
 
 SHARED = Path("/work/shared/data/bittrex-5m")
 S = 300_000  # 5m in ms
@@ -281,16 +281,16 @@ def test_directory_symbols_spot_and_futures_and_skipped_files(tmp_path: Path) ->
         ("1w", 604_800_000),
     ],
 )
-def test_timeframe_to_ms(tf: str, ms: int) -> None:
-    assert timeframe_to_ms(tf) == ms
+def test_timeframe_ms(tf: str, ms: int) -> None:
+    assert timeframe_ms(tf) == ms
 
 
 @pytest.mark.parametrize(
     "junk", ["", "5", "m", "0m", "05m", "-1m", "1.5h", "5min", " 5m", "1M", "1y"]
 )
-def test_timeframe_to_ms_rejects_junk(junk: str) -> None:
+def test_timeframe_ms_rejects_junk(junk: str) -> None:
     with pytest.raises(ValueError, match="invalid timeframe"):
-        timeframe_to_ms(junk)
+        timeframe_ms(junk)
 
 
 def test_several_timeframes_need_a_choice(tmp_path: Path) -> None:
@@ -324,7 +324,7 @@ def test_bars_off_the_timeframe_grid_are_rejected(tmp_path: Path) -> None:
 
 
 def test_weekly_bars_open_on_mondays() -> None:
-    week = timeframe_to_ms("1w")
+    week = timeframe_ms("1w")
     monday = int(pd.Timestamp("2024-01-01", tz="UTC").value // 1_000_000)
     thursday = int(pd.Timestamp("2024-01-04", tz="UTC").value // 1_000_000)
     assert thursday % week == 0  # the epoch was a Thursday

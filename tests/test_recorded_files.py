@@ -12,16 +12,16 @@ import pandas as pd
 import pytest
 from structlog.testing import capture_logs
 
-from adapters.candle_files import available_memory, check_size
-from adapters.candles import Rejection, Spacing, time_spacing, validate_candles
-from adapters.recorded import (
+from factorcast.adapters.files.candle_files import available_memory, check_size
+from factorcast.adapters.files.recorded import (
     MIN_GAPS_JUDGED,
     CandleDataError,
     CandleFileTooLarge,
     SizeLimit,
     load_directory,
-    timeframe_to_ms,
 )
+from factorcast.strategy.candles import Rejection, Spacing, time_spacing, validate_candles
+from factorcast.strategy.timeframes import timeframe_ms
 from tests.test_recorded import FORMATS, NAN, OHLCV, T0, S, _assert_bars, _write
 
 
@@ -63,7 +63,7 @@ def test_a_file_whose_bars_contradict_its_timeframe_is_an_error(
     tmp_path: Path, fmt: str, tf: str, step: int, apart: str
 ) -> None:
     start = T0 // 86_400_000 * 86_400_000  # on every grid
-    _write(tmp_path, f"AAA_BTC-{tf}", _steady(30, timeframe_to_ms(tf), start), fmt)  # fine
+    _write(tmp_path, f"AAA_BTC-{tf}", _steady(30, timeframe_ms(tf), start), fmt)  # fine
     path = _write(tmp_path, f"ETH_BTC-{tf}", _steady(MIN_GAPS_JUDGED + 1, step, start), fmt)
     with pytest.raises(CandleDataError) as info:
         load_directory(tmp_path)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from factors import CANONICAL, REGISTRY, FactorParams, FactorSpec
-from factors.registry import canonical_registry
+from factorcast.factors import CANONICAL, REGISTRY, FactorParams, FactorSpec
+from factorcast.factors.registry import canonical_registry
 
 
 def test_canonical_names_and_order() -> None:

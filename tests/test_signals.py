@@ -12,11 +12,11 @@ import math
 import numpy as np
 import pytest
 
-from factors import CANONICAL
-from strategy.actions import BUY, HOLD, SELL
-from strategy.config import SignalSettings
-from strategy.signals import adjust, factor_score, reason_labels
-from strategy.strategies import Decision
+from factorcast.factors import CANONICAL
+from factorcast.strategy.actions import BUY, HOLD, SELL
+from factorcast.strategy.app.settings import SignalSettings
+from factorcast.strategy.signals import adjust, factor_score, reason_labels
+from factorcast.strategy.strategies import Decision
 
 NAN = math.nan
 # exposures (market, size, value, momentum, volatility, liquidity) and their score

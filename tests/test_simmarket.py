@@ -15,7 +15,7 @@ import pytest
 from numpy.typing import NDArray
 from scipy.stats import spearmanr
 
-from adapters.simmarket import DEFAULT_START_MS, SimBars, SimulatedMarket
+from factorcast.adapters.sim.market import DEFAULT_START_MS, SimBars, SimulatedMarket
 
 FIELDS = ("open", "high", "low", "close", "volume", "quote_volume")
 N, T = 50, 3_000

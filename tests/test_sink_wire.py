@@ -7,9 +7,9 @@ import hiredis
 import orjson
 import pytest
 
-from adapters.resp import command
-from adapters.sink_wire import Keys, decode_publication, encode_publication, transaction
-from strategy.ports import Publication
+from factorcast.adapters.redis.resp import command
+from factorcast.adapters.redis.wire import Keys, decode_publication, encode_publication, transaction
+from factorcast.strategy.ports import Publication
 
 
 def publication(n: int, bar_ts: int = 1_700_000_040_000) -> Publication:

@@ -1,4 +1,4 @@
-"""The log's terminal path (adapters.terminal_log): floods collapsed into one line with
+"""The log's terminal path (adapters.observe.terminal_log): floods collapsed into one line with
 a count, nothing held back past a window or past shutdown, and the JSON path untouched."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import structlog
 
-from adapters import terminal_log
-from adapters.logsetup import configure_logging
-from adapters.terminal_log import FloodCollapser, TerminalLog
+from factorcast.adapters.observe import terminal_log
+from factorcast.adapters.observe.logsetup import configure_logging
+from factorcast.adapters.observe.terminal_log import FloodCollapser, TerminalLog
 
 SYMBOLS = [f"S{i:02d}/USDT" for i in range(12)]
 

@@ -28,11 +28,11 @@ def test_run_in_a_terminal_shows_one_table_under_its_log(tmp_path: Path) -> None
     env |= {
         "FACTORCAST_STATE_DIR": str(tmp_path / "state"),
         "FACTORCAST_METRICS__PORT": "0",
-        "PYTHONPATH": str(REPO),
         "TERM": "xterm-256color",
     }
     command = (
-        f"cd {REPO} && {sys.executable} -m strategy.cli run --max-bars 25; echo EXIT=$?; sleep 60"
+        f"cd {REPO} && {sys.executable} -m factorcast.strategy.app run --max-bars 25; "
+        "echo EXIT=$?; sleep 60"
     )
     tmux = ["tmux", "-L", socket, "-f", str(conf)]
     subprocess.run(

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factors import FactorModel
-from strategy.actions import BUY, HOLD, SELL
-from strategy.events import CrossSection
-from strategy.strategies import Trend, load_strategy
+from factorcast.factors import FactorModel
+from factorcast.strategy.actions import BUY, HOLD, SELL
+from factorcast.strategy.events import CrossSection
+from factorcast.strategy.strategies import Trend, load_strategy
 
 
 def test_trend_matches_pandas_ewm_with_missing_bars() -> None:
@@ -58,11 +58,11 @@ def test_trend_matches_pandas_ewm_with_missing_bars() -> None:
 
 def test_load_strategy_by_name_and_dotted_path() -> None:
     assert isinstance(load_strategy("trend", ["A"], {}), Trend)
-    s = load_strategy("strategy.strategies:Trend", ["A", "B"], {"fast": 5, "slow": 10})
+    s = load_strategy("factorcast.strategy.strategies:Trend", ["A", "B"], {"fast": 5, "slow": 10})
     assert isinstance(s, Trend) and s.slow == 10
-    s = load_strategy("strategy.strategies.Trend", ["A"], {})
+    s = load_strategy("factorcast.strategy.strategies.Trend", ["A"], {})
     assert isinstance(s, Trend)
     with pytest.raises(ValueError, match="cannot load strategy"):
-        load_strategy("strategy.strategies:Nope", ["A"], {})
+        load_strategy("factorcast.strategy.strategies:Nope", ["A"], {})
     with pytest.raises(ValueError, match="neither built-in"):
         load_strategy("nope", ["A"], {})

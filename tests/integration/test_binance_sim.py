@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from ccxt.base import errors
 
-from adapters.binance_sim import (
+from factorcast.adapters.sim.binance import (
     Bars,
     BinanceSim,
     Candles,

@@ -21,18 +21,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters.binance_sim import BinanceSim, retime
-from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client
-from adapters.exchange import Backoff, ExchangeClient, resolve_universe
-from adapters.gate import TOO_LATE
-from adapters.recorded import load_directory
-from adapters.replay import Panel
-from factors import FactorModel, FactorParams, Reason
-from strategy.config import SignalSettings
-from strategy.engine import Engine, StepResult
-from strategy.events import LateBar
-from strategy.service import run_pipeline
-from strategy.strategies import Trend
+from factorcast.adapters.exchange.client import Backoff, ExchangeClient, resolve_universe
+from factorcast.adapters.exchange.source import CcxtSource, FeedTiming, pro_client
+from factorcast.adapters.files.recorded import load_directory
+from factorcast.adapters.files.replay import Panel
+from factorcast.adapters.sim.binance import BinanceSim, retime
+from factorcast.factors import FactorModel, FactorParams, Reason
+from factorcast.strategy.app.settings import SignalSettings
+from factorcast.strategy.engine import Engine, StepResult
+from factorcast.strategy.events import LateBar
+from factorcast.strategy.gate import TOO_LATE
+from factorcast.strategy.service import run_pipeline
+from factorcast.strategy.strategies import Trend
 
 pytestmark = pytest.mark.integration
 

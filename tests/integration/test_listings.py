@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from adapters.binance_sim import BinanceSim, PanelFeed, aligned_start_ms
-from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client
-from adapters.exchange import Backoff, ExchangeClient, FeedError, resolve_universe
-from strategy.events import CrossSection
+from factorcast.adapters.exchange.client import Backoff, ExchangeClient, FeedError, resolve_universe
+from factorcast.adapters.exchange.source import CcxtSource, FeedTiming, pro_client
+from factorcast.adapters.sim.binance import BinanceSim, PanelFeed, aligned_start_ms
+from factorcast.strategy.events import CrossSection
 
 pytestmark = pytest.mark.integration
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from adapters.binance_sim import BinanceSim, aligned_start_ms
-from adapters.ccxt_source import CcxtSource, FeedTiming, pro_client
-from adapters.exchange import Backoff, ExchangeClient, resolve_universe
-from adapters.simmarket import SimulatedMarket
-from strategy.events import CrossSection
+from factorcast.adapters.exchange.client import Backoff, ExchangeClient, resolve_universe
+from factorcast.adapters.exchange.source import CcxtSource, FeedTiming, pro_client
+from factorcast.adapters.sim.binance import BinanceSim, aligned_start_ms
+from factorcast.adapters.sim.market import SimulatedMarket
+from factorcast.strategy.events import CrossSection
 
 pytestmark = pytest.mark.integration
 

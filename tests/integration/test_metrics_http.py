@@ -23,9 +23,9 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters.http import DEFAULT_HOST, DEFAULT_PORT, MetricsServer, Readiness
-from adapters.metrics import Metrics
-from factors import CANONICAL
+from factorcast.adapters.observe.http import DEFAULT_HOST, DEFAULT_PORT, MetricsServer, Readiness
+from factorcast.adapters.observe.metrics import Metrics
+from factorcast.factors import CANONICAL
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from factors.registry import MARKET
+from factorcast.factors.registry import MARKET
 from tests.conftest import factorcast
 
 pytestmark = pytest.mark.integration

@@ -73,7 +73,7 @@ def service() -> Iterator[str]:
         }
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "strategy.cli", "run", "--quiet"],
+        [sys.executable, "-m", "factorcast.strategy.app", "run", "--quiet"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,

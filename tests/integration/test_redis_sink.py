@@ -26,11 +26,11 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from adapters.redis_server import EmbeddedRedis, RedisServerError, find_redis_server
-from adapters.redis_sink import RedisSink, SinkUnavailable, encode_publication
-from adapters.spool import Spool, SpoolError
-from factors.registry import MARKET
-from strategy.ports import Publication
+from factorcast.adapters.redis.server import EmbeddedRedis, RedisServerError, find_redis_server
+from factorcast.adapters.redis.sink import RedisSink, SinkUnavailable, encode_publication
+from factorcast.adapters.redis.spool import Spool, SpoolError
+from factorcast.factors.registry import MARKET
+from factorcast.strategy.ports import Publication
 
 pytestmark = pytest.mark.integration
 

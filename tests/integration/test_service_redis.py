@@ -21,10 +21,10 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from adapters.redis_server import EmbeddedRedis
-from adapters.sink_wire import decode_publication
-from adapters.spool import Spool
-from strategy.wire import Signal, verify
+from factorcast.adapters.redis.server import EmbeddedRedis
+from factorcast.adapters.redis.spool import Spool
+from factorcast.adapters.redis.wire import decode_publication
+from factorcast.strategy.wire import Signal, verify
 from tests.conftest import factorcast
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ class Service:
         full = {k: v for k, v in os.environ.items() if not k.startswith("FACTORCAST_")}
         full.update({"FACTORCAST_METRICS__PORT": "0", **BASE_ENV, **env})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "strategy.cli", "run", "--quiet", *args],
+            [sys.executable, "-m", "factorcast.strategy.app", "run", "--quiet", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

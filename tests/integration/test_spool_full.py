@@ -26,11 +26,11 @@ import pytest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from adapters.metrics import Metrics
-from adapters.redis_server import EmbeddedRedis
-from adapters.redis_sink import RedisSink, encode_publication
-from adapters.spool import Spool, SpoolError
-from adapters.telemetry import Telemetry
+from factorcast.adapters.observe.metrics import Metrics
+from factorcast.adapters.observe.telemetry import Telemetry
+from factorcast.adapters.redis.server import EmbeddedRedis
+from factorcast.adapters.redis.sink import RedisSink, encode_publication
+from factorcast.adapters.redis.spool import Spool, SpoolError
 from tests.integration.test_redis_sink import (
     BAR_MS,
     SYMBOLS,

@@ -1,0 +1,7 @@
+"""Analytics over the factor model (ANALYTICS.md): factor returns, factor health,
+the risk model, portfolio exposures, risk attribution, regression, tilt words,
+the scanner and the tilt optimizer.  Pure: arrays in, arrays out, one bar at a
+time, the same code live and offline.
+"""
+
+__all__: list[str] = []

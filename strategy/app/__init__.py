@@ -1,0 +1,8 @@
+"""The composition root: the command line, the settings, and one module per command
+(:mod:`.run`, :mod:`.replay`, :mod:`.subscribe`) wiring concrete adapters into the
+core through its ports.  The only package that imports :mod:`factorcast.adapters`.
+"""
+
+from factorcast.strategy.app.cli import main
+
+__all__ = ["main"]
