@@ -1,14 +1,34 @@
-"""Parameters of the six-factor model, with the defaults of FACTORS.md."""
+"""Parameters of the six-factor model, with the defaults of FACTORS.md.
+
+:class:`FactorParams` is the one declaration of the fields, their defaults and
+their bounds.  The bounds are ``annotated_types`` constraints in ``Annotated``
+types: metadata that :meth:`FactorParams.__post_init__` enforces here, and that
+pydantic reads where the settings validate the ``factors`` section through this
+dataclass (``strategy/app/settings.py``), so a bad value there is an error naming
+the field (``factors.beta_window``).  The rules between fields (a ``min_obs``
+within its window, ``value_lag`` beyond ``momentum_lag``) live in
+``__post_init__`` only, and read the same bounds.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass, fields
+from typing import Annotated, Literal, cast, get_args, get_origin, get_type_hints
+
+from annotated_types import Ge, Gt
 
 Weighting = Literal["equal", "adv", "cap"]
 Scaling = Literal["zscore", "rank"]
+
+#: Valid observations a rolling statistic needs at the least (a sample variance needs 2).
+MinObs = Annotated[int, Ge(2)]
+#: A rolling window in bars: it must be able to hold ``min_obs`` observations.
+Window = Annotated[int, Ge(2)]
+#: A lag in bars.
+Lag = Annotated[int, Ge(1)]
+Positive = Annotated[float, Gt(0)]
 
 #: Version of the factor definitions (FACTORS.md v1).  Part of every ``model`` tag.
 MODEL_VERSION = "fc6-v1"
@@ -16,48 +36,48 @@ MODEL_VERSION = "fc6-v1"
 
 @dataclass(frozen=True, slots=True)
 class FactorParams:
-    """Windows, lags and thresholds in bars of the configured timeframe."""
+    """Windows, lags and thresholds in bars of the configured timeframe.
 
-    beta_window: int = 252
-    beta_min_obs: int = 100
-    size_window: int = 252
-    size_min_obs: int = 100
-    momentum_lag: int = 63
-    value_lag: int = 252
-    volatility_window: int = 21
-    volatility_min_obs: int = 20
-    liquidity_window: int = 21
-    liquidity_min_obs: int = 20
+    Each ``<name>_min_obs`` belongs to the window ``<name>_window``.
+    """
+
+    beta_window: Window = 252
+    beta_min_obs: MinObs = 100
+    size_window: Window = 252
+    size_min_obs: MinObs = 100
+    momentum_lag: Lag = 63
+    value_lag: Lag = 252
+    volatility_window: Window = 21
+    volatility_min_obs: MinObs = 20
+    liquidity_window: Window = 21
+    liquidity_min_obs: MinObs = 20
     weighting: Weighting = "equal"
     scaling: Scaling = "zscore"
     #: Winsorization half-width in robust standard deviations (``k * 1.4826 * MAD``).
-    winsor_k: float = 3.0
+    winsor_k: Positive = 3.0
     #: Final clip of standardized exposures, ``[-clip, clip]``.
-    clip: float = 3.0
+    clip: Positive = 3.0
 
     def __post_init__(self) -> None:
-        for name in (
-            "beta_window",
-            "size_window",
-            "momentum_lag",
-            "value_lag",
-            "volatility_window",
-            "liquidity_window",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        for window, min_obs in (
-            ("beta_window", "beta_min_obs"),
-            ("size_window", "size_min_obs"),
-            ("volatility_window", "volatility_min_obs"),
-            ("liquidity_window", "liquidity_min_obs"),
-        ):
-            if not 2 <= getattr(self, min_obs) <= getattr(self, window):
-                raise ValueError(f"{min_obs} must be between 2 and {window}")
+        for name, (choices, bounds) in _CONSTRAINTS.items():
+            value = getattr(self, name)
+            if choices and value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}")
+            for bound in bounds:
+                if not _within(value, bound):
+                    raise ValueError(f"{name} must be {_describe(bound)}, got {value!r}")
+        for min_obs, window in _MIN_OBS_WINDOWS:
+            low = _lower_bound(min_obs)
+            if not low <= getattr(self, min_obs) <= getattr(self, window):
+                raise ValueError(
+                    f"{min_obs} must be between {low} and {window} ({getattr(self, window)}),"
+                    f" got {getattr(self, min_obs)}"
+                )
         if self.value_lag <= self.momentum_lag:
-            raise ValueError("value_lag must be greater than momentum_lag")
-        if self.winsor_k <= 0 or self.clip <= 0:
-            raise ValueError("winsor_k and clip must be positive")
+            raise ValueError(
+                f"value_lag ({self.value_lag}) must be greater than"
+                f" momentum_lag ({self.momentum_lag})"
+            )
 
     @property
     def history_bars(self) -> int:
@@ -75,3 +95,45 @@ class FactorParams:
         """Model version plus a short hash of these parameters: the wire ``model`` field."""
         blob = json.dumps(asdict(self), sort_keys=True).encode()
         return f"{MODEL_VERSION}+{hashlib.sha256(blob).hexdigest()[:10]}"
+
+
+# -- the constraints, read from the annotations once ----------------------------------
+
+_Bound = Ge | Gt
+
+
+def _read_constraints() -> dict[str, tuple[tuple[object, ...], tuple[_Bound, ...]]]:
+    """Per field: the allowed values of a ``Literal`` and the ``Ge``/``Gt`` bounds."""
+    hints = get_type_hints(FactorParams, include_extras=True)
+    out = {}
+    for f in fields(FactorParams):
+        hint = hints[f.name]
+        bounds = tuple(m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Ge | Gt))
+        choices = get_args(hint) if get_origin(hint) is Literal else ()
+        out[f.name] = (choices, bounds)
+    return out
+
+
+def _within(value: float, bound: _Bound) -> bool:
+    # annotated_types types a bound as what the value compares with: here, numbers
+    if isinstance(bound, Ge):
+        return value >= cast(float, bound.ge)
+    return value > cast(float, bound.gt)
+
+
+def _describe(bound: _Bound) -> str:
+    return f">= {bound.ge}" if isinstance(bound, Ge) else f"> {bound.gt}"
+
+
+def _lower_bound(name: str) -> int:
+    (bound,) = (b for b in _CONSTRAINTS[name][1] if isinstance(b, Ge))
+    return cast(int, bound.ge)
+
+
+_CONSTRAINTS = _read_constraints()
+#: ``(min_obs, window)`` field pairs, by the naming rule of :class:`FactorParams`.
+_MIN_OBS_WINDOWS = tuple(
+    (f.name, f.name.removesuffix("_min_obs") + "_window")
+    for f in fields(FactorParams)
+    if f.name.endswith("_min_obs")
+)

@@ -41,7 +41,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> RunStats:
     and the file outputs go on."""
     from factorcast.adapters.observe.console import LiveDisplay
 
-    history_bars = settings.factors.to_params().history_bars
+    history_bars = settings.factors.history_bars
     async with contextlib.AsyncExitStack() as stack:
         preflight.hold_state_dir(settings, stack)  # first: a second run stops here
         preflight.check_exchange_id(settings)

@@ -41,36 +41,6 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class FactorSettings(_Section):
-    """Windows, lags and min_obs in bars of the timeframe (FACTORS.md defaults)."""
-
-    beta_window: int = Field(252, ge=2)
-    beta_min_obs: int = Field(100, ge=2)
-    size_window: int = Field(252, ge=1)
-    size_min_obs: int = Field(100, ge=1)
-    momentum_lag: int = Field(63, ge=1)
-    value_lag: int = Field(252, ge=2)
-    volatility_window: int = Field(21, ge=2)
-    volatility_min_obs: int = Field(20, ge=2)
-    liquidity_window: int = Field(21, ge=1)
-    liquidity_min_obs: int = Field(20, ge=1)
-    weighting: Literal["equal", "adv", "cap"] = "equal"
-    scaling: Literal["zscore", "rank"] = "zscore"
-    winsor_k: float = Field(3.0, gt=0)
-    clip: float = Field(3.0, gt=0)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> FactorSettings:
-        try:
-            self.to_params()
-        except ValueError as e:
-            raise ValueError(str(e)) from None
-        return self
-
-    def to_params(self) -> FactorParams:
-        return FactorParams(**self.model_dump())
-
-
 def _default_weights() -> dict[str, float]:
     return {
         MARKET: 0.20,
@@ -274,7 +244,9 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    factors: FactorSettings = Field(default_factory=FactorSettings)
+    #: Validated through the dataclass itself: its ``Annotated`` bounds are the fields'
+    #: constraints, its ``__post_init__`` the rules between fields (factors/params.py).
+    factors: FactorParams = Field(default_factory=FactorParams)
     signals: SignalSettings = Field(default_factory=SignalSettings)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)

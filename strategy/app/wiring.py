@@ -34,7 +34,7 @@ log = structlog.get_logger(__name__)
 def build_engine(
     settings: Settings, symbols: Sequence[str], timeframe_ms: int, supply: Any = None
 ) -> Engine:
-    model = FactorModel(len(symbols), settings.factors.to_params(), supply=supply)
+    model = FactorModel(len(symbols), settings.factors, supply=supply)
     try:
         strategy = load_strategy(settings.strategy.name, symbols, settings.strategy.params)
     except (TypeError, ValueError) as e:
