@@ -1,6 +1,6 @@
 """The six-factor model and its analytics: pure numpy, no I/O, no clock."""
 
-from factorcast.factors.model import FactorModel, FactorSnapshot
+from factorcast.factors.model import BarInputs, FactorModel, FactorSnapshot, descriptor
 from factorcast.factors.params import MODEL_VERSION, FactorParams
 from factorcast.factors.reasons import REASON_LABELS, Reason
 from factorcast.factors.registry import CANONICAL, REGISTRY, FactorRegistry, FactorSpec
@@ -12,6 +12,7 @@ __all__ = [
     "MODEL_VERSION",
     "REASON_LABELS",
     "REGISTRY",
+    "BarInputs",
     "FactorModel",
     "FactorParams",
     "FactorRegistry",
@@ -19,5 +20,6 @@ __all__ = [
     "FactorSpec",
     "Reason",
     "UndoExhausted",
+    "descriptor",
     "standardize",
 ]

@@ -19,10 +19,33 @@ Follows FACTORS.md exactly.  Choices it leaves open, made here:
 * ``undo`` takes back the last updates exactly (the state is bit for bit what it
   was before them), within the depth given to ``keep_undo``: the live engine
   takes back the bars after a late one and updates again with it in.
+
+The rows of the raw and reason matrices are the factors of the registry the model
+is built with (``factors.registry.REGISTRY`` by default), in its order; the
+function that fills a factor's row is its *descriptor*, registered under the
+factor's name with :func:`descriptor`.  Adding a factor is therefore two steps:
+
+1. register its name and label: ``registry.register(FactorSpec("carry", ...))``
+   (a canonical factor goes into ``canonical_registry`` instead);
+2. register its descriptor, a function ``(model, bar, out, why) -> None`` that
+   writes the raw value of each symbol into ``out`` (leave NaN where there is none)
+   and, where there is none, the reason code into ``why``::
+
+       @descriptor("carry")
+       def carry(model: FactorModel, bar: BarInputs, out: FloatArray, why: ReasonArray) -> None:
+           ...
+
+A descriptor runs after the bar at ``t`` is in every window and reads the bar
+(:class:`BarInputs`) and the windows the model keeps (``model.asof(lag)``, the
+rolling sums).  One that needs a window of its own adds it in ``__init__``, pushes
+it in ``_update`` and lists it in ``_windows`` (so that ``undo`` takes it back).
+Standardization, the reasons of symbols without a bar and the snapshot's columns
+then follow the registry without further change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +53,16 @@ from numpy.typing import NDArray
 
 from factorcast.factors.params import FactorParams
 from factorcast.factors.reasons import Reason
-from factorcast.factors.registry import CANONICAL
+from factorcast.factors.registry import (
+    LIQUIDITY,
+    MARKET,
+    MOMENTUM,
+    REGISTRY,
+    SIZE,
+    VALUE,
+    VOLATILITY,
+    FactorRegistry,
+)
 from factorcast.factors.rolling import LagRing, RollingSums, UndoExhausted
 from factorcast.factors.standardize import standardize
 
@@ -38,7 +70,6 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 ReasonArray = NDArray[np.uint8]
 
-_MKT, _SIZE, _VALUE, _MOM, _VOL, _LIQ = range(6)
 # plain ints: enum attribute look-ups cost more than the numpy work they index
 _OK = int(Reason.OK)
 _INSUFFICIENT = int(Reason.INSUFFICIENT_HISTORY)
@@ -67,19 +98,54 @@ class FactorSnapshot:
     market_return: float
 
 
-class FactorModel:
-    """Incremental cross-sectional six-factor model over a fixed universe."""
+@dataclass(frozen=True, slots=True)
+class BarInputs:
+    """The bar at ``t`` as the descriptors see it, one entry per symbol."""
 
-    names: tuple[str, ...] = CANONICAL
+    #: ln close, NaN where the symbol has no bar at t
+    lc: FloatArray
+    #: log return from the close at t-1, NaN where either bar is missing
+    r: FloatArray
+    #: quote volume (the exchange's, else close * volume), NaN where no bar
+    q: FloatArray
+    present: BoolArray
+
+
+#: Fills one factor's row: ``(model, bar, out, why)``; ``out`` comes NaN, ``why`` OK.
+Descriptor = Callable[["FactorModel", BarInputs, FloatArray, ReasonArray], None]
+DESCRIPTORS: dict[str, Descriptor] = {}
+
+
+def descriptor(name: str) -> Callable[[Descriptor], Descriptor]:
+    """Register the decorated function as the descriptor of factor ``name``."""
+
+    def register(fn: Descriptor) -> Descriptor:
+        if name in DESCRIPTORS:
+            raise ValueError(f"factor {name!r} already has a descriptor")
+        DESCRIPTORS[name] = fn
+        return fn
+
+    return register
+
+
+class FactorModel:
+    """Incremental cross-sectional factor model over a fixed universe: one row per
+    factor of ``registry`` (the six canonical ones by default)."""
 
     def __init__(
         self,
         n_symbols: int,
         params: FactorParams | None = None,
         supply: FloatArray | None = None,
+        registry: FactorRegistry = REGISTRY,
     ) -> None:
         p = params or FactorParams()
         self.params = p
+        self.names: tuple[str, ...] = registry.names
+        missing = [name for name in self.names if name not in DESCRIPTORS]
+        if missing:
+            raise ValueError(f"no descriptor registered for factor(s) {', '.join(missing)}")
+        self._descriptors = tuple(DESCRIPTORS[name] for name in self.names)
         self.n_symbols = n_symbols
         self._supply: FloatArray = (
             np.full(n_symbols, np.nan) if supply is None else np.asarray(supply, dtype=float)
@@ -217,13 +283,11 @@ class FactorModel:
         self._prev_lc = lc
         self.steps += 1
 
-        raw = np.full((6, n), np.nan)
-        why = np.zeros((6, n), dtype=np.uint8)
-        self._market(raw[_MKT], why[_MKT])
-        self._size_raw(lc, raw[_SIZE], why[_SIZE])
-        self._lags(lc, raw[_VALUE], why[_VALUE], raw[_MOM], why[_MOM])
-        self._volatility(raw[_VOL], why[_VOL])
-        self._liquidity(raw[_LIQ], why[_LIQ])
+        bar = BarInputs(lc=lc, r=r, q=q, present=present)
+        raw = np.full((len(self._descriptors), n), np.nan)
+        why = np.zeros(raw.shape, dtype=np.uint8)
+        for row, describe in enumerate(self._descriptors):
+            describe(self, bar, raw[row], why[row])
 
         raw[:, ~present] = np.nan
         exposure, row_why = standardize(raw, weights, p)
@@ -238,8 +302,14 @@ class FactorModel:
             market_return=m,
         )
 
-    # -- raw descriptors ----------------------------------------------------
-    def _market(self, out: FloatArray, why: ReasonArray) -> None:
+    # -- the windows, for descriptors ----------------------------------------
+    def asof(self, lag: int) -> FloatArray:
+        """ln of the as-of close at ``t - lag`` (``0 <= lag <= value_lag``)."""
+        return self._asof.ago(lag)
+
+    # -- raw descriptors (FACTORS.md, "The six raw descriptors") ----------------
+    @descriptor(MARKET)
+    def _market(self, bar: BarInputs, out: FloatArray, why: ReasonArray) -> None:
         k, sr, sm, srm, smm, nz = self._beta.sums.T
         cov = srm - sr * sm / k
         var = smm - sm * sm / k
@@ -251,7 +321,8 @@ class FactorModel:
         why[~enough] = _INSUFFICIENT
         why[enough & flat] = _NO_MKT_VAR
 
-    def _size_raw(self, lc: FloatArray, out: FloatArray, why: ReasonArray) -> None:
+    @descriptor(SIZE)
+    def _size_raw(self, bar: BarInputs, out: FloatArray, why: ReasonArray) -> None:
         bars, q, qpos = self._size.sums.T
         by_volume = np.log(q / bars)
         enough = bars >= self.params.size_min_obs
@@ -260,33 +331,32 @@ class FactorModel:
         why[~enough] = _INSUFFICIENT
         why[enough & (qpos == 0)] = _ZERO_VOLUME
         has_supply = np.isfinite(self._log_supply)
-        out[has_supply] = (lc + self._log_supply)[has_supply]
+        out[has_supply] = (bar.lc + self._log_supply)[has_supply]
         why[has_supply] = _OK
 
-    def _lags(
-        self,
-        lc: FloatArray,
-        value: FloatArray,
-        why_value: ReasonArray,
-        momentum: FloatArray,
-        why_momentum: ReasonArray,
-    ) -> None:
-        p = self.params
-        a_mom = self._asof.ago(p.momentum_lag)
-        a_val = self._asof.ago(p.value_lag)
-        momentum[:] = lc - a_mom
-        value[:] = -(a_mom - a_val)
-        why_momentum[~np.isfinite(a_mom)] = _INSUFFICIENT
-        why_value[~(np.isfinite(a_mom) & np.isfinite(a_val))] = _INSUFFICIENT
+    @descriptor(VALUE)
+    def _value(self, bar: BarInputs, out: FloatArray, why: ReasonArray) -> None:
+        a_mom = self.asof(self.params.momentum_lag)
+        a_val = self.asof(self.params.value_lag)
+        out[:] = -(a_mom - a_val)
+        why[~(np.isfinite(a_mom) & np.isfinite(a_val))] = _INSUFFICIENT
 
-    def _volatility(self, out: FloatArray, why: ReasonArray) -> None:
+    @descriptor(MOMENTUM)
+    def _momentum(self, bar: BarInputs, out: FloatArray, why: ReasonArray) -> None:
+        a_mom = self.asof(self.params.momentum_lag)
+        out[:] = bar.lc - a_mom
+        why[~np.isfinite(a_mom)] = _INSUFFICIENT
+
+    @descriptor(VOLATILITY)
+    def _volatility(self, bar: BarInputs, out: FloatArray, why: ReasonArray) -> None:
         k, s, ss = self._vol.sums.T
         enough = k >= self.params.volatility_min_obs
         var = np.maximum(ss - s * s / k, 0.0) / (k - 1)
         out[enough] = np.sqrt(var[enough])
         why[~enough] = _INSUFFICIENT
 
-    def _liquidity(self, out: FloatArray, why: ReasonArray) -> None:
+    @descriptor(LIQUIDITY)
+    def _liquidity(self, bar: BarInputs, out: FloatArray, why: ReasonArray) -> None:
         nr, nterm, total, nonzero = self._liq.sums.T
         min_obs = self.params.liquidity_min_obs
         enough = nr >= min_obs
