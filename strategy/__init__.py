@@ -8,7 +8,14 @@ from factorcast.strategy.engine import Engine, StepResult
 from factorcast.strategy.events import AMEND_BARS, CrossSection, LateBar
 from factorcast.strategy.ports import MarketSource, Publication, SignalSink
 from factorcast.strategy.signals import FactorView, SignalBatch, adjust, factor_score
-from factorcast.strategy.strategies import Decision, Rewindable, Strategy, Trend, load_strategy
+from factorcast.strategy.strategies import (
+    Decision,
+    Rewindable,
+    Strategy,
+    StrategyError,
+    Trend,
+    load_strategy,
+)
 
 __all__ = [
     "AMEND_BARS",
@@ -24,6 +31,7 @@ __all__ = [
     "SignalSink",
     "StepResult",
     "Strategy",
+    "StrategyError",
     "Trend",
     "adjust",
     "factor_score",

@@ -3,7 +3,11 @@
 A strategy is a class, named in the configuration by dotted path
 (``package.module:Class`` or ``package.module.Class``) or by a built-in name.
 It is constructed with the universe and its parameters, and sees every closed
-cross-section together with the factor snapshot.
+cross-section together with the factor snapshot.  Before the service connects to
+anything it builds the class once for an empty universe, to check the name and
+the parameters (:func:`check_strategy`): a constructor must accept an empty
+universe.  A name or parameters it cannot use are a :class:`StrategyError` naming
+the setting (``strategy.name``, ``strategy.params``).
 
 A strategy that keeps state across bars should also be :class:`Rewindable`
 (``snapshot``/``restore``): when a late bar comes in, the engine takes back the
@@ -15,9 +19,10 @@ the late one): its decisions after a late bar are exact only if it keeps no stat
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -114,25 +119,84 @@ class Trend:
         return Decision(action=action, confidence=confidence, insufficient=~ready)
 
 
-BUILTIN: Mapping[str, Callable[..., Strategy]] = {"trend": Trend}
+#: What builds a strategy: a strategy class, ``(symbols, **params) -> Strategy``.
+StrategyClass = Callable[..., Strategy]
+BUILTIN: Mapping[str, StrategyClass] = {"trend": Trend}
+
+
+class StrategyError(ValueError):
+    """The configured strategy cannot be loaded or built.  ``field`` is the setting at
+    fault: ``name`` (the class cannot be had) or ``params`` (it refuses them)."""
+
+    def __init__(self, field: Literal["name", "params"], message: str) -> None:
+        super().__init__(" ".join(message.split()))  # one line
+        self.field = field
+
+
+def resolve_strategy(spec: str) -> StrategyClass:
+    """The strategy class ``spec`` names: a built-in name, ``module:Class`` or
+    ``module.Class``.  Imports the module; changes nothing else."""
+    if spec in BUILTIN:
+        return BUILTIN[spec]
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        module_name, _, attr = spec.rpartition(".")
+    if not module_name or not attr:
+        builtin = ", ".join(BUILTIN)
+        raise StrategyError(
+            "name", f"{spec!r} is neither a built-in strategy ({builtin}) nor module:Class"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name is not None and (module_name + ".").startswith(e.name + "."):
+            raise StrategyError("name", f"no module named {e.name!r} (in {spec!r})") from None
+        raise StrategyError("name", f"cannot import {module_name!r}: {_what(e)}") from None
+    except Exception as e:  # whatever the module raises while it is imported
+        raise StrategyError("name", f"cannot import {module_name!r}: {_what(e)}") from None
+    try:
+        found = getattr(module, attr)
+    except AttributeError:
+        raise StrategyError("name", f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(found, type):
+        kind = type(found).__name__
+        raise StrategyError("name", f"{spec!r} is not a strategy class but a {kind} object")
+    if not callable(getattr(found, "decide", None)):
+        raise StrategyError(
+            "name", f"{spec!r} is not a strategy class: it has no decide(xs, factors) method"
+        )
+    strategy_class: StrategyClass = found
+    return strategy_class
 
 
 def load_strategy(spec: str, symbols: Sequence[str], params: Mapping[str, Any]) -> Strategy:
-    """Build the strategy named by ``spec`` (built-in name or dotted path)."""
-    factory: Any
-    if spec in BUILTIN:
-        factory = BUILTIN[spec]
+    """Build the strategy named by ``spec`` (built-in name or dotted path) for
+    ``symbols``; raise :class:`StrategyError` naming the setting at fault."""
+    cls = resolve_strategy(spec)
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # no signature to read: the call below tells
+        pass
     else:
-        module_name, sep, attr = spec.partition(":")
-        if not sep:
-            module_name, _, attr = spec.rpartition(".")
-        if not module_name or not attr:
-            raise ValueError(f"strategy {spec!r} is neither built-in nor module.Class")
         try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"cannot load strategy {spec!r}: {e}") from e
-    strategy = factory(symbols, **params)
+            signature.bind(symbols, **params)
+        except TypeError as e:
+            raise StrategyError("params", f"{spec}: {e}") from None
+    try:
+        strategy = cls(symbols, **params)
+    except (TypeError, ValueError) as e:
+        raise StrategyError("params", f"{spec}: {e}") from None
     if not isinstance(strategy, Strategy):
-        raise ValueError(f"strategy {spec!r} has no name/decide(xs, factors)")
+        raise StrategyError("name", f"{spec!r} builds no strategy: it has no name")
     return strategy
+
+
+def check_strategy(spec: str, params: Mapping[str, Any]) -> None:
+    """What :func:`load_strategy` checks, before the universe is known (the service
+    calls it before it connects to anything): the class, and its parameters, with a
+    build for an empty universe, which a strategy must therefore accept."""
+    load_strategy(spec, (), params)
+
+
+def _what(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"

@@ -9,7 +9,7 @@ import pytest
 from factorcast.factors import FactorModel
 from factorcast.strategy.actions import BUY, HOLD, SELL
 from factorcast.strategy.events import CrossSection
-from factorcast.strategy.strategies import Trend, load_strategy
+from factorcast.strategy.strategies import StrategyError, Trend, load_strategy
 
 
 def test_trend_matches_pandas_ewm_with_missing_bars() -> None:
@@ -62,7 +62,13 @@ def test_load_strategy_by_name_and_dotted_path() -> None:
     assert isinstance(s, Trend) and s.slow == 10
     s = load_strategy("factorcast.strategy.strategies.Trend", ["A"], {})
     assert isinstance(s, Trend)
-    with pytest.raises(ValueError, match="cannot load strategy"):
+    with pytest.raises(StrategyError, match="has no attribute 'Nope'") as raised:
         load_strategy("factorcast.strategy.strategies:Nope", ["A"], {})
-    with pytest.raises(ValueError, match="neither built-in"):
+    assert raised.value.field == "name"
+    with pytest.raises(StrategyError, match="neither a built-in strategy") as raised:
         load_strategy("nope", ["A"], {})
+    assert raised.value.field == "name"
+    with pytest.raises(StrategyError, match="unexpected keyword argument 'fats'") as raised:
+        load_strategy("trend", ["A"], {"fats": 5})
+    assert raised.value.field == "params"
+    # every failure, one by one, through the command line: tests/test_cli_strategy.py

@@ -2,8 +2,8 @@
 the composition in :mod:`strategy.app`.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad configuration or input (a bad flag
-or setting, a state directory or metrics port taken, unusable candle files): then
-stderr holds one line naming the problem.
+or setting, a strategy that cannot be loaded or built, a state directory or metrics
+port taken, unusable candle files): then stderr holds one line naming the problem.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import structlog
 
 from factorcast.strategy.app.settings import ConfigError, Settings
+from factorcast.strategy.strategies import StrategyError
+from factorcast.strategy.strategies import check_strategy as check_strategy_spec
 
 if TYPE_CHECKING:
     from factorcast.adapters.files.candle_files import SizeLimit
@@ -28,8 +30,10 @@ __all__ = [
     "check_exchange_id",
     "check_metrics_port",
     "check_redis_reachable_by_name",
+    "check_strategy",
     "hold_state_dir",
     "metrics_bind_error",
+    "strategy_config_error",
 ]
 
 log = structlog.get_logger(__name__)
@@ -64,6 +68,20 @@ def check_exchange_id(settings: Settings) -> None:
         close = difflib.get_close_matches(ex.id, known, n=3, cutoff=0.8)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"config error: exchange.id: unknown ccxt exchange id {ex.id!r}{hint}")
+
+
+def check_strategy(settings: Settings) -> None:
+    """``strategy.name`` must name a strategy class that takes ``strategy.params``
+    (imported, and built once for an empty universe, before the universe is known)."""
+    try:
+        check_strategy_spec(settings.strategy.name, settings.strategy.params)
+    except StrategyError as e:
+        raise strategy_config_error(e) from None
+
+
+def strategy_config_error(e: StrategyError) -> ConfigError:
+    """The one-line error for a strategy that cannot be loaded or built."""
+    return ConfigError(f"config error: strategy.{e.field}: {e}")
 
 
 def check_metrics_port(settings: Settings) -> None:

@@ -30,6 +30,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> RunStats:
     )
     from factorcast.adapters.observe.terminal_log import flush_logs
 
+    preflight.check_strategy(settings)  # before the candles are read
     candles = load_directory(
         args.data, args.timeframe, size_limit=preflight.candle_size_limit(settings)
     )

@@ -46,6 +46,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> RunStats:
         preflight.hold_state_dir(settings, stack)  # first: a second run stops here
         preflight.check_exchange_id(settings)
         preflight.check_metrics_port(settings)
+        preflight.check_strategy(settings)  # the engine is built once the market is open
         market = await open_market(settings, stack, history_bars)
         symbols, source = market.symbols, market.source
         engine = build_engine(settings, symbols, market.timeframe_ms)

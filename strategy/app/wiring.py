@@ -20,11 +20,11 @@ import structlog
 
 from factorcast.factors import FactorModel
 from factorcast.strategy.app import preflight
-from factorcast.strategy.app.settings import ConfigError, Settings
+from factorcast.strategy.app.settings import Settings
 from factorcast.strategy.engine import Engine, StepResult
 from factorcast.strategy.publish import WireContext
 from factorcast.strategy.service import StepObserver
-from factorcast.strategy.strategies import load_strategy
+from factorcast.strategy.strategies import StrategyError, load_strategy
 from factorcast.strategy.timeframes import timeframe_ms
 from factorcast.strategy.universe import FileOutput, Following
 
@@ -37,8 +37,8 @@ def build_engine(
     model = FactorModel(len(symbols), settings.factors, supply=supply)
     try:
         strategy = load_strategy(settings.strategy.name, symbols, settings.strategy.params)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"config error: strategy: {e}") from None
+    except StrategyError as e:  # past preflight.check_strategy: refused this universe
+        raise preflight.strategy_config_error(e) from None
     return Engine(symbols, timeframe_ms, model, strategy, settings.signals.to_view())
 
 
