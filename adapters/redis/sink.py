@@ -165,7 +165,7 @@ class RedisSink:
         self._lock = asyncio.Lock()  # one sender at a time: publish or the replay
         self._work = asyncio.Event()  # the drainer has something to do
         self._retry_now = asyncio.Event()  # cut the backoff short (flush)
-        self._drained = asyncio.Event()  # nothing waits: spool and backlog empty
+        self._drained = asyncio.Event()  # nothing in flight, spooled or held
         self._sync_timer: asyncio.TimerHandle | None = None
         self._attempt = 0
         self._sending_backlog = False  # the drainer sends held publications to Redis
@@ -280,16 +280,30 @@ class RedisSink:
         self._keep(publication)
 
     async def flush(self) -> None:
-        """Wait (``flush_timeout_s`` at most) for the replies, then for the spool to
-        drain; sync what is left."""
+        """Wait (``flush_timeout_s`` at most, else log ``flush_incomplete``) until
+        nothing is in flight, spooled or held, all three seen empty at one instant;
+        sync what is left. ``stats`` and :attr:`spool_refusing` are exact on return.
+
+        Each wait is for the stage that still holds something (the replies, or the
+        drainer), and the three are looked at again after it: a window handed back by
+        a failure, or the drainer's next step, can refill one that was empty. The
+        drainer need not have run since its last reply: whatever it would record then
+        (the counts, the end of a refusal) is recorded as the replies arrive."""
         try:
             async with asyncio.timeout(self._flush_timeout_s):
-                if self._writer is not None:
-                    await self._writer.all_answered()
-                if self._waiting and self._task is not None:
-                    self._work.set()
-                    self._retry_now.set()
-                    await self._drained.wait()
+                while not self._idle:
+                    writer = self._writer
+                    if writer is not None and writer.in_flight:
+                        await writer.all_answered()
+                    elif self._task is None:
+                        break  # nothing drains the spool (not open)
+                    else:
+                        # Waiting, hence not drained (_check_drained sets it only when
+                        # idle): clearing makes the wait end at the next drained moment.
+                        self._drained.clear()
+                        self._work.set()
+                        self._retry_now.set()
+                        await self._drained.wait()
         except TimeoutError:
             _log.warning(
                 "flush_incomplete",
@@ -299,6 +313,7 @@ class RedisSink:
                 backlog_depth=self._backlog.depth,
                 up=self.connected,
             )
+        self._refresh_spool_stats()
         with contextlib.suppress(SpoolError):
             self._spool.sync()
 
@@ -359,7 +374,10 @@ class RedisSink:
             self._spool.commit(item.record.cursor)
             self.stats.replayed += 1
             self._refresh_spool_stats()
-            self._check_drained()
+        # The last reply may be the moment nothing waits any more (a replayed record
+        # committed, or the backlog's last publication answered): say so now, not when
+        # the drainer next runs, which may be after a flush returned.
+        self._check_drained()
 
     def _failed(self, error: BaseException, unanswered: list[InFlight]) -> None:
         """The write connection failed (TransactionWriter calls this once)."""
@@ -384,6 +402,11 @@ class RedisSink:
     def _waiting(self) -> bool:
         """Publications wait in the spool or the backlog: new ones queue behind them."""
         return bool(self._spool.depth or self._backlog.depth)
+
+    @property
+    def _idle(self) -> bool:
+        """Nothing in flight, spooled or held: what :meth:`flush` waits for."""
+        return not self.in_flight and not self._waiting
 
     def _keep(self, pub: Publication) -> None:
         """Spool ``pub`` behind everything waiting; if the spool refuses, hold it in
@@ -411,7 +434,9 @@ class RedisSink:
         self._arm_sync()
 
     def _check_drained(self) -> None:
-        if not self._waiting:
+        """Set ``_drained`` (and end the refusal once Redis took everything) when
+        nothing is in flight, spooled or held."""
+        if self._idle:
             if self._writer is not None:
                 self._backlog.settled()
             self._drained.set()
@@ -432,6 +457,7 @@ class RedisSink:
                     if writer.failed:
                         return
                     self._spool.commit(record.cursor)
+                    self._refresh_spool_stats()
                     continue
                 if not await writer.send(pub, record):
                     return  # the connection failed: the rest stays in the spool
@@ -454,10 +480,11 @@ class RedisSink:
                 if not await writer.room():
                     return  # the connection failed: the rest stays held
                 item = self._backlog.pop()
+                self._refresh_spool_stats()  # exact while it drains, not only at the end
                 # room() said yes and nothing yielded since: send puts it in flight, and
                 # a failure from there on hands it back with the others, in order.
                 if not await writer.send(decode_publication(item.payload)):
-                    self._backlog.hand_back([item])  # not reached (see above)
+                    self._waiting_changed(self._backlog.hand_back([item]))  # not reached
                     return
                 sent += 1
             await writer.all_answered()

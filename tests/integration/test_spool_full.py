@@ -31,6 +31,7 @@ from factorcast.adapters.observe.telemetry import Telemetry
 from factorcast.adapters.redis.server import EmbeddedRedis
 from factorcast.adapters.redis.sink import RedisSink, encode_publication
 from factorcast.adapters.redis.spool import Spool, SpoolError
+from factorcast.adapters.redis.writer import TransactionWriter
 from tests.integration.test_redis_sink import (
     BAR_MS,
     SYMBOLS,
@@ -237,6 +238,57 @@ async def test_publishing_while_the_backlog_drains_keeps_the_order(
         assert (sink.stats.spool_depth, sink.stats.backlog_depth) == (0, 0)
         assert sink.stats.dropped == 0
     assert await stream_entries(client) == expected_entries(range(100))
+
+
+async def test_flush_between_the_backlogs_last_reply_and_the_drainers_next_step(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forces the interleaving behind a flake of the test above under load: the
+    drainer has sent the last held publication and its reply has been read, but the
+    drainer has not run since. (Naturally: flush waits on the same replies as the
+    drainer, its waiter queued first, so it resumes first.) flush must then see that
+    nothing is in flight, spooled or held, and the counts and the end of the refusal
+    must already say so, not wait for the drainer to record them.
+
+    The drainer, and only it, is parked right after its wait for the replies of the
+    backlog it sent (the spool takes nothing here, so that is its only such wait
+    with anything in flight)."""
+    parked, resume = asyncio.Event(), asyncio.Event()
+    all_answered = TransactionWriter.all_answered
+
+    async def drainer_parks_after_the_replies(writer: TransactionWriter) -> None:
+        sending = bool(writer.in_flight)
+        await all_answered(writer)
+        task = asyncio.current_task()
+        if sending and task is not None and task.get_name() == "redis-sink-drainer":
+            parked.set()
+            await resume.wait()
+
+    monkeypatch.setattr(TransactionWriter, "all_answered", drainer_parks_after_the_replies)
+    await server.astop()
+    sink = sink_for(server.url, tmp_path / "spool", spool_max_bytes=RECORD // 2)
+    try:
+        async with opened(sink):
+            for k in range(10):  # more than a window: sent in several turns
+                await sink.publish(publication(k))
+            assert (sink.stats.spool_depth, sink.stats.backlog_depth) == (0, 10)
+            assert sink.spool_refusing
+            await server.astart()
+            async with asyncio.timeout(10):
+                await parked.wait()
+            assert sink.in_flight == 0  # all ten answered; the drainer is parked
+            counts = (sink.stats.spool_depth, sink.stats.backlog_depth)
+            async with asyncio.timeout(5):
+                await sink.flush()
+            assert (sink.stats.spool_depth, sink.stats.backlog_depth) == (0, 0)
+            assert counts == (0, 0)  # kept up as the drainer sent, not only by flush
+            assert (sink.stats.spool_full, sink.stats.dropped) == (10, 0)
+            assert not sink.spool_refusing
+            assert fresh_telemetry(sink).readiness()[1]["redis"] == "connected"
+            assert not resume.is_set()  # flush did not need the drainer to resume
+    finally:
+        resume.set()
+    assert await stream_entries(client) == expected_entries(range(10))
 
 
 # -- a full disk, faked at os.write -------------------------------------------------------
