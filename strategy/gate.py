@@ -255,10 +255,14 @@ class CandleGate:
             return []
         return self._waiting(self.next_ts)
 
-    def release(self, *, deadline_passed: bool = False) -> list[CrossSection]:
+    def release(
+        self, *, deadline_passed: bool = False, limit: int | None = None
+    ) -> list[CrossSection]:
         """Every cross-section that can be released now, in order.  With
         ``deadline_passed`` the next one goes out even if symbols are behind: they
-        are marked late (a deadline forces one cross-section, not more)."""
+        are marked late (a deadline forces one cross-section, not more).  At most
+        ``limit`` go out (None: no limit); the others stay here, their candles kept,
+        and go out from a later call (the caller's queue was full)."""
         out: list[CrossSection] = []
         t = self.next_ts
         if t is None:
@@ -270,6 +274,8 @@ class CandleGate:
             return out  # the common case on the live path: still waiting for someone
         force = deadline_passed
         while max(self._last) >= t:
+            if limit is not None and len(out) >= limit:
+                break
             waiting = self._waiting(t)
             if waiting and not force:
                 break

@@ -6,11 +6,12 @@ Concrete adapters (ccxt sources, Redis, files, the exchange simulator) live in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from factorcast.strategy.events import CrossSection
+from factorcast.strategy.gate import CandleGate
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,61 @@ class MarketSource(Protocol):
     """Closed cross-sections, in bar-time order."""
 
     def cross_sections(self) -> AsyncIterator[CrossSection]: ...
+
+
+class FeedCounters(Protocol):
+    """The counters of a live feed the telemetry carries over to Prometheus."""
+
+    @property
+    def reconnects(self) -> int: ...
+
+    @property
+    def rest_fallbacks(self) -> int: ...
+
+    @property
+    def subscriptions_refused(self) -> int: ...
+
+    @property
+    def task_restarts(self) -> int: ...
+
+
+class LiveSource(MarketSource, Protocol):
+    """A market source reading a live exchange: what the composition root and the
+    telemetry ask of it besides its cross-sections."""
+
+    @property
+    def gate(self) -> CandleGate:
+        """Its integrity gate: its counters and the universe's members."""
+        ...
+
+    @property
+    def stats(self) -> FeedCounters: ...
+
+    @property
+    def clock_rate(self) -> float:
+        """Exchange seconds per wall second (an accelerated embedded exchange)."""
+        ...
+
+    @property
+    def exchange_errors(self) -> Mapping[str, int]:
+        """Failed calls to the exchange, by type."""
+        ...
+
+    def exchange_now_ms(self) -> int:
+        """The exchange's time now, in ms."""
+        ...
+
+    def degraded(self) -> str | None:
+        """Why the feed does not run as configured, or None."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Readiness(Protocol):
+    """What ``/readyz`` asks: ready or not, and why."""
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
 
 
 class SignalSink(Protocol):

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import structlog
 
 from factorcast.strategy.engine import StepResult
+from factorcast.strategy.ports import LiveSource, Readiness
 from factorcast.strategy.publish import WireContext
 
 log = structlog.get_logger(__name__)
@@ -31,8 +32,8 @@ class Following:
     """What the run follows now; a new universe replaces both.  The metrics' clock
     and the health endpoint's readiness ask whichever is current."""
 
-    source: Any  # adapters.exchange.source.CcxtSource
-    telemetry: Any = None  # adapters.observe.telemetry.Telemetry
+    source: LiveSource
+    telemetry: Readiness | None = None  # the metrics' telemetry, once it is built
 
     def clock(self) -> float:
         """The exchange's time, in seconds."""

@@ -252,6 +252,29 @@ def test_deadline_forces_only_one_cross_section() -> None:
     assert [x.ts for x in gate.release(deadline_passed=True)] == [TF]
 
 
+def test_a_limited_release_keeps_the_rest_in_order_for_a_later_one() -> None:
+    """The source releases only as many cross-sections as its queue has room for:
+    the others stay in the gate, candles and all, and nothing is lost or reordered."""
+    gate = CandleGate(["A", "B"], TF)
+    gate.start(0)
+    for t in range(5):
+        gate.offer(0, t * TF, bar(1 + t))
+        gate.offer(1, t * TF, bar(10 + t))
+    assert gate.release(limit=0) == []
+    first = gate.release(limit=2)
+    assert [x.ts for x in first] == [0, TF]
+    assert gate.next_ts == 2 * TF
+    rest = gate.release(limit=10)
+    assert [x.ts for x in rest] == [2 * TF, 3 * TF, 4 * TF]
+    np.testing.assert_array_equal([x.close[0] for x in first + rest], [1, 2, 3, 4, 5])
+    assert all(x.present.all() and not x.late.any() for x in first + rest)
+    assert gate.stats.released == 5
+    for t in (5, 6):
+        gate.offer(0, t * TF, bar())
+    (forced,) = gate.release(limit=1, deadline_passed=True)
+    assert forced.ts == 5 * TF and forced.late.tolist() == [False, True]
+
+
 finite = st.floats(-10, 1e6, allow_nan=False)
 special = st.sampled_from([math.nan, math.inf, -math.inf, 0.0, None])
 number = st.one_of(finite, special)

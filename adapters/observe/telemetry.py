@@ -14,6 +14,7 @@ import structlog
 from factorcast.adapters.observe.metrics import Metrics
 from factorcast.strategy.actions import ACTION_LABELS
 from factorcast.strategy.engine import StepResult
+from factorcast.strategy.ports import LiveSource
 
 log = structlog.get_logger(__name__)
 
@@ -21,7 +22,7 @@ log = structlog.get_logger(__name__)
 class Telemetry:
     """An output of the pipeline that keeps :class:`Metrics` current.
 
-    ``source`` is the live :class:`adapters.exchange.source.CcxtSource` (or None for a
+    ``source`` is the live source (:class:`strategy.ports.LiveSource`; None for a
     replay), ``sink`` the Redis sink (or None)."""
 
     def __init__(
@@ -29,7 +30,7 @@ class Telemetry:
         metrics: Metrics,
         symbols: tuple[str, ...],
         timeframe_ms: int,
-        source: Any = None,
+        source: LiveSource | None = None,
         sink: Any = None,
         bar_wall_s: float | None = None,
     ) -> None:
@@ -98,7 +99,7 @@ class Telemetry:
             self._apply("gaps", {"gaps": gate.gaps}, lambda _k, n: m.gaps_backfilled(n))
             self._apply(
                 "errors",
-                self.source.client.errors,
+                self.source.exchange_errors,
                 lambda k, n: _repeat(n, lambda: m.exchange_error(k)),
             )
             stats = self.source.stats

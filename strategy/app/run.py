@@ -80,10 +80,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> RunStats:
                 outputs.append(LiveDisplay(symbols, where))
             left = None if args.max_bars is None else args.max_bars - total.live_cross_sections
             changed = asyncio.create_task(
-                watch_universe(market.resolve, symbols, market.refresh_wall_s)
+                watch_universe(market.resolve, symbols, market.refresh_wall_s),
+                name="universe-watch",
             )
             stop = asyncio.Event()
-            relay = asyncio.create_task(_stop_on_first(stop, shutdown.wait(), changed))
+            relay = asyncio.create_task(
+                _stop_on_first(stop, shutdown.wait(), changed), name="stop-relay"
+            )
             try:
                 stats = await run_pipeline(
                     source,

@@ -14,7 +14,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -22,11 +22,17 @@ from factorcast.factors import FactorModel
 from factorcast.strategy.app import preflight
 from factorcast.strategy.app.settings import Settings
 from factorcast.strategy.engine import Engine, StepResult
+from factorcast.strategy.ports import LiveSource
 from factorcast.strategy.publish import WireContext
 from factorcast.strategy.service import StepObserver
 from factorcast.strategy.strategies import StrategyError, load_strategy
 from factorcast.strategy.timeframes import timeframe_ms
 from factorcast.strategy.universe import FileOutput, Following
+
+if TYPE_CHECKING:  # the adapters are imported where a command needs them
+    from factorcast.adapters.exchange.source import CcxtSource
+    from factorcast.adapters.observe.metrics import Metrics
+    from factorcast.adapters.observe.telemetry import Telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -57,14 +63,14 @@ def file_outputs(args: argparse.Namespace, ctx: WireContext) -> list[FileOutput]
 class Market:
     """An open connection to the exchange a run reads from."""
 
-    source: Any  # adapters.exchange.source.CcxtSource
+    source: LiveSource
     symbols: tuple[str, ...]
     timeframe: str
     timeframe_ms: int
     label: str  # the exchange in signal ids
     description: str
     #: a source for another universe, live from a bar on (the previous one is closed)
-    follow: Callable[[tuple[str, ...], int | None], Awaitable[Any]]
+    follow: Callable[[tuple[str, ...], int | None], Awaitable[LiveSource]]
     #: the universe now, or None if the exchange could not tell (top_by_volume only)
     resolve: Callable[[], Awaitable[tuple[str, ...] | None]]
     #: wall seconds between resolutions of the universe; None: it is fixed
@@ -75,8 +81,6 @@ async def open_market(
     settings: Settings, stack: contextlib.AsyncExitStack, history_bars: int
 ) -> Market:
     """Start the embedded exchange if configured, connect ccxt, resolve the universe."""
-    import ccxt
-
     from factorcast.adapters.exchange.client import (
         ExchangeClient,
         FeedError,
@@ -132,7 +136,7 @@ async def open_market(
     )
     pro: Any = None
 
-    async def follow(universe: tuple[str, ...], resume_from: int | None) -> Any:
+    async def follow(universe: tuple[str, ...], resume_from: int | None) -> CcxtSource:
         nonlocal pro
         if pro is not None:
             await pro.close()  # its subscriptions were the previous universe's
@@ -170,7 +174,7 @@ async def open_market(
         "exchange_connected",
         exchange=ex.id,
         url=client.url,
-        client=f"ccxt {ccxt.__version__} ({'ccxt.pro websockets' if pro else 'REST polling'})",
+        client=source.client_description,
         event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
         embedded=ex.embedded,
         symbols=len(symbols),
@@ -276,7 +280,7 @@ async def open_metrics(
     sink: Any,
     model_tag: str,
     following: Following,
-) -> Any:
+) -> Telemetry:
     """Metrics, their HTTP endpoint and the telemetry output that keeps them current
     (``following.telemetry``; the endpoint and the clock follow a new universe)."""
     from importlib.metadata import version
@@ -296,7 +300,8 @@ async def open_metrics(
         exchange=market.label,
         timeframe=market.timeframe,
     )
-    following.telemetry = telemetry_for(metrics, market, market.symbols, following.source, sink)
+    telemetry = telemetry_for(metrics, market, market.symbols, following.source, sink)
+    following.telemetry = telemetry
     if cfg.enabled:
         server = MetricsServer(metrics.registry, following.readiness, host=cfg.host, port=cfg.port)
         try:
@@ -304,12 +309,12 @@ async def open_metrics(
         except OSError as e:  # taken since the check at start
             raise preflight.metrics_bind_error(settings, e) from None
         log.info("metrics_serving", url=server.url, endpoints="/metrics /healthz /readyz")
-    return following.telemetry
+    return telemetry
 
 
 def telemetry_for(
-    metrics: Any, market: Market, symbols: tuple[str, ...], source: Any, sink: Any
-) -> Any:
+    metrics: Metrics, market: Market, symbols: tuple[str, ...], source: LiveSource, sink: Any
+) -> Telemetry:
     from factorcast.adapters.observe.telemetry import Telemetry
 
     return Telemetry(
@@ -318,7 +323,7 @@ def telemetry_for(
         market.timeframe_ms,
         source=source,
         sink=sink,
-        bar_wall_s=market.timeframe_ms / 1000 / source.timing.clock_rate,
+        bar_wall_s=market.timeframe_ms / 1000 / source.clock_rate,
     )
 
 

@@ -85,7 +85,10 @@ async def live_source(
     missing: float = 0.0,
     timing: FeedTiming | None = None,
     before_start: Any = None,
+    queue_bars: int = 8,
+    reading: asyncio.Event | None = None,
 ) -> AsyncIterator[Live]:
+    """``reading``: when given, the consumer takes a cross-section only while it is set."""
     feed = market(missing)
     truth = market(missing).history_arrays(HISTORY + 60)
     async with contextlib.AsyncExitStack() as stack:
@@ -110,6 +113,7 @@ async def live_source(
             mode=mode,
             pro=pro,
             timing=timing or timing_for(),
+            queue_bars=queue_bars,
         )
         stack.push_async_callback(source.aclose)
         live = Live(sim, source, client, truth, [])
@@ -117,6 +121,8 @@ async def live_source(
         async def consume() -> None:
             async for xs in source.cross_sections():
                 live.got.append(xs)
+                if reading is not None:
+                    await reading.wait()
 
         task = asyncio.create_task(consume())
 
@@ -399,7 +405,7 @@ async def test_a_feed_task_that_dies_is_restarted() -> None:
         await asyncio.Event().wait()
 
     async with live_source() as live:
-        live.source._spawn_supervised("probe", dies_twice)
+        live.source.tasks.supervise("probe", dies_twice)
         await wait_until(lambda: runs == failures + 1)
         assert live.source.stats.task_restarts == failures
         await advance(live.sim, 3)
@@ -422,3 +428,60 @@ async def test_the_services_own_stall_is_not_taken_for_a_silent_websocket() -> N
         assert live.source.stats.reconnects == 0
         assert live.source.stats.rest_fallbacks == 0
         assert live.source.gate.stats.late == 0
+
+
+async def test_a_consumer_that_does_not_read_holds_the_gate_back_and_loses_nothing() -> None:
+    """The queue of released cross-sections is bounded.  While the consumer does not
+    read, the queue fills to its bound and the gate keeps the bars that are ready
+    after it: none is dropped, none goes late, and the full queue is counted once.
+    When the consumer reads again, every bar comes out in order, value for value."""
+    reading = asyncio.Event()
+    reading.set()
+    async with live_source(queue_bars=2, reading=reading) as live:
+        source = live.source
+        await advance(live.sim, 1)
+        await live.wait_for(1)
+        released = source.gate.stats.released
+        reading.clear()  # the consumer takes one more cross-section, then stops
+        most = 0
+        for _ in range(6):
+            await live.sim.advance(1)
+            for _ in range(5):
+                await asyncio.sleep(0.02)
+                most = max(most, source.intake.queued())
+        assert most == 2  # the bound held
+        assert len(live.live()) == 2
+        assert source.gate.stats.released - released == 3  # one taken, two queued
+        assert source.stats.queue_full == 1
+        reading.set()
+        sections = await live.wait_for(7)
+        assert [x.ts for x in sections] == [sections[0].ts + k * TF for k in range(7)]
+        live.check_against_truth(sections)
+        assert source.gate.stats.late == 0
+        assert source.stats.queue_full == 1  # one episode
+        assert source.intake.queued() == 0
+
+
+async def test_every_task_of_the_source_is_named_owned_and_ends_with_it() -> None:
+    """The source's tasks are named ``feed-...`` and belong to its task owner; an
+    unexpected failure of a short-lived one is logged and counted; after ``aclose``
+    none is left, and nothing starts any more."""
+
+    def running() -> set[str]:
+        return {t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("feed-")}
+
+    async def bug() -> None:
+        raise RuntimeError("a bug in a REST fetch")
+
+    async with live_source() as live:
+        await advance(live.sim, 2)
+        await live.wait_for(1)
+        names = live.source.tasks.names()
+        assert {"feed-websocket", "feed-deadlines"} <= set(names)
+        assert running() <= set(names)
+        live.source.tasks.spawn("probe", bug())
+        await wait_until(lambda: live.source.stats.task_failures == 1)
+        await live.source.aclose()
+        assert running() == set()
+        assert live.source.tasks.names() == []
+        assert live.source.tasks.spawn("after", asyncio.sleep(0)) is None
