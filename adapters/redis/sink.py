@@ -1,5 +1,13 @@
 """The Redis signal sink (SIGNALS.md section 5), with an on-disk spool for outages.
 
+Why one file past ~400 lines
+    :class:`RedisSink` is one state machine: ``publish``, ``flush``, the drainer, the
+    replay and the backlog hand-off share one lock, one "does anything wait"
+    decision (``_waiting``) and one set of events, and their ordering rules are only
+    checked by reading them together. What stands alone already lives apart: the
+    write path (:mod:`.writer`), the spool (:mod:`.spool`), the backlog's rules
+    (:mod:`.backlog`), the bytes (:mod:`.wire`).
+
 Keys (``prefix`` defaults to ``factorcast``)
     ``{prefix}:signals``    stream, one entry per signal, field ``data`` = the JSON,
                             ``XADD ... MAXLEN ~ maxlen``; entry id ``{bar_ts}-{i}``,
@@ -27,6 +35,15 @@ Outages
     only after its transaction was answered (at-least-once from spool + dedupe by id =
     exactly once). Publications in flight when the connection fails are spooled in
     order before anything newer (they may have run: the replay's dedupe decides).
+
+Tasks
+    The sink owns one long-lived task, ``redis-sink-drainer``; its writer owns the
+    reply reader, ``redis-sink-replies``. ``aclose`` cancels and awaits both. The
+    drainer handles every error it expects; should it end all the same (a bug), that
+    is logged (``sink_task_failed``, with the task's name) and counted, and a new
+    drainer starts after a backoff, so delivery never stops silently. A reply reader
+    that fails likewise fails its writer: the sink spools what was in flight and the
+    drainer reconnects.
 
 Spool full
     When the spool refuses (its byte bound, or a full disk), ``publish`` does not
@@ -161,7 +178,8 @@ class RedisSink:
         self.stats = SinkStats()
         self._client: Redis | None = None  # redis-py, for ping()
         self._writer: TransactionWriter | None = None  # the write path, while up
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None  # the drainer
+        self._drainer_restarts = 0
         self._lock = asyncio.Lock()  # one sender at a time: publish or the replay
         self._work = asyncio.Event()  # the drainer has something to do
         self._retry_now = asyncio.Event()  # cut the backoff short (flush)
@@ -213,7 +231,7 @@ class RedisSink:
                 await self._connect()
         except UNAVAILABLE as e:
             self._mark_down(e)  # not fatal: publications spool until Redis answers
-        self._task = asyncio.create_task(self._drain_forever(), name="redis-sink-drainer")
+        self._start_drainer()
         self._work.set()
         return self
 
@@ -231,11 +249,11 @@ class RedisSink:
 
     async def aclose(self) -> None:
         """Stop the tasks, spool what is unanswered, sync the spool, close (no flush)."""
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await asyncio.wait([task])  # a failure is _drainer_done's to log
         writer, self._writer = self._writer, None
         if writer is not None:
             # Unanswered transactions may or may not have run: keep them, dedupe decides.
@@ -533,6 +551,35 @@ class RedisSink:
                     if self._writer is None:
                         await self._backoff_sleep()  # the connection failed during replay
             self._work.clear()  # no await since the check above: nothing can slip in
+
+    def _start_drainer(self, delay_s: float | None = None) -> None:
+        drain = self._drain_forever() if delay_s is None else self._drain_after(delay_s)
+        self._task = asyncio.create_task(drain, name="redis-sink-drainer")
+        self._task.add_done_callback(self._drainer_done)
+
+    async def _drain_after(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        self._work.set()
+        await self._drain_forever()
+
+    def _drainer_done(self, task: asyncio.Task[None]) -> None:
+        """The drainer ends only when ``aclose`` cancels it: any other end is logged
+        and counted, and while the sink is open a new drainer takes over."""
+        if task.cancelled():
+            return
+        error = task.exception() or RuntimeError("the drainer returned")
+        self._count_error(error)
+        _log.error(
+            "sink_task_failed",
+            task=task.get_name(),
+            error=type(error).__name__,
+            detail=self._scrub(str(error)),
+            restarted=task is self._task,
+        )
+        if task is self._task:  # a bug that recurs is retried less and less often
+            self._drainer_restarts += 1
+            low, high = self._backoff
+            self._start_drainer(min(high, low * 2 ** min(self._drainer_restarts, 30)))
 
     async def _backoff_sleep(self) -> None:
         """Jittered exponential backoff; ``flush`` can cut it short."""

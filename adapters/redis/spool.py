@@ -1,15 +1,9 @@
 """A bounded, crash-safe, append-only on-disk spool of opaque records.
 
 The Redis sink spools publications here while Redis is unreachable and replays
-them, in order, when it is back.
-
-On disk
-    ``{directory}/LOCK``            held with ``flock`` while a process has the spool open
-    ``{directory}/COMMIT``          ``"{segment} {offset}\\n"``: everything before that
-                                    position is delivered (replaced atomically by rename)
-    ``{directory}/{n:016d}.seg``    segments, appended in order, each a run of records
-
-    record = length (u32, big-endian) | crc32(length bytes + payload) (u32) | payload
+them, in order, when it is back. The files (a lock, a commit position, segments of
+length- and CRC-framed records) and their format are :mod:`.spool_files`'s; this
+module keeps the books.
 
 Guarantees
     Append writes the whole record with ``os.write`` (no user-space buffer), so a
@@ -54,13 +48,9 @@ Bound
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import itertools
 import os
-import struct
 import time
-import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,49 +58,21 @@ from typing import Literal
 
 import structlog
 
+from factorcast.adapters.redis import spool_files as files
+from factorcast.adapters.redis.spool_files import HEADER, SpoolError, SpoolFull, encode_record
+
 __all__ = [
     "FsyncPolicy",
     "Spool",
     "SpoolError",
     "SpoolFull",
     "SpoolRecord",
+    "encode_record",
 ]
 
 FsyncPolicy = Literal["always", "batch"]
 
-_HEADER = struct.Struct(">II")
-_SUFFIX = ".seg"
-_COMMIT = "COMMIT"
-_LOCK = "LOCK"
-_MAX_RECORD = 2**31
-
 _log = structlog.get_logger(__name__)
-
-
-class SpoolError(Exception):
-    """The spool cannot take or give records (disk error, locked directory).
-
-    ``reason`` is short and fixed, for logs: the errno's name of a disk error
-    (``ENOSPC``, ``EDQUOT``, ``EIO``, ...), ``max_bytes`` for :class:`SpoolFull`."""
-
-    def __init__(self, message: str, *, reason: str = "error") -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class SpoolFull(SpoolError):
-    """A record does not fit within the spool's byte bound; nothing was written."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, reason="max_bytes")
-
-
-def _errno_name(e: OSError) -> str:
-    return errno.errorcode.get(e.errno or 0, type(e).__name__)
-
-
-def _disk_error(what: str, e: OSError) -> SpoolError:
-    return SpoolError(f"spool {what} failed: {e.strerror or e}", reason=_errno_name(e))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,17 +91,7 @@ class _Entry:
 
     @property
     def end(self) -> int:
-        return self.offset + _HEADER.size + self.length
-
-
-def _crc(length_bytes: bytes, payload: bytes) -> int:
-    return zlib.crc32(payload, zlib.crc32(length_bytes))
-
-
-def encode_record(payload: bytes) -> bytes:
-    """The on-disk bytes of one record."""
-    length = struct.pack(">I", len(payload))
-    return length + struct.pack(">I", _crc(length, payload)) + payload
+        return self.offset + HEADER.size + self.length
 
 
 class Spool:
@@ -160,11 +112,11 @@ class Spool:
     ) -> None:
         if fsync not in ("always", "batch"):
             raise ValueError(f"fsync must be 'always' or 'batch', not {fsync!r}")
-        if max_bytes <= _HEADER.size:
+        if max_bytes <= HEADER.size:
             raise ValueError("max_bytes is too small for any record")
         self.directory = Path(directory)
         self.max_bytes = max_bytes
-        self.segment_bytes = max(_HEADER.size + 1, min(segment_bytes, max_bytes))
+        self.segment_bytes = max(HEADER.size + 1, min(segment_bytes, max_bytes))
         self.fsync_policy: FsyncPolicy = fsync
         self.fsync_interval_s = fsync_interval_ms / 1000.0
         self._pending: deque[_Entry] = deque()
@@ -184,16 +136,7 @@ class Spool:
         """Lock the directory, validate every segment, drop torn tails."""
         if self._lock_fd is not None:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(lock_fd)
-            raise SpoolError(
-                f"spool directory {self.directory} is in use by another process"
-            ) from e
-        self._lock_fd = lock_fd
+        self._lock_fd = files.lock_directory(self.directory)
         self._pending.clear()
         self._sizes.clear()
         try:
@@ -211,10 +154,7 @@ class Spool:
 
     def _load(self) -> None:
         self._commit = self._read_commit()
-        segments = sorted(
-            int(p.stem) for p in self.directory.glob(f"*{_SUFFIX}") if p.stem.isdigit()
-        )
-        for n in segments:
+        for n in files.segment_numbers(self.directory):
             path = self._path(n)
             if n < self._commit[0]:
                 path.unlink(missing_ok=True)
@@ -265,7 +205,7 @@ class Spool:
         SpoolFull if it won't fit, SpoolError on a disk error (the segment is left as
         it was, see the module docstring)."""
         self._require_open()
-        if len(payload) >= _MAX_RECORD:
+        if len(payload) >= files.MAX_RECORD:
             raise SpoolFull(f"record of {len(payload)} bytes exceeds the record size limit")
         data = encode_record(payload)
         if self.size_bytes + len(data) > self.max_bytes:
@@ -276,20 +216,15 @@ class Spool:
         try:
             fd, start = self._writable_segment(len(data))
         except OSError as e:
-            raise _disk_error("segment open", e) from e
+            raise files.disk_error("segment open", e) from e
         sync = self.fsync_policy == "always" or (
             time.monotonic() - self._last_sync >= self.fsync_interval_s
         )
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if sync:
-                os.fsync(fd)
+            files.write_record(fd, data, sync=sync)
         except OSError as e:
             self._undo_write(fd, start, e)
-            raise _disk_error("append", e) from e
+            raise files.disk_error("append", e) from e
         self._sizes[self._active] = start + len(data)
         self._pending.append(_Entry(self._active, start, len(payload)))
         self._dirty = not sync
@@ -302,7 +237,7 @@ class Spool:
             try:
                 os.fsync(self._fd)
             except OSError as e:
-                raise _disk_error("fsync", e) from e
+                raise files.disk_error("fsync", e) from e
         self._dirty = False
         self._last_sync = time.monotonic()
 
@@ -311,22 +246,14 @@ class Spool:
     def pending(self, limit: int | None = None) -> list[SpoolRecord]:
         """Up to ``limit`` of the oldest uncommitted records, in append order."""
         self._require_open()
-        out: list[SpoolRecord] = []
-        entries = itertools.islice(self._pending, limit)
-        handles: dict[int, int] = {}
+        entries = list(itertools.islice(self._pending, limit))
         try:
-            for e in entries:
-                fd = handles.get(e.segment)
-                if fd is None:
-                    fd = handles[e.segment] = os.open(self._path(e.segment), os.O_RDONLY)
-                payload = os.pread(fd, e.length, e.offset + _HEADER.size)
-                out.append(SpoolRecord((e.segment, e.end), payload))
+            payloads = files.read_payloads(
+                self.directory, [(e.segment, e.offset, e.length) for e in entries]
+            )
         except OSError as ex:
             raise SpoolError(f"spool read failed: {ex.strerror}") from ex
-        finally:
-            for fd in handles.values():
-                os.close(fd)
-        return out
+        return [SpoolRecord((e.segment, e.end), p) for e, p in zip(entries, payloads, strict=True)]
 
     def commit(self, cursor: tuple[int, int]) -> None:
         """Mark every record up to and including ``cursor`` delivered.
@@ -339,13 +266,13 @@ class Spool:
             self._pending.popleft()
         self._commit = max(self._commit, cursor)
         try:
-            self._write_commit()
+            files.write_commit(self.directory, self._commit)
         except OSError as e:
             if not self._commit_unsaved:
                 _log.warning(
                     "spool_commit_deferred",
                     directory=str(self.directory),
-                    reason=_errno_name(e),
+                    reason=files.errno_name(e),
                 )
             self._commit_unsaved = True
         else:
@@ -366,59 +293,35 @@ class Spool:
             raise SpoolError("spool is not open")
 
     def _path(self, n: int) -> Path:
-        return self.directory / f"{n:016d}{_SUFFIX}"
+        return files.segment_path(self.directory, n)
 
     def _read_commit(self) -> tuple[int, int]:
-        path = self.directory / _COMMIT
-        try:
-            seg, off = path.read_text().split()
-            return int(seg), int(off)
-        except FileNotFoundError:
-            return (0, 0)
-        except (OSError, ValueError):
+        commit = files.read_commit(self.directory)
+        if commit is None:
             # Replaying from the start is safe: the sink dedupes by entry id.
             _log.warning("spool_truncated", directory=str(self.directory), reason="bad_commit")
             return (0, 0)
-
-    def _write_commit(self) -> None:
-        tmp = self.directory / f"{_COMMIT}.tmp"
-        tmp.write_text(f"{self._commit[0]} {self._commit[1]}\n")
-        os.replace(tmp, self.directory / _COMMIT)
+        return commit
 
     def _scan(self, n: int) -> int:
         """Index segment ``n``'s pending records; truncate a torn tail; return its size."""
         path = self._path(n)
         data = path.read_bytes()
-        pos = 0
-        reason = ""
-        while pos < len(data):
-            if pos + _HEADER.size > len(data):
-                reason = "short_header"
-                break
-            length, crc = _HEADER.unpack_from(data, pos)
-            start = pos + _HEADER.size
-            if start + length > len(data):
-                reason = "short_payload"
-                break
-            if _crc(data[pos : pos + 4], data[start : start + length]) != crc:
-                reason = "crc_mismatch"
-                break
-            if (n, start + length) > self._commit:
-                self._pending.append(_Entry(n, pos, length))
-            pos = start + length
+        records, end, reason = files.scan(data)
+        for offset, length in records:
+            entry = _Entry(n, offset, length)
+            if (n, entry.end) > self._commit:
+                self._pending.append(entry)
         if reason:
             _log.warning(
                 "spool_truncated",
                 segment=path.name,
-                offset=pos,
-                discarded_bytes=len(data) - pos,
+                offset=end,
+                discarded_bytes=len(data) - end,
                 reason=reason,
             )
-            with open(path, "r+b") as f:
-                f.truncate(pos)
-                f.flush()
-                os.fsync(f.fileno())
-        return pos
+            files.truncate(path, end)
+        return end
 
     def _writable_segment(self, size: int) -> tuple[int, int]:
         current = self._sizes.get(self._active)
@@ -431,13 +334,11 @@ class Spool:
             and current + size <= self.segment_bytes
         ):
             # Re-open the surviving active segment after a restart.
-            self._fd = os.open(self._path(self._active), os.O_WRONLY | os.O_APPEND)
+            self._fd = files.open_segment(self.directory, self._active, new=False)
             return self._fd, current
         if self._fd is None:
             n = self._active + 1
-            self._fd = os.open(
-                self._path(n), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600
-            )
+            self._fd = files.open_segment(self.directory, n, new=True)
             self._active, self._sealed = n, False
             self._sizes[n] = 0
             self._sync_directory()
@@ -452,8 +353,8 @@ class Spool:
                 "spool_segment_sealed",
                 segment=self._path(self._active).name,
                 offset=start,
-                error=_errno_name(error),
-                truncate_error=_errno_name(e),
+                error=files.errno_name(error),
+                truncate_error=files.errno_name(e),
             )
             self._sealed = True
             with contextlib.suppress(OSError):
@@ -472,7 +373,7 @@ class Spool:
                 _log.warning(
                     "spool_sync_failed",
                     segment=self._path(self._active).name,
-                    reason=_errno_name(e),
+                    reason=files.errno_name(e),
                 )
             finally:
                 os.close(fd)
@@ -485,15 +386,10 @@ class Spool:
             _log.warning(
                 "spool_segment_not_deleted",
                 segment=self._path(n).name,
-                reason=_errno_name(e),
+                reason=files.errno_name(e),
             )
         self._sizes.pop(n, None)
 
     def _sync_directory(self) -> None:
-        if self.fsync_policy != "always":
-            return
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self.fsync_policy == "always":
+            files.sync_directory(self.directory)

@@ -1,29 +1,29 @@
 """The signal stream's consumer (SIGNALS.md section 5): what ``factorcast subscribe`` runs.
 
 Delivery
-    :class:`SignalSubscriber` reads ``{prefix}:signals`` in a consumer group
-    (``XGROUP CREATE ... MKSTREAM``, from ``$`` or, with ``from_start``, from ``0``; an
-    existing group keeps its position). On start it first takes over entries that
-    another consumer of the group left pending for ``claim_idle_ms`` (``XAUTOCLAIM``:
-    the default consumer name is ``host-pid``, so a restarted process is a new
-    consumer), then re-reads its own pending entries (id ``0``), then new ones (``>``).
-    After a lost connection it reconnects with jittered backoff and re-reads its
-    pending entries again: a reply lost in transit is not lost.
+    :class:`SignalSubscriber` reads ``{prefix}:signals`` in a consumer group (the
+    commands are :mod:`.consumer_group`'s), created from ``$`` or, with
+    ``from_start``, from ``0`` (an existing group keeps its position). On start it
+    first takes over entries that another consumer of the group left pending for
+    ``claim_idle_ms`` (the default consumer name is ``host-pid``, so a restarted
+    process is a new consumer), then re-reads its own pending entries (id ``0``),
+    then new ones (``>``). After a lost connection it reconnects with jittered
+    backoff and re-reads its pending entries again: a reply lost in transit is not
+    lost. A group that vanished (a Redis without persistence restarted) is created
+    again before the next read.
 
-At least once, then deduplicated
+At least once
     An entry is acknowledged (``XACK``) only after the consumer has handled it: when it
     asks for the next one, or leaves ``async with`` without an exception. Acks are
     batched into the next read's round trip. A consumer that dies mid-signal has it
-    delivered again. Signal ids are deterministic, so the same signal under a second
-    stream id (a republish, a redelivery) is dropped by a bounded LRU of recent ids
-    and counted in ``stats.duplicates``.
+    delivered again.
 
-Rejection
-    Entries that are not a ``factorcast.signal/1`` JSON object with an ``id``, or whose
-    ``sig`` does not verify when a signing key is configured, are counted in
-    ``stats.rejected``, logged as ``signal_rejected`` (signal id, reason), acked so
-    they never loop, and never yielded. Ids enter the dedupe window only after the
-    signature check, so a forged entry cannot shadow the real signal.
+Checks
+    :mod:`.subscriber_checks` decides which entries are handed out: a signal already
+    seen (a republish, a redelivery) is dropped and counted in ``stats.duplicates``;
+    a malformed or unverified entry is counted in ``stats.rejected`` and logged as
+    ``signal_rejected`` (signal id, reason). Both are acked so they never loop, and
+    never yielded.
 
 Secrets
     The password (a ``SecretStr`` or inside the URL) is kept out of ``url``, ``repr``,
@@ -40,13 +40,12 @@ import contextlib
 import os
 import random
 import socket
-from collections import OrderedDict, deque
-from collections.abc import Awaitable
+from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final, Literal, NamedTuple, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
-import orjson
 import structlog
 from pydantic import SecretStr
 from redis.asyncio import Redis
@@ -55,7 +54,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
 
 from factorcast.adapters.redis.common import UNAVAILABLE, redact_url, scrub, split_url
-from factorcast.strategy.wire import SCHEMA_ID, verify
+from factorcast.adapters.redis.consumer_group import ConsumerGroup, Entry
+from factorcast.adapters.redis.subscriber_checks import DUPLICATE, Received, SignalChecks
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -69,7 +69,6 @@ _log = structlog.get_logger(__name__)
 
 DEFAULT_GROUP: Final = "factorcast-subscribers"
 _T = TypeVar("_T")
-_Entry = tuple[bytes, dict[bytes, bytes]]
 
 
 class SubscriberError(Exception):
@@ -89,32 +88,6 @@ class SubscriberStats:
     acked: int = 0  # XACKs Redis confirmed
     claimed: int = 0  # entries taken over from idle consumers at start
     errors: dict[str, int] = field(default_factory=dict)  # by exception type
-
-
-class Received(NamedTuple):
-    """One signal: its stream entry id, the parsed object and the exact wire bytes."""
-
-    entry_id: str
-    signal: dict[str, Any]
-    data: bytes
-
-
-class _RecentIds:
-    """A bounded LRU set of signal ids."""
-
-    def __init__(self, capacity: int) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._capacity = capacity
-
-    def seen(self, sid: str) -> bool:
-        """True if ``sid`` was seen recently; remembers it either way."""
-        if sid in self._ids:
-            self._ids.move_to_end(sid)
-            return True
-        self._ids[sid] = None
-        if len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
-        return False
 
 
 class SignalSubscriber:
@@ -155,11 +128,7 @@ class SignalSubscriber:
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._from_start = from_start
-        if isinstance(signing_key, SecretStr):
-            signing_key = signing_key.get_secret_value().encode()
-        if signing_key is not None and not signing_key:
-            raise ValueError("signing_key is empty: give a key or None (no verification)")
-        self._key = signing_key
+        self._checks = SignalChecks(signing_key, dedupe_size)
         self._block_ms = block_ms
         self._count = count
         self._claim_idle_ms = claim_idle_ms
@@ -168,10 +137,10 @@ class SignalSubscriber:
         self._backoff = (backoff_initial_s, backoff_max_s)
         self._stop = stop
         self.stats = SubscriberStats()
-        self._seen = _RecentIds(dedupe_size)
         self._client: Redis | None = None
+        self._commands: ConsumerGroup | None = None  # the group's commands, on _client
         self._stop_waiter: asyncio.Task[Literal[True]] | None = None
-        self._buffer: deque[_Entry] = deque()
+        self._buffer: deque[Entry] = deque()
         self._current: str | None = None  # yielded, not yet handled
         self._to_ack: list[str] = []  # handled or dropped, not yet acked
         self._pending_from: str | None = "0"  # re-reading our pending entries; None: new ones
@@ -201,10 +170,14 @@ class SignalSubscriber:
             retry=Retry(NoBackoff(), 0),  # retries and backoff are ours
             client_name="factorcast-subscriber",
         )
+        self._commands = ConsumerGroup(self._client, self.stream, self.group, self.consumer)
         try:
             await self._client.ping()
-            created = await self._ensure_group()
-            await self._claim_idle()
+            created = await self._commands.create(from_start=self._from_start)
+            if self._claim_idle_ms is not None:
+                self.stats.claimed += await self._commands.claim_idle(self._claim_idle_ms)
+            if self.stats.claimed:
+                _log.info("subscriber_claimed", entries=self.stats.claimed, consumer=self.consumer)
         except UNAVAILABLE as e:
             self._count_error(e)
             await self.aclose()
@@ -247,6 +220,7 @@ class SignalSubscriber:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._stop_waiter
             self._stop_waiter = None
+        self._commands = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -286,49 +260,26 @@ class SignalSubscriber:
     def _accept(self, raw_id: bytes, fields: dict[bytes, bytes]) -> Received | None:
         self.stats.received += 1
         entry_id = raw_id.decode()
-        data = fields.get(b"data")
-        obj, sid, reason = self._validate(data)
-        if reason is not None or obj is None or sid is None or data is None:
-            self._reject(entry_id, sid, reason or "invalid")
-            return None
-        if self._seen.seen(sid):
+        verdict = self._checks.admit(entry_id, fields.get(b"data"))
+        if isinstance(verdict, Received):
+            return verdict
+        self._to_ack.append(entry_id)  # handled: never redeliver what is never yielded
+        if verdict.reason == DUPLICATE:
             self.stats.duplicates += 1
-            self._to_ack.append(entry_id)
-            _log.debug("signal_duplicate", signal_id=sid, entry_id=entry_id)
-            return None
-        return Received(entry_id, obj, data)
-
-    def _validate(self, data: bytes | None) -> tuple[dict[str, Any] | None, str | None, str | None]:
-        """(the object, its signal id, why it is rejected or None)."""
-        if data is None:  # a pending entry trimmed away by MAXLEN, or not a signal
-            return None, None, "entry_without_data"
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return None, None, "invalid_json"
-        if not isinstance(obj, dict):
-            return None, None, "not_an_object"
-        sid = obj.get("id")
-        sid = sid if isinstance(sid, str) and sid else None
-        if obj.get("schema") != SCHEMA_ID:
-            return obj, sid, "unsupported_schema"
-        if sid is None:
-            return obj, None, "missing_id"
-        if self._key is not None:
-            if not isinstance(obj.get("sig"), str):
-                return obj, sid, "missing_signature"
-            if not verify(obj, self._key):
-                return obj, sid, "bad_signature"
-        return obj, sid, None
-
-    def _reject(self, entry_id: str, sid: str | None, reason: str) -> None:
-        self.stats.rejected += 1
-        self._to_ack.append(entry_id)  # never redeliver what can never be accepted
-        _log.warning("signal_rejected", signal_id=sid, entry_id=entry_id, reason=reason)
+            _log.debug("signal_duplicate", signal_id=verdict.signal_id, entry_id=entry_id)
+        else:
+            self.stats.rejected += 1
+            _log.warning(
+                "signal_rejected",
+                signal_id=verdict.signal_id,
+                entry_id=entry_id,
+                reason=verdict.reason,
+            )
+        return None
 
     # -- Redis -----------------------------------------------------------------------
 
-    async def _fetch(self) -> list[_Entry]:
+    async def _fetch(self) -> list[Entry]:
         """One read (with the pending acks in the same round trip); retries outages."""
         while True:
             try:
@@ -365,76 +316,28 @@ class SignalSubscriber:
                     self._attempt = 0
                 return entries
 
-    async def _read(self) -> list[_Entry]:
-        assert self._client is not None
+    async def _read(self) -> list[Entry]:
+        assert self._commands is not None
         if self._group_missing:
-            await self._ensure_group()
+            await self._commands.create(from_start=self._from_start)
             self._group_missing = False
         start = self._pending_from or ">"
         block = None if self._pending_from is not None else self._block_ms
         acks = list(self._to_ack)
+        acked, entries = await self._commands.read(start, count=self._count, block=block, acks=acks)
         if acks:
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.xack(self.stream, self.group, *acks)
-                pipe.xreadgroup(
-                    self.group, self.consumer, {self.stream: start}, count=self._count, block=block
-                )
-                acked, reply = await pipe.execute()
             del self._to_ack[: len(acks)]
-            self.stats.acked += int(acked)
-        else:
-            reply = await self._client.xreadgroup(
-                self.group, self.consumer, {self.stream: start}, count=self._count, block=block
-            )
-        entries: list[_Entry]
-        if isinstance(reply, dict):  # a client made with legacy_responses=False
-            entries = next(iter(reply.values()), [])
-        else:  # redis-py's default (RESP2-shaped) [[stream, entries]]
-            entries = reply[0][1] if reply else []
+            self.stats.acked += acked
         if self._pending_from is not None:
             # Our own pending list, in id order; an empty page means it is done.
             self._pending_from = entries[-1][0].decode() if entries else None
         return entries
 
-    async def _ensure_group(self) -> bool:
-        assert self._client is not None
-        try:
-            await self._client.xgroup_create(
-                self.stream, self.group, id="0" if self._from_start else "$", mkstream=True
-            )
-        except ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise
-            return False
-        return True
-
-    async def _claim_idle(self) -> None:
-        """Take over what other consumers of the group left pending (XAUTOCLAIM)."""
-        if self._claim_idle_ms is None:
-            return
-        assert self._client is not None
-        cursor: bytes | str = "0-0"
-        while True:
-            reply = await self._client.xautoclaim(
-                self.stream,
-                self.group,
-                self.consumer,
-                self._claim_idle_ms,
-                start_id=cursor,
-                count=1000,
-            )
-            self.stats.claimed += len(reply[1])
-            cursor = reply[0]
-            if cursor in (b"0-0", "0-0"):
-                break
-        if self.stats.claimed:
-            _log.info("subscriber_claimed", entries=self.stats.claimed, consumer=self.consumer)
-
     async def _flush_acks(self) -> None:
-        if not self._to_ack or self._client is None:
+        if not self._to_ack or self._commands is None:
             return
         try:
-            acked = await self._client.xack(self.stream, self.group, *self._to_ack)
+            acked = await self._commands.ack(self._to_ack)
         except UNAVAILABLE as e:
             self._count_error(e)
             _log.warning(
@@ -444,14 +347,14 @@ class SignalSubscriber:
                 detail=self._scrub(str(e)),
             )
         else:
-            self.stats.acked += int(acked)
+            self.stats.acked += acked
             self._to_ack.clear()
 
-    async def _interruptible(self, aw: Awaitable[_T]) -> _T:
-        """Await ``aw``, or cancel it and raise _Stopped when the stop event fires."""
+    async def _interruptible(self, read: Coroutine[Any, Any, _T]) -> _T:
+        """Await ``read``, or cancel it and raise _Stopped when the stop event fires."""
         if self._stop_waiter is None:
-            return await aw
-        task = asyncio.ensure_future(aw)
+            return await read
+        task = asyncio.create_task(read, name="subscriber-read")
         try:
             await asyncio.wait({task, self._stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -32,27 +32,38 @@ Exactly once, and never overtaken
     sink) spools what was refused or left unanswered and replays it over a new
     connection, which re-reads the top.
 
+The reply reader
+    The task that reads the replies, ``redis-sink-replies``, belongs to the writer:
+    :meth:`TransactionWriter.close` cancels and awaits it. Should it fail other than
+    by the connection (a bug, or ``on_settled`` raising), it logs that
+    (``sink_task_failed``, with its name) and fails the writer like a lost connection,
+    so the owner keeps what was unanswered and reconnects with a new writer.
+
 Commands are packed and replies parsed by :mod:`adapters.redis.resp`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from redis.exceptions import ResponseError, WatchError
 
-from factorcast.adapters.redis.common import UNAVAILABLE
+from factorcast.adapters.redis.common import UNAVAILABLE, scrub
 from factorcast.adapters.redis.resp import RespConnection, command
 from factorcast.adapters.redis.spool import SpoolRecord
 from factorcast.adapters.redis.wire import Keys, parse_id, transaction
 from factorcast.strategy.ports import Publication
 
 __all__ = ["InFlight", "TransactionWriter"]
+
+_log = structlog.get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -84,8 +95,10 @@ class TransactionWriter:
         last_id: tuple[int, int] | None,
         on_settled: Settled,
         on_failed: Failed,
+        password: str | None = None,
     ) -> None:
         self._conn = conn
+        self._password = password  # kept out of the log
         self._keys = keys
         self._maxlen = maxlen
         self._ttl_ms = ttl_ms
@@ -162,6 +175,7 @@ class TransactionWriter:
             last_id=parse_id(top[0][0]) if top else None,
             on_settled=on_settled,
             on_failed=on_failed,
+            password=password,
         )
 
     @property
@@ -224,6 +238,9 @@ class TransactionWriter:
     async def close(self) -> list[InFlight]:
         """Close without a failure; return what is unanswered (the owner keeps it)."""
         unanswered = self._stop()
+        if self._task is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([self._task])
         await self._conn.close()
         return unanswered
 
@@ -261,6 +278,14 @@ class TransactionWriter:
                 self._answered.set()
                 self._on_settled(item, written, failed)
         except UNAVAILABLE as e:
+            self.fail(e)
+        except Exception as e:
+            _log.error(
+                "sink_task_failed",
+                task=self._task.get_name(),
+                error=type(e).__name__,
+                detail=scrub(str(e), self._password),
+            )
             self.fail(e)
 
 

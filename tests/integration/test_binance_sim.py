@@ -235,6 +235,13 @@ async def subscribed(sim: BinanceSim, n: int = 1) -> None:
             await asyncio.sleep(0.01)
 
 
+async def watching(exchange: Any) -> None:
+    """Wait until a watch is pending on one of ``exchange``'s websocket connections."""
+    async with asyncio.timeout(10):
+        while not any(client.futures for client in exchange.clients.values()):
+            await asyncio.sleep(0.01)
+
+
 async def test_watch_ohlcv_sees_a_kline_close(sim: BinanceSim, pro: Any) -> None:
     await pro.load_markets()
     watcher = asyncio.create_task(next_ohlcv(pro, "ETH/USDT", lambda r: len(r) >= 2))
@@ -541,7 +548,7 @@ async def test_websocket_drop_raises_then_a_new_watch_reconnects(
     await sim.advance()
     await first
     pending = asyncio.create_task(pro.watch_ohlcv("BTC/USDT", "1m"))
-    await asyncio.sleep(0.05)
+    await watching(pro)  # it waits on the connection that drops
     assert await sim.faults.drop_websockets(abort=abort) == 1
     with pytest.raises(errors.NetworkError, match="closing code") as raised:
         async with asyncio.timeout(5):
@@ -565,6 +572,7 @@ async def test_websocket_stall_trips_the_ccxt_keepalive(sim: BinanceSim) -> None
         await first
         sim.faults.stall_websockets()
         pending = asyncio.create_task(exchange.watch_ohlcv("BTC/USDT", "1m"))
+        await watching(exchange)  # it waits on the connection that stalls
         await sim.advance()  # not delivered, and the socket stays open
         assert len(sim.subscriptions()) == 1
         with pytest.raises(errors.RequestTimeout, match="ping-pong keepalive"):

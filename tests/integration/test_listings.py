@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from factorcast.adapters.exchange.client import Backoff, ExchangeClient, FeedError, resolve_universe
 from factorcast.adapters.exchange.source import CcxtSource, FeedTiming, pro_client
-from factorcast.adapters.sim.binance import BinanceSim, PanelFeed, aligned_start_ms
+from factorcast.adapters.sim.binance import BinanceSim, Market, PanelFeed, aligned_start_ms
 from factorcast.strategy.events import CrossSection
 
 pytestmark = pytest.mark.integration
@@ -143,7 +143,13 @@ async def listings(mode: str) -> AsyncIterator[Live]:
             await asyncio.sleep(0.01)
         if task.done():
             task.result()
-        await asyncio.sleep(0.3)  # let the websocket subscribe
+        if mode == "ws":
+            # The bars a test pushes from here on must reach the websocket: wait until
+            # the exchange holds the subscription to every symbol.
+            streams = {f"{Market.of(s).stream_prefix}kline_{sim.interval}" for s in symbols}
+            async with asyncio.timeout(20):
+                while not streams <= set().union(*sim.subscriptions()):
+                    await asyncio.sleep(0.01)
         yield live
 
 

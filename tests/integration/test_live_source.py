@@ -19,7 +19,7 @@ import pytest
 
 from factorcast.adapters.exchange.client import Backoff, ExchangeClient, resolve_universe
 from factorcast.adapters.exchange.source import CcxtSource, FeedTiming, pro_client
-from factorcast.adapters.sim.binance import BinanceSim, aligned_start_ms
+from factorcast.adapters.sim.binance import BinanceSim, Market, aligned_start_ms
 from factorcast.adapters.sim.market import SimulatedMarket
 from factorcast.strategy.events import CrossSection
 
@@ -137,7 +137,16 @@ async def live_source(
             await asyncio.sleep(0.01)
         if task.done():
             task.result()  # the source failed: show why
-        await asyncio.sleep(0.3)  # let the websocket subscribe
+        if mode == "ws":
+            # The bars a test pushes from here on must reach the websocket: wait until
+            # the exchange holds the subscription to every symbol (or refused it).
+            streams = {f"{Market.of(s).stream_prefix}kline_{sim.interval}" for s in symbols}
+            await wait_until(
+                lambda: (
+                    streams <= set().union(*sim.subscriptions())
+                    or source.stats.subscriptions_refused > 0
+                )
+            )
         yield live
 
 
@@ -307,6 +316,9 @@ async def test_forming_updates_take_the_text_shortcut_and_closing_ones_do_not() 
         sections = await live.wait_for(2)
         live.check_against_truth(sections)
         n = len(live.source.symbols)
+        # a bar goes out on its last closing kline: the forming ones after it may
+        # still be on their way
+        await wait_until(lambda: len(outcomes) >= 4 * n)
         assert outcomes.count((False, True)) == outcomes.count((True, False)) == 2 * n
         assert len(outcomes) == 4 * n
 

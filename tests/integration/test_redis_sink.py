@@ -343,6 +343,69 @@ async def test_hung_redis_costs_one_timeout_then_spools(
     assert await stream_entries(client) == expected_entries(range(6))
 
 
+async def test_a_drainer_that_dies_is_logged_and_replaced(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    """The drainer handles every error it expects; one it does not (a bug; here a
+    stand-in that raises on its first run) is logged by the task's name, counted, and
+    a new drainer delivers what waits: delivery never stops silently."""
+    spool_dir = tmp_path / "spool"
+    with Spool(spool_dir) as spool:
+        spool.append(encode_publication(publication(0)))
+    sink = sink_for(server.url, spool_dir)
+    drain = sink._drain_forever
+    runs = 0
+
+    async def dies_on_its_first_run() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            raise RuntimeError("a bug")
+        await drain()
+
+    sink._drain_forever = dies_on_its_first_run  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        async with sink:
+            await sink.flush()
+            assert sink.stats.spool_depth == 0
+    failed = [e for e in logs if e["event"] == "sink_task_failed"]
+    assert [(e["task"], e["error"], e["restarted"]) for e in failed] == [
+        ("redis-sink-drainer", "RuntimeError", True)
+    ]
+    assert runs == 2 and sink.stats.errors == {"RuntimeError": 1}
+    assert await stream_entries(client) == expected_entries(range(1))
+
+
+async def test_a_reply_reader_that_fails_fails_its_writer_and_loses_nothing(
+    server: EmbeddedRedis, client: Redis, tmp_path: Path
+) -> None:
+    """The task reading the replies fails other than by the connection (a bug; here
+    the sink's settle callback raising once): it is logged by name, the publications
+    still in flight are spooled, and a new connection replays them."""
+    sink = sink_for(server.url, tmp_path / "spool", window=4)
+    settle = sink._settled
+    calls = 0
+
+    def raises_once(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")
+        settle(*args)
+
+    sink._settled = raises_once  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        async with sink:
+            for k in range(3):
+                await sink.publish(publication(k))
+            await sink.flush()
+            assert sink.in_flight == 0 and sink.stats.spool_depth == 0
+    failed = [e for e in logs if e["event"] == "sink_task_failed"]
+    assert [(e["task"], e["error"]) for e in failed] == [("redis-sink-replies", "RuntimeError")]
+    assert sink.stats.errors == {"RuntimeError": 1}
+    assert await stream_entries(client) == expected_entries(range(3))  # each entry once
+
+
 async def test_new_sink_replays_spool_left_by_crashed_sink(
     server: EmbeddedRedis, client: Redis, tmp_path: Path
 ) -> None:

@@ -9,10 +9,11 @@ plain XADD: that is the only way to produce those cases.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import secrets
 import traceback
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,26 @@ async def nothing_more(sub: SignalSubscriber, stop: asyncio.Event, wait_s: float
 async def pending(client: Redis, group: str = GROUP) -> int:
     info = await client.xpending(STREAM, group)
     return int(info["pending"])
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Wait (10 s at most) until ``condition()``, awaited if need be, is true."""
+    async with asyncio.timeout(10):
+        while True:
+            met = condition()
+            if inspect.isawaitable(met):
+                met = await met
+            if met:
+                return
+            await asyncio.sleep(0.01)
+
+
+async def blocked_in_xreadgroup(client: Redis) -> bool:
+    """A subscriber's connection waits in a blocking XREADGROUP."""
+    return any(
+        c["name"] == "factorcast-subscriber" and c["cmd"] == "xreadgroup" and "b" in c["flags"]
+        for c in await client.client_list()
+    )
 
 
 def require_redis_server() -> None:
@@ -237,7 +258,12 @@ async def test_idle_entries_of_a_dead_consumer_are_claimed(
     async with subscriber(server.url, consumer="host-222", stop=stop) as sub:
         assert await nothing_more(sub, stop, 0.1)
     assert sub.stats.claimed == 0
-    await asyncio.sleep(0.05)
+
+    async def all_idle_for_50_ms() -> bool:
+        idle = await client.xpending_range(STREAM, GROUP, "-", "+", 10, idle=50)
+        return len(idle) == 3
+
+    await until(all_idle_for_50_ms)
     async with subscriber(server.url, consumer="host-333", claim_idle_ms=50) as sub:
         got = await take(sub, 3)
     assert sub.stats.claimed == 3
@@ -326,7 +352,7 @@ async def test_subscriber_survives_a_redis_restart(tmp_path: Path) -> None:
             await take(sub, 3)
             await srv.astop()
             reading = asyncio.create_task(take(sub, 3, timeout_s=10))
-            await asyncio.sleep(0.3)
+            await until(lambda: sub.stats.errors)  # it found Redis gone
             await srv.astart()
             async with sink_for(srv.url, tmp_path / "b") as sink:
                 await sink.publish(publication(2))
@@ -347,7 +373,7 @@ async def test_entries_delivered_while_disconnected_are_read_again(
         server.url, consumer="c1", backoff_initial_s=2.0, backoff_max_s=2.0
     ) as sub:
         reading = asyncio.create_task(take(sub, 3))
-        await asyncio.sleep(0.1)  # blocked in XREADGROUP
+        await until(lambda: blocked_in_xreadgroup(client))
         await client.client_kill_filter(_type="normal", skipme=True)  # the connection drops
         # Stand-in for a reply lost in transit (the only way to produce one on demand):
         # while it backs off, entries are delivered to "c1" that the subscriber never saw.

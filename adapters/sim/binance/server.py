@@ -8,7 +8,8 @@ fills one cross-section per tick: on a timer (``sim_speed`` bars per second) or
 by :meth:`BinanceSim.advance`.  Each tick closes the forming bar (pushed with
 ``"x": true``) and opens the next one (pushed with ``"x": false``, o=h=l=c=open).
 Faults (:class:`Faults`) apply at run time.  Only the book's own interval is
-served; there are no trades, order books or private endpoints.
+served; there are no trades, order books or private endpoints.  The websocket
+connections, their control messages and the broadcast are :mod:`.streams`'s.
 
 Listings follow the candles: a symbol is listed (``exchangeInfo`` status
 ``TRADING``) from its first bar, as that bar opens; before it, it is absent from
@@ -27,14 +28,13 @@ import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from factorcast.adapters.sim.binance.book import (
     CLOSE,
@@ -44,6 +44,7 @@ from factorcast.adapters.sim.binance.book import (
     interval_of,
 )
 from factorcast.adapters.sim.binance.faults import Faults
+from factorcast.adapters.sim.binance.streams import Streams
 from factorcast.adapters.sim.binance.wire import (
     F64,
     RATE_LIMITS,
@@ -51,21 +52,12 @@ from factorcast.adapters.sim.binance.wire import (
     Market,
     WireFormat,
     ccxt_config,
-    compact_json,
     kline_query,
 )
 
 log = structlog.get_logger(__name__)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(eq=False, slots=True)
-class _Conn:
-    ws: web.WebSocketResponse
-    request: web.Request
-    combined: bool
-    streams: set[str] = field(default_factory=set)
 
 
 class BinanceSim:
@@ -111,7 +103,7 @@ class BinanceSim:
         self._delisted_after: dict[str, int] = dict(getattr(feed, "delisted_after", None) or {})
         if len(self._by_id) != len(self._markets):
             raise ValueError("two symbols map to the same Binance market id")
-        self._conns: set[_Conn] = set()
+        self._streams = Streams(self._by_id, self.interval, self.faults)
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -151,7 +143,7 @@ class BinanceSim:
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         self._port = self._runner.addresses[0][1]
-        self.faults.bind_dropper(self._drop)
+        self.faults.bind_dropper(self._streams.drop)
         if self._speed and not self._clock_on_demand:
             self._start_clock()
         log.info(
@@ -169,9 +161,7 @@ class BinanceSim:
             self._clock.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._clock
-        for conn in list(self._conns):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.ws.close(code=1001, message=b"shutting down"), 1.0)
+        await self._streams.close()
         self.faults.bind_dropper(None)
         if self._runner is not None:
             await self._runner.cleanup()
@@ -199,7 +189,7 @@ class BinanceSim:
 
     def subscriptions(self) -> list[frozenset[str]]:
         """The streams of each open websocket connection."""
-        return [frozenset(c.streams) for c in self._conns]
+        return self._streams.subscriptions()
 
     # -- listings -------------------------------------------------------------------
 
@@ -241,7 +231,7 @@ class BinanceSim:
                     break
                 self._open_next()
                 self._tick_at = time.monotonic()
-                first_sent = await self._broadcast(self._tick_events(*closed))
+                first_sent = await self._streams.broadcast(self._tick_events(*closed))
                 self.sent.append((closed[0], first_sent, time.perf_counter()))
                 done += 1
         return done
@@ -251,7 +241,7 @@ class BinanceSim:
         how many."""
         async with self._lock:
             held = self.faults.take_held()
-            await self._broadcast(held)
+            await self._streams.broadcast(held)
         return len(held)
 
     def _open_next(self) -> None:
@@ -289,7 +279,7 @@ class BinanceSim:
     def _tick_events(self, ts: int, block: F64) -> list[tuple[str, dict[str, Any]]]:
         """Per subscribed market: the closed kline, then the one that just opened
         (unless :meth:`Faults.omit_klines` leaves them out)."""
-        wanted = set().union(*(c.streams for c in self._conns))
+        wanted = self._streams.wanted()
         forming, forming_ts = self.book.forming_view(), self.book.forming_ts
         omit_closing, omit_opening = self.faults.take_kline_omissions()
         if omit_opening:
@@ -405,97 +395,8 @@ class BinanceSim:
     def _ticker(self, m: Market) -> dict[str, Any]:
         return self._wire.ticker(m, self.book.stats(m.symbol), self.book.first_price(m.symbol))
 
-    # -- websockets ----------------------------------------------------------------------
-
-    def _valid_stream(self, name: object) -> bool:
-        if not isinstance(name, str) or "@kline_" not in name:
-            return False
-        market_id, interval = name.split("@kline_", 1)
-        known = market_id.islower() and market_id.upper() in self._by_id
-        return known and interval == self.interval
-
-    def _initial_streams(self, request: web.Request) -> Iterable[str]:
-        if request.path.startswith("/stream"):
-            return request.query.get("streams", "").split("/")
-        tail = request.path.rsplit("/", 1)[-1]
-        return [tail] if "@" in tail else []
-
-    def _control(self, conn: _Conn, text: str) -> dict[str, Any]:
-        try:
-            req = json.loads(text)
-        except ValueError:
-            return {"error": {"code": 3, "msg": "Invalid JSON: expected value at line 1 column 1"}}
-        if not isinstance(req, dict):
-            return {"error": {"code": 2, "msg": "Invalid request: request must be an object"}}
-        rid, method, params = req.get("id"), req.get("method"), req.get("params", [])
-        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
-            if not isinstance(params, list) or not all(self._valid_stream(p) for p in params):
-                return {"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": rid}
-            if method == "SUBSCRIBE" and self.faults.take_refusal():
-                return {"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": rid}
-            if method == "SUBSCRIBE":
-                conn.streams.update(params)
-            else:
-                conn.streams.difference_update(params)
-            return {"result": None, "id": rid}
-        if method == "LIST_SUBSCRIPTIONS":
-            return {"result": sorted(conn.streams), "id": rid}
-        if method == "SET_PROPERTY" and isinstance(params, list) and params[:1] == ["combined"]:
-            conn.combined = bool(params[1]) if len(params) > 1 else conn.combined
-            return {"result": None, "id": rid}
-        if method == "GET_PROPERTY" and params == ["combined"]:
-            return {"result": conn.combined, "id": rid}
-        return {"error": {"code": 2, "msg": "Invalid request: unknown method"}, "id": rid}
-
     async def _any_path(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             log.warning("request_unrouted", method=request.method, path=request.path)
             return web.Response(status=404, text="Not Found")
-        ws = web.WebSocketResponse(autoping=False)
-        await ws.prepare(request)
-        conn = _Conn(ws, request, combined=request.path.startswith("/stream"))
-        conn.streams.update(s for s in self._initial_streams(request) if self._valid_stream(s))
-        self._conns.add(conn)
-        log.info("websocket_opened", path=request.path, streams=len(conn.streams))
-        try:
-            async for msg in ws:
-                if self.faults.ws_stalled:
-                    continue
-                if msg.type == WSMsgType.TEXT:
-                    await ws.send_str(compact_json(self._control(conn, msg.data)))
-                elif msg.type == WSMsgType.PING:
-                    await ws.pong(msg.data)
-        except ConnectionError:
-            pass
-        finally:
-            self._conns.discard(conn)
-            log.info("websocket_closed", path=request.path, code=ws.close_code)
-        return ws
-
-    async def _broadcast(self, events: list[tuple[str, dict[str, Any]]]) -> float:
-        """Send ``events``; returns ``perf_counter()`` as the first one goes out."""
-        if not events or self.faults.ws_stalled:
-            return time.perf_counter()
-        encoded = [(s, compact_json(p), compact_json({"stream": s, "data": p})) for s, p in events]
-        if self.faults.take_garble():
-            stream, raw, wrapped = encoded[0]
-            encoded[0] = (stream, raw[: len(raw) // 2], wrapped[: len(wrapped) // 2])
-        first_sent = time.perf_counter()
-        for conn in list(self._conns):
-            for stream, raw, wrapped in encoded:
-                if stream in conn.streams and not conn.ws.closed:
-                    with contextlib.suppress(ConnectionError, RuntimeError):
-                        await conn.ws.send_str(wrapped if conn.combined else raw)
-        return first_sent
-
-    async def _drop(self, code: int, abort: bool) -> int:
-        conns = list(self._conns)
-        for conn in conns:
-            transport = conn.request.transport
-            if abort and transport is not None:
-                transport.abort()
-            else:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.ws.close(code=code, message=b"simulated drop"), 1.0)
-        log.warning("websockets_dropped", count=len(conns), code=code, abort=abort)
-        return len(conns)
+        return await self._streams.serve(request)
