@@ -87,6 +87,11 @@ def exchange_ids() -> list[str]:
     return list(ccxt.exchanges)
 
 
+def ccxt_rate_limit_ms(exchange_id: str) -> float:
+    """ccxt's own wall-time spacing of REST requests for ``exchange_id`` (ms)."""
+    return float(getattr(ccxt, exchange_id)().rateLimit)
+
+
 def client_config(
     exchange_id: str,
     *,

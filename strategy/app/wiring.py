@@ -85,6 +85,7 @@ async def open_market(
         ExchangeClient,
         FeedError,
         FeedUnavailable,
+        ccxt_rate_limit_ms,
         client_config,
         resolve_universe,
     )
@@ -108,6 +109,11 @@ async def open_market(
         api_key=ex.api_key,
         secret=ex.secret,
     )
+    if ex.embedded:
+        # The embedded exchange's clock runs clock_rate times faster than the wall's, and
+        # so does its request budget: ccxt's wall-time rate limit shrinks alike, or a
+        # warm-up of the whole universe would outlast dozens of accelerated bars.
+        config["rateLimit"] = ccxt_rate_limit_ms(ex.id) / clock_rate
     client = ExchangeClient(ex.id, config)
     stack.push_async_callback(client.close)
     top = ex.top_by_volume
