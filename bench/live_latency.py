@@ -39,6 +39,7 @@ import multiprocessing as mp
 import os
 import platform
 import time
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -81,6 +82,28 @@ def exchange_process(conn: Connection, symbols: int, history: int, cpus: set[int
                 conn.send(sim.sent[-1])
 
     asyncio.run(serve())
+
+
+def exchange_advancer(conn: Connection) -> Callable[[], Awaitable[tuple[int, float, float]]]:
+    """``advance()``: the exchange process pushes one bar and answers with (bar time,
+    its first closing kline's send time, its last's).  The pipe is read by the event
+    loop itself, not by a thread, so that the bench's control traffic does not
+    compete with the client for the interpreter."""
+    loop = asyncio.get_running_loop()
+
+    async def advance() -> tuple[int, float, float]:
+        conn.send("advance")
+        answer: asyncio.Future[tuple[int, float, float]] = loop.create_future()
+
+        def readable() -> None:
+            loop.remove_reader(conn.fileno())
+            os.set_blocking(conn.fileno(), True)  # uvloop made it non-blocking
+            answer.set_result(conn.recv())
+
+        loop.add_reader(conn.fileno(), readable)
+        return await answer
+
+    return advance
 
 
 class Stopwatch:
@@ -131,18 +154,7 @@ async def measure(args: argparse.Namespace, conn: Connection) -> dict[str, Any]:
     client = ExchangeClient("binance", config)
     pro = pro_client("binance", config)
     loop = asyncio.get_running_loop()
-
-    async def advance() -> tuple[int, float, float]:
-        conn.send("advance")
-        answer: asyncio.Future[tuple[int, float, float]] = loop.create_future()
-
-        def readable() -> None:
-            loop.remove_reader(conn.fileno())
-            os.set_blocking(conn.fileno(), True)  # uvloop made it non-blocking
-            answer.set_result(conn.recv())
-
-        loop.add_reader(conn.fileno(), readable)
-        return await answer
+    advance = exchange_advancer(conn)
 
     try:
         symbols = await resolve_universe(client, None, None, None)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from live_latency import TF, exchange_process
+from live_latency import TF, exchange_advancer, exchange_process
 
 from factorcast.adapters.exchange.client import ExchangeClient, resolve_universe
 from factorcast.adapters.exchange.source import CcxtSource, FeedTiming, pro_client
@@ -100,18 +100,7 @@ async def soak(args: argparse.Namespace, conn: Connection) -> dict[str, Any]:
     pro = pro_client("binance", config)
     loop = asyncio.get_running_loop()
     interval = 1.0 / args.rate
-
-    async def advance() -> tuple[int, float, float]:
-        conn.send("advance")
-        answer: asyncio.Future[tuple[int, float, float]] = loop.create_future()
-
-        def readable() -> None:
-            loop.remove_reader(conn.fileno())
-            os.set_blocking(conn.fileno(), True)  # uvloop made it non-blocking
-            answer.set_result(conn.recv())
-
-        loop.add_reader(conn.fileno(), readable)
-        return await answer
+    advance = exchange_advancer(conn)
 
     defaults = SourceSettings()
     clock_rate = args.rate * TF / 1000  # exchange seconds per wall second
