@@ -3,15 +3,24 @@
 from factorcast.factors.model import BarInputs, FactorModel, FactorSnapshot, descriptor
 from factorcast.factors.params import MODEL_VERSION, FactorParams
 from factorcast.factors.reasons import REASON_LABELS, Reason
-from factorcast.factors.registry import CANONICAL, REGISTRY, FactorRegistry, FactorSpec
+from factorcast.factors.registry import (
+    ANALYTICS_NAMES,
+    CANONICAL,
+    REGISTRY,
+    UNIVERSE,
+    FactorRegistry,
+    FactorSpec,
+)
 from factorcast.factors.rolling import UndoExhausted
 from factorcast.factors.standardize import standardize
 
 __all__ = [
+    "ANALYTICS_NAMES",
     "CANONICAL",
     "MODEL_VERSION",
     "REASON_LABELS",
     "REGISTRY",
+    "UNIVERSE",
     "BarInputs",
     "FactorModel",
     "FactorParams",

@@ -22,6 +22,12 @@ LIQUIDITY: Final = "liquidity"
 #: exposure matrix).
 CANONICAL: Final[tuple[str, ...]] = (MARKET, SIZE, VALUE, MOMENTUM, VOLATILITY, LIQUIDITY)
 
+#: Analytics names (ANALYTICS.md): not exposure factors, never in an exposure matrix.
+#: ``universe`` is the intercept of the cross-sectional factor-return regression and
+#: the first factor of the risk model; every symbol's exposure to it is 1.
+UNIVERSE: Final = "universe"
+ANALYTICS_NAMES: Final[tuple[str, ...]] = (UNIVERSE,)
+
 
 @dataclass(frozen=True, slots=True)
 class FactorSpec:
