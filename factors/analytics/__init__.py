@@ -4,4 +4,22 @@ the scanner and the tilt optimizer.  Pure: arrays in, arrays out, one bar at a
 time, the same code live and offline.
 """
 
-__all__: list[str] = []
+from factorcast.factors.analytics.risk import (
+    MIN_RESIDUALS,
+    RiskDecomposition,
+    RiskModel,
+    RiskSnapshot,
+    asset_covariance,
+    loadings,
+    risk_decomposition,
+)
+
+__all__ = [
+    "MIN_RESIDUALS",
+    "RiskDecomposition",
+    "RiskModel",
+    "RiskSnapshot",
+    "asset_covariance",
+    "loadings",
+    "risk_decomposition",
+]
