@@ -88,7 +88,7 @@ def reference(
         fallback = ~D.index.isin(list(own))
         if own:
             D[fallback] = float(np.median(list(own.values())))
-        out[T] = (F, D.to_numpy(), np.asarray(fallback))
+        out[T] = (F, np.asarray(D, dtype=np.float64), np.asarray(fallback))
     return out
 
 
@@ -239,3 +239,22 @@ def test_rejects_wrong_shapes() -> None:
         model.update(np.zeros(len(CANONICAL)), np.zeros(4))
     with pytest.raises(ValueError, match="residuals"):
         model.update(np.zeros(len(CANONICAL) + 1), np.zeros(3))
+
+
+def test_exact_recompute_clears_drift() -> None:
+    """A huge factor return and residual leave the window; subtracting them leaves
+    rounding residue in the running sums, which the recompute every W bars clears."""
+    bars = 2 * W
+    f, u = synthetic(11, bars, n=40)
+    f[3] = 1e6
+    u[3] = 1e6
+    model = small(CANONICAL, u.shape[1])
+    for t in range(bars):
+        snap = model.update(f[t], u[t])
+    F, D, fallback = reference(f, u, W, H, MIN_OBS, [bars - 1])[bars - 1]
+    assert F is not None
+    assert np.array_equal(snap.covariance, 0.5 * (snap.covariance + snap.covariance.T))
+    scale = np.sqrt(np.outer(np.diag(F), np.diag(F)))
+    assert np.all(np.abs(snap.covariance - F) <= 1e-12 * scale)
+    assert rel_close(snap.specific, D)
+    assert np.array_equal(snap.fallback, fallback)
