@@ -378,3 +378,21 @@ HALF_LIFE_CASES = [
 @pytest.mark.parametrize(("curve", "d", "expect"), HALF_LIFE_CASES)
 def test_ic_half_life_rule(curve: list[float], d: int, expect: int | None) -> None:
     assert ic_half_life(np.array(curve)[:, None], np.array([float(d)])) == [expect]
+
+
+def test_rolling_sums_stay_exact_over_many_windows() -> None:
+    rng = np.random.default_rng(11)
+    tracker = HealthTracker(("a", "b"), np.array([1.0, -1.0]), window=7, min_obs=3)
+    n = 9
+    ics = []
+    for t in range(500):
+        x = rng.normal(size=(n, 2)) * 1e3
+        x[rng.random(x.shape) < 0.2] = np.nan
+        snap = tracker.update(t, x, np.exp(rng.normal(size=n)))
+        ics.append(snap.stats[1].ic)
+        window = np.array(ics[-7:])
+        ok = np.isfinite(window)
+        assert np.array_equal(snap.stats[1].n, ok.sum(axis=0))
+        if (ok.sum(axis=0) >= 3).all():
+            mean = np.array([window[ok[:, k], k].mean() for k in range(2)])
+            assert close(snap.stats[1].mean_ic, mean)

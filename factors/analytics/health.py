@@ -15,7 +15,13 @@ Choices the contract leaves open, documented here:
 - ``t_stat`` NaN puts the state to ``unknown`` before ``d_k = 0`` is looked at;
   a factor with ``d_k = 0`` and a finite ``t_stat`` is ``unrated``.  From
   ``unknown`` or ``unrated`` the next state follows the ``unknown`` rule.
-- The quintile spread is taken at horizon 1: the mean over bars of
+- Statistics need at least ``max(min_obs, 2)`` finite ICs (``std_ic`` has
+  ddof=1).
+- The factor-return track keeps the last ``window`` factor returns in a ring and
+  recomputes the cumulative return and drawdown from it at each bar: O(W x K),
+  about 30 microseconds at the defaults (W=200, K=6); the drawdown needs the path, so there
+  is no O(K) running form of it over a sliding window.
+- The quintile spread (decay.py) is taken at horizon 1: the mean over bars of
   ``mean(R[top quintile, t+1]) - mean(R[bottom quintile, t+1])``, the
   quintiles drawn over the symbols with a finite exposure and a finite return
   (as for the IC), and at least 10 of them.
