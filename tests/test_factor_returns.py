@@ -25,6 +25,10 @@ from factorcast.factors.analytics import (
     factor_returns_panel,
 )
 from factorcast.factors.params import Weighting
+from factorcast.strategy.analytics import factor_returns_of_steps
+from factorcast.strategy.app.settings import SignalSettings
+from factorcast.strategy.engine import Engine
+from factorcast.strategy.strategies import Trend
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 K = len(CANONICAL)
@@ -36,6 +40,7 @@ class Replay:
     """The production model over recorded candles, one row per grid step (an
     all-missing row for a grid time without any bar)."""
 
+    ts: NDArray[np.int64]  # (T,) the grid times
     close: NDArray[np.float64]  # (T, n), NaN where no bar
     exposure: NDArray[np.float64]  # (T, n, K)
     weights: NDArray[np.float64]  # (T, n)
@@ -50,23 +55,31 @@ def replay(directory: Path, params: FactorParams) -> Replay:
     model = FactorModel(n, params)
     empty_f = np.full(n, np.nan)
     empty_p = np.zeros(n, dtype=bool)
-    close, exposure, weights = [], [], []
+    close, exposure, weights, times = [], [], [], []
     last = None
     for t in range(panel.ts.size):
         xs = panel.cross_section(t)
         if last is not None:  # grid times without any bar, as the engine does them
-            for _ in range((xs.ts - last) // tf - 1):
+            for gap in range(1, (xs.ts - last) // tf):
                 snap = model.update(empty_f, empty_f, empty_f, empty_p)
+                times.append(last + gap * tf)
                 close.append(empty_f)
                 exposure.append(snap.exposure)
                 weights.append(snap.weights)
         last = xs.ts
+        times.append(xs.ts)
         snap = model.update(xs.close, xs.volume, xs.quote_volume, xs.present)
         close.append(np.where(xs.present, xs.close, np.nan))
         exposure.append(snap.exposure)
         weights.append(snap.weights)
     c = np.array(close)
-    return Replay(c, np.array(exposure), np.array(weights), np.maximum.accumulate(np.isfinite(c)))
+    return Replay(
+        np.array(times, dtype=np.int64),
+        c,
+        np.array(exposure),
+        np.array(weights),
+        np.maximum.accumulate(np.isfinite(c)),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +188,38 @@ def test_panel_helper_is_the_class_in_a_loop(bittrex: Replay) -> None:
         assert np.array_equal(bar.residuals, panel.residuals[t], equal_nan=True)
         assert panel.n[t] == bar.n and panel.reason[t] == bar.reason
     assert panel.names == fr.names
+
+
+def test_engine_steps_give_the_same_factor_returns(binance: Replay) -> None:
+    """The real engine over the recorded candles, then the offline helper over its
+    steps: the same regressions as the class fed every grid step."""
+    recorded = load_directory(DATA / "binance-1h")
+    panel = Panel.from_recorded(recorded)
+    n = len(panel.symbols)
+    engine = Engine(
+        panel.symbols,
+        recorded.timeframe_ms,
+        FactorModel(n, FactorParams()),
+        Trend(panel.symbols),
+        SignalSettings().to_view(),
+        clock=lambda: 0.0,
+        amend_bars=0,
+    )
+    steps = [engine.step(panel.cross_section(t)) for t in range(panel.ts.size)]
+    ours = factor_returns_of_steps(steps, recorded.timeframe_ms)
+    assert len(ours) == panel.ts.size
+    fr = FactorReturns(n, CANONICAL)
+    by_ts = {}
+    for t in range(binance.ts.size):
+        by_ts[int(binance.ts[t])] = fr.update(
+            binance.close[t], binance.exposure[t], binance.weights[t]
+        )
+    assert len(by_ts) > len(ours)  # the data has grid steps without any bar
+    for ts, bar in ours:
+        want = by_ts[ts]
+        assert bar.reason == want.reason and bar.n == want.n
+        assert np.array_equal(bar.returns, want.returns, equal_nan=True)
+        assert np.array_equal(bar.residuals, want.residuals, equal_nan=True)
 
 
 # -- reasons by construction ------------------------------------------------------
