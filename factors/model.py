@@ -88,6 +88,7 @@ class FactorSnapshot:
     Matrices are ``(n_symbols, n_factors)`` with columns in ``names`` order.
     ``reason`` holds :class:`factors.reasons.Reason` codes, ``OK`` exactly where
     ``exposure`` is finite.  ``members`` marks the symbols in the cross-section.
+    ``weights`` is per symbol.
     """
 
     names: tuple[str, ...]
@@ -96,6 +97,9 @@ class FactorSnapshot:
     reason: ReasonArray
     members: BoolArray
     market_return: float
+    #: FACTORS.md's weight of each symbol at t (for ``m[t]`` and ``mu``; from the
+    #: state up to t-1), NaN where a symbol has none; all 1 for ``equal``
+    weights: FloatArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +304,7 @@ class FactorModel:
             reason=reason.T,
             members=present.copy(),
             market_return=m,
+            weights=weights,
         )
 
     # -- the windows, for descriptors ----------------------------------------

@@ -1,0 +1,253 @@
+"""Factor returns: the cross-sectional regression of ANALYTICS.md section 1.
+
+At the close of bar ``t`` the simple returns of bar ``t`` are regressed on the
+exposures known one bar earlier::
+
+    R[i,t] = f_universe[t] + sum_k X[i,k,t-1] * f_k[t] + u[i,t]
+
+:class:`FactorReturns` is fed one bar at a time (live and offline alike: an
+offline run is the same update in a loop, :func:`factor_returns_panel`) and keeps
+the closes, exposures and weights of the previous bar.  Pure numpy: arrays in,
+arrays out, no I/O, no clock.
+
+Choices ANALYTICS.md leaves open, made here:
+
+* The caller feeds every grid step, an empty one (:meth:`FactorReturns.skip`, or
+  an update with no symbol present) for a grid time without any bar, so that
+  ``t-1`` is always the previous grid step; after such a step the next bar has no
+  returns and its sample is empty.
+* With a subset of factors (``factors.analytics.factors``), ``K`` is the size of
+  the subset: the sample needs finite exposures to those factors only, and
+  ``too_few_symbols`` means fewer than ``K + 2`` symbols.
+* ``adv``/``cap`` weighting: a symbol without a (finite, positive) FACTORS.md
+  weight at ``t-1`` is left out of the sample, as it is left out of ``m[t]`` and
+  of ``mu`` in FACTORS.md.
+* The regression is solved with ``numpy.linalg.lstsq`` on the design and returns
+  multiplied row-wise by ``sqrt(v_i)``, after ``numpy.linalg.matrix_rank``
+  (default tolerance) on that weighted design says it has full column rank.
+* Weighted ``R^2`` is statsmodels' ``WLS(...).rsquared`` (with a constant):
+  ``1 - sum_i v_i u_i^2 / sum_i v_i (R_i - Rbar)^2`` with the weighted mean
+  ``Rbar = sum_i v_i R_i / sum_i v_i``.  NaN when the returns of the sample are
+  all equal (the total sum of squares is 0).
+* When there is no regression (``too_few_symbols``, ``singular``), every factor
+  return, every residual and ``R^2`` are NaN; ``n`` is still the sample size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+from numpy.typing import NDArray
+
+from factorcast.factors.params import Weighting
+from factorcast.factors.registry import UNIVERSE
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+IntArray = NDArray[np.int64]
+CodeArray = NDArray[np.uint8]
+
+
+class RegressionReason(IntEnum):
+    """Why a bar's factor returns are NaN (``OK`` when they are not)."""
+
+    OK = 0
+    #: fewer than ``K + 2`` symbols in the sample (also: the first bar, a bar after a gap)
+    TOO_FEW_SYMBOLS = 1
+    #: the weighted design ``[1, X]`` has rank below ``K + 1``
+    SINGULAR = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+#: ``REGRESSION_REASON_LABELS[code]`` is the wire string of a regression reason code.
+REGRESSION_REASON_LABELS: tuple[str, ...] = tuple(r.label for r in RegressionReason)
+
+_OK = int(RegressionReason.OK)
+_TOO_FEW = int(RegressionReason.TOO_FEW_SYMBOLS)
+_SINGULAR = int(RegressionReason.SINGULAR)
+
+
+@dataclass(frozen=True, slots=True)
+class FactorReturnBar:
+    """The regression of one bar.
+
+    ``returns`` has one entry per name of ``names`` (``universe`` first, then the
+    regression's factors in model order); ``residuals`` one per symbol, NaN
+    outside the sample (and everywhere when ``reason`` is not ``OK``).
+    """
+
+    names: tuple[str, ...]
+    returns: FloatArray
+    residuals: FloatArray
+    r2: float
+    n: int
+    reason: RegressionReason
+
+
+class FactorReturns:
+    """The incremental factor-return regression over a fixed universe.
+
+    ``names`` are the model's factors (``FactorSnapshot.names``: the columns of
+    the exposure matrices fed to :meth:`update`); ``factors`` optionally restricts
+    the regression to some of them (their order is the model's).
+    """
+
+    def __init__(
+        self,
+        n_symbols: int,
+        names: Sequence[str],
+        weighting: Weighting = "equal",
+        factors: Sequence[str] | None = None,
+    ) -> None:
+        model_names = tuple(names)
+        if len(set(model_names)) != len(model_names):
+            raise ValueError("duplicate factor names")
+        if factors is None:
+            chosen = model_names
+        else:
+            unknown = [f for f in factors if f not in model_names]
+            if unknown:
+                raise ValueError(f"unknown factor(s) {', '.join(unknown)}")
+            if len(set(factors)) != len(factors):
+                raise ValueError("a factor is named twice")
+            chosen = tuple(f for f in model_names if f in factors)
+        if weighting not in ("equal", "adv", "cap"):
+            raise ValueError(f"unknown weighting {weighting!r}")
+        self.n_symbols = n_symbols
+        self.model_names = model_names
+        self.weighting: Weighting = weighting
+        self.names: tuple[str, ...] = (UNIVERSE, *chosen)
+        self._columns = np.array([model_names.index(f) for f in chosen], dtype=np.intp)
+        self._prev_close: FloatArray = np.full(n_symbols, np.nan)
+        self._prev_x: FloatArray = np.full((n_symbols, len(chosen)), np.nan)
+        self._prev_v: FloatArray = np.full(n_symbols, np.nan)
+
+    @property
+    def k(self) -> int:
+        """The number of model factors in the regression (``universe`` not counted)."""
+        return int(self._columns.size)
+
+    def skip(self) -> FactorReturnBar:
+        """A grid step without any bar: nothing to regress, and no previous bar
+        for the next one."""
+        n = self.n_symbols
+        nan = np.full(n, np.nan)
+        return self.update(nan, np.full((n, len(self.model_names)), np.nan), nan)
+
+    def update(
+        self,
+        close: FloatArray,
+        exposure: FloatArray,
+        weights: FloatArray | None = None,
+        present: BoolArray | None = None,
+    ) -> FactorReturnBar:
+        """Take bar ``t``: its closes (NaN or ``present=False`` where no bar), its
+        exposures ``(n_symbols, n_model_factors)`` and, for ``adv``/``cap``
+        weighting, FACTORS.md's weights at ``t`` (NaN where none).  Returns the
+        regression of bar ``t`` on the exposures of ``t-1``."""
+        n = self.n_symbols
+        close = np.asarray(close, dtype=np.float64)
+        exposure = np.asarray(exposure, dtype=np.float64)
+        if close.shape != (n,) or exposure.shape != (n, len(self.model_names)):
+            raise ValueError("close or exposure does not fit the universe and the factors")
+        if present is not None:
+            close = np.where(present, close, np.nan)
+        if self.weighting == "equal":
+            v = np.ones(n)
+        else:
+            if weights is None:
+                raise ValueError(f"{self.weighting} weighting needs the weights of every bar")
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (n,):
+                raise ValueError("weights must have one entry per symbol")
+            with np.errstate(invalid="ignore"):
+                v = np.where(np.isfinite(w) & (w > 0), np.sqrt(w), np.nan)
+        x = exposure[:, self._columns]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = close / self._prev_close - 1.0
+        result = regress(r, self._prev_x, self._prev_v, self.names)
+        self._prev_close, self._prev_x, self._prev_v = close, x, v
+        return result
+
+
+def regress(r: FloatArray, x: FloatArray, v: FloatArray, names: tuple[str, ...]) -> FactorReturnBar:
+    """One cross-sectional WLS: returns ``r`` (n,), exposures ``x`` (n, K) and
+    regression weights ``v`` (n,), NaN where missing; minimizes ``sum v_i u_i^2``
+    over the symbols where all three are finite."""
+    n_sym, k = x.shape
+    sample = np.isfinite(r) & np.isfinite(v) & np.isfinite(x).all(axis=1)
+    n = int(sample.sum())
+    nan_returns = np.full(k + 1, np.nan)
+    residuals = np.full(n_sym, np.nan)
+    if n < k + 2:
+        return FactorReturnBar(names, nan_returns, residuals, np.nan, n, RegressionReason(_TOO_FEW))
+    y = r[sample]
+    vs = v[sample]
+    design = np.empty((n, k + 1))
+    design[:, 0] = 1.0
+    design[:, 1:] = x[sample]
+    sw = np.sqrt(vs)
+    wdesign = design * sw[:, None]
+    if np.linalg.matrix_rank(wdesign) < k + 1:
+        return FactorReturnBar(
+            names, nan_returns, residuals, np.nan, n, RegressionReason(_SINGULAR)
+        )
+    f = np.linalg.lstsq(wdesign, y * sw, rcond=None)[0]
+    u = y - design @ f
+    residuals[sample] = u
+    ybar = float(np.dot(vs, y) / vs.sum())
+    tss = float(np.dot(vs, (y - ybar) ** 2))
+    r2 = 1.0 - float(np.dot(vs, u * u)) / tss if tss > 0 else np.nan
+    return FactorReturnBar(names, f, residuals, r2, n, RegressionReason(_OK))
+
+
+@dataclass(frozen=True, slots=True)
+class FactorReturnsPanel:
+    """The regressions of consecutive grid steps, stacked: ``returns`` (T, K+1),
+    ``residuals`` (T, n_symbols), ``r2``, ``n`` and ``reason`` codes (T,)."""
+
+    names: tuple[str, ...]
+    returns: FloatArray
+    residuals: FloatArray
+    r2: FloatArray
+    n: IntArray
+    reason: CodeArray
+
+
+def factor_returns_panel(
+    close: FloatArray,
+    exposure: FloatArray,
+    names: Sequence[str],
+    weights: FloatArray | None = None,
+    weighting: Weighting = "equal",
+    factors: Sequence[str] | None = None,
+) -> FactorReturnsPanel:
+    """Offline: :class:`FactorReturns` over consecutive grid steps.
+
+    ``close`` is ``(T, n_symbols)`` (NaN where no bar, an all-NaN row for a grid
+    step without any bar), ``exposure`` ``(T, n_symbols, n_model_factors)`` and
+    ``weights`` ``(T, n_symbols)`` for ``adv``/``cap``.
+    """
+    steps, n_sym = close.shape
+    fr = FactorReturns(n_sym, names, weighting, factors)
+    returns = np.full((steps, fr.k + 1), np.nan)
+    residuals = np.full((steps, n_sym), np.nan)
+    r2 = np.full(steps, np.nan)
+    n = np.zeros(steps, dtype=np.int64)
+    reason = np.zeros(steps, dtype=np.uint8)
+    for t in range(steps):
+        bar = fr.update(close[t], exposure[t], None if weights is None else weights[t])
+        returns[t], residuals[t], r2[t], n[t], reason[t] = (
+            bar.returns,
+            bar.residuals,
+            bar.r2,
+            bar.n,
+            int(bar.reason),
+        )
+    return FactorReturnsPanel(fr.names, returns, residuals, r2, n, reason)
