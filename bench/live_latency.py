@@ -39,7 +39,7 @@ import multiprocessing as mp
 import os
 import platform
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -53,7 +53,7 @@ from factorcast.factors import FactorModel, FactorParams
 from factorcast.strategy.app.settings import SignalSettings
 from factorcast.strategy.engine import Engine, StepResult
 from factorcast.strategy.publish import WireContext, publication
-from factorcast.strategy.service import loop_factory, run_pipeline
+from factorcast.strategy.service import EventLoopChoice, loop_factory, run_pipeline
 from factorcast.strategy.strategies import Trend
 
 TF = 60_000
@@ -245,21 +245,34 @@ async def measure(args: argparse.Namespace, conn: Connection) -> dict[str, Any]:
     }
 
 
-def one_run(args: argparse.Namespace, exchange_cpus: set[int] | None) -> dict[str, Any]:
-    """One measurement against a fresh exchange process."""
+def against_exchange(
+    symbols: int,
+    exchange_cpus: set[int] | None,
+    event_loop: EventLoopChoice,
+    client: Callable[[argparse.Namespace, Connection], Coroutine[Any, Any, dict[str, Any]]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Start the embedded exchange in its own process (on ``exchange_cpus``), run
+    ``client(args, pipe)`` on the service's event loop, stop the exchange."""
     parent, child = mp.get_context("spawn").Pipe()
     proc = mp.get_context("spawn").Process(
         target=exchange_process,
-        args=(child, args.symbols, FactorParams().history_bars, exchange_cpus),
+        args=(child, symbols, FactorParams().history_bars, exchange_cpus),
     )
     proc.start()
     try:
-        with asyncio.Runner(loop_factory=loop_factory(args.event_loop)) as runner:
-            result: dict[str, Any] = runner.run(measure(args, parent))
+        with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
+            result: dict[str, Any] = runner.run(client(args, parent))
     finally:
         parent.send("stop")
         parent.recv()
         proc.join(10)
+    return result
+
+
+def one_run(args: argparse.Namespace, exchange_cpus: set[int] | None) -> dict[str, Any]:
+    """One measurement against a fresh exchange process."""
+    result = against_exchange(args.symbols, exchange_cpus, args.event_loop, measure, args)
     print(
         f"bar close -> signal over websockets, {result['n_symbols']} symbols, "
         f"{result['bars']} bars: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "

@@ -29,7 +29,6 @@ import contextlib
 import gc
 import json
 import math
-import multiprocessing as mp
 import os
 import platform
 import resource
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from live_latency import TF, exchange_advancer, exchange_process
+from live_latency import TF, against_exchange, exchange_advancer
 
 from factorcast.adapters.exchange.client import ExchangeClient, resolve_universe
 from factorcast.adapters.exchange.source import CcxtSource, FeedTiming, pro_client
@@ -51,7 +50,7 @@ from factorcast.factors import FactorModel, FactorParams
 from factorcast.strategy.app.settings import SignalSettings, SourceSettings
 from factorcast.strategy.engine import Engine, StepResult
 from factorcast.strategy.publish import PublishingOutput, WireContext
-from factorcast.strategy.service import Output, loop_factory, run_pipeline
+from factorcast.strategy.service import Output, run_pipeline
 from factorcast.strategy.strategies import Trend
 
 
@@ -230,19 +229,8 @@ def main() -> None:
     pinned = len(cpus) >= 2
     if pinned:
         os.sched_setaffinity(0, set(cpus[:-1]))
-    parent, child = mp.get_context("spawn").Pipe()
-    proc = mp.get_context("spawn").Process(
-        target=exchange_process,
-        args=(child, args.symbols, FactorParams().history_bars, {cpus[-1]} if pinned else None),
-    )
-    proc.start()
-    try:
-        with asyncio.Runner(loop_factory=loop_factory(args.event_loop)) as runner:
-            result: dict[str, Any] = runner.run(soak(args, parent))
-    finally:
-        parent.send("stop")
-        parent.recv()
-        proc.join(10)
+    exchange_cpus = {cpus[-1]} if pinned else None
+    result = against_exchange(args.symbols, exchange_cpus, args.event_loop, soak, args)
     drift = result["p99_last_over_first"]
     print(
         f"{result['n_symbols']} symbols at {args.rate:g} bars/s, {result['bars']} bars: "

@@ -21,7 +21,7 @@ from factorcast.adapters.observe import terminal_log
 from factorcast.adapters.observe.console import LiveDisplay, ReplayProgress
 from factorcast.adapters.observe.logsetup import configure_logging
 from factorcast.adapters.sim.market import SimulatedMarket
-from factorcast.factors import FactorModel, FactorParams
+from factorcast.factors import CANONICAL, FactorModel, FactorParams
 from factorcast.strategy.app.settings import SignalSettings
 from factorcast.strategy.engine import Engine, StepResult
 from factorcast.strategy.events import CrossSection
@@ -42,7 +42,8 @@ PARAMS = FactorParams(
     liquidity_min_obs=6,
 )
 WIDTH = 100
-HEADER = ["symbol", "mark", "size", "valu", "mome", "vola", "liqu", "score", "act", "conf"]
+#: the table's columns: each factor by the first four letters of its registry name
+HEADER = ["symbol", *(name[:4] for name in CANONICAL), "score", "act", "conf"]
 _CSI = re.compile(r"\x1b\[([?0-9;]*)([A-Za-z])")
 
 
