@@ -27,6 +27,9 @@ class Reason(IntEnum):
     NO_WEIGHTS = 8
     #: live only: the symbol's bar had not closed by the cross-section's grace deadline
     LATE = 9
+    #: analytics: the weighted design ``[1, X]`` of a factor-return regression has
+    #: rank below ``K + 1`` (ANALYTICS.md section 1)
+    SINGULAR = 10
 
     @property
     def label(self) -> str:

@@ -270,8 +270,10 @@ class CandleGate:
                 return out
             t = min(self._rows)
             self._set_next(t)
-        if not deadline_passed and not self._gaps and self._behind:
-            return out  # the common case on the live path: still waiting for someone
+        if not deadline_passed and self._behind:
+            # the common case on the live path: a member is still behind, so the next
+            # cross-section waits whatever gaps are open (checked for every candle)
+            return out
         force = deadline_passed
         while max(self._last) >= t:
             if limit is not None and len(out) >= limit:

@@ -396,3 +396,19 @@ def test_rolling_sums_stay_exact_over_many_windows() -> None:
         if (ok.sum(axis=0) >= 3).all():
             mean = np.array([window[ok[:, k], k].mean() for k in range(2)])
             assert close(snap.stats[1].mean_ic, mean)
+
+
+def test_a_window_of_one_repeated_ic_has_no_dispersion() -> None:
+    """The running sums leave a few ulps where every IC is the same: no spread, so no
+    t-statistic (a huge one would switch the state on rounding noise)."""
+    from factorcast.factors.analytics import ic_statistics
+    from factorcast.factors.reasons import Reason
+
+    n = np.array([57])
+    s1 = np.array([0.1 * 57])
+    s2 = np.array([sum(0.1 * 0.1 for _ in range(57))])
+    mean, std, icir, t_stat, _, reason = ic_statistics(s1, s2, np.array([57.0]), n, 30)
+    assert mean[0] == pytest.approx(0.1)
+    assert std[0] == 0.0
+    assert np.isnan(icir[0]) and np.isnan(t_stat[0])
+    assert reason[0] == Reason.NO_DISPERSION

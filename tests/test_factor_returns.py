@@ -16,12 +16,10 @@ from numpy.typing import NDArray
 
 from factorcast.adapters.files.recorded import load_directory
 from factorcast.adapters.files.replay import Panel
-from factorcast.factors import CANONICAL, UNIVERSE, FactorModel, FactorParams
+from factorcast.factors import CANONICAL, REASON_LABELS, UNIVERSE, FactorModel, FactorParams, Reason
 from factorcast.factors.analytics import (
-    REGRESSION_REASON_LABELS,
     FactorReturnBar,
     FactorReturns,
-    RegressionReason,
     factor_returns_panel,
 )
 from factorcast.factors.params import Weighting
@@ -121,7 +119,7 @@ def check_against_statsmodels(
     for t in range(data.close.shape[0]):
         bar = fr.update(data.close[t], data.exposure[t], data.weights[t])
         if t == 0:
-            assert bar.reason == RegressionReason.TOO_FEW_SYMBOLS
+            assert bar.reason == Reason.TOO_FEW_SYMBOLS
             continue
         listed_now = data.listed[t] & ~data.listed[t - 1]
         special = bool((data.listed[t] & missing[t]).any() or listed_now.any())
@@ -132,19 +130,19 @@ def check_against_statsmodels(
         v = np.ones_like(r) if weighting == "equal" else np.sqrt(data.weights[t - 1])
         sample = np.isfinite(r) & np.isfinite(xp).all(axis=1) & np.isfinite(v)
         assert bar.n == sample.sum()
-        label = REGRESSION_REASON_LABELS[bar.reason]
+        label = REASON_LABELS[bar.reason]
         seen[label] += 1
         seen["gap_or_listing"] += special
         if bar.n < k + 2:
-            assert bar.reason == RegressionReason.TOO_FEW_SYMBOLS
+            assert bar.reason == Reason.TOO_FEW_SYMBOLS
             assert np.isnan(bar.returns).all() and np.isnan(bar.residuals).all()
             continue
         design = sm.add_constant(xp[sample], has_constant="add")
         if np.linalg.matrix_rank(design * np.sqrt(v[sample])[:, None]) < k + 1:
-            assert bar.reason == RegressionReason.SINGULAR
+            assert bar.reason == Reason.SINGULAR
             assert np.isnan(bar.returns).all() and np.isnan(bar.residuals).all()
             continue
-        assert bar.reason == RegressionReason.OK
+        assert bar.reason == Reason.OK
         fit = sm.WLS(r[sample], design, weights=v[sample]).fit()
         scale = float(np.abs(r[sample]).max())
         assert close_enough(bar.returns, fit.params, scale), (t, bar.returns, fit.params)
@@ -237,16 +235,16 @@ def test_too_few_symbols() -> None:
     x = rng.normal(size=(K + 1, K))
     fr = first_bar(x)
     bar = fr.update(np.full(K + 1, 101.0), x)
-    assert bar.reason == RegressionReason.TOO_FEW_SYMBOLS and bar.n == K + 1
+    assert bar.reason == Reason.TOO_FEW_SYMBOLS and bar.n == K + 1
     assert np.isnan(bar.returns).all() and np.isnan(bar.r2)
     # one more symbol is enough; a NaN exposure takes it out again
     x2 = rng.normal(size=(K + 2, K))
     fr = first_bar(x2)
-    assert fr.update(100 + rng.normal(size=K + 2), x2).reason == RegressionReason.OK
+    assert fr.update(100 + rng.normal(size=K + 2), x2).reason == Reason.OK
     x2[3, 2] = np.nan
     fr = first_bar(x2)
     bar = fr.update(100 + rng.normal(size=K + 2), x2)
-    assert bar.reason == RegressionReason.TOO_FEW_SYMBOLS and bar.n == K + 1
+    assert bar.reason == Reason.TOO_FEW_SYMBOLS and bar.n == K + 1
 
 
 @pytest.mark.parametrize("case", ["equal_columns", "constant_column", "combination"])
@@ -262,7 +260,7 @@ def test_singular_designs(case: str) -> None:
         x[:, 5] = x[:, 0] - 2 * x[:, 3]
     fr = first_bar(x)
     bar = fr.update(100 * (1 + 0.01 * rng.normal(size=n)), x)
-    assert bar.reason == RegressionReason.SINGULAR and bar.n == n
+    assert bar.reason == Reason.SINGULAR and bar.n == n
     assert np.isnan(bar.returns).all() and np.isnan(bar.residuals).all()
 
 
@@ -275,11 +273,11 @@ def test_gap_and_missing_weights() -> None:
     w[[0, 1]] = np.nan
     fr.update(np.full(n, 10.0), x, w)
     bar = fr.update(10 + rng.normal(size=n), x, w)
-    assert bar.reason == RegressionReason.OK and bar.n == n - 2
+    assert bar.reason == Reason.OK and bar.n == n - 2
     assert np.isnan(bar.residuals[[0, 1]]).all() and np.isfinite(bar.residuals[2:]).all()
     assert fr.skip().n == 0
     after = fr.update(10 + rng.normal(size=n), x, w)
-    assert after.reason == RegressionReason.TOO_FEW_SYMBOLS and after.n == 0
+    assert after.reason == Reason.TOO_FEW_SYMBOLS and after.n == 0
     with pytest.raises(ValueError, match="needs the weights"):
         fr.update(np.full(n, 10.0), x)
 
@@ -321,7 +319,7 @@ def test_permuting_symbols_changes_no_factor_return(
     a = run(x, r, w, weighting)
     b = run(x[perm], r[perm], w[perm], weighting)
     assert a.reason == b.reason and a.n == b.n
-    if a.reason == RegressionReason.OK:
+    if a.reason == Reason.OK:
         scale = max(float(np.nanmax(np.abs(r))), 1e-12)
         assert np.all(np.abs(a.returns - b.returns) <= TOL * scale)
         assert np.allclose(a.residuals[perm], b.residuals, rtol=0, atol=TOL * scale, equal_nan=True)
@@ -341,6 +339,6 @@ def test_scaling_returns_scales_factor_returns(
     a = run(x, r, w, weighting)
     b = run(x, c * r, w, weighting)
     assert a.reason == b.reason
-    if a.reason == RegressionReason.OK:
+    if a.reason == Reason.OK:
         scale = abs(c) * float(np.nanmax(np.abs(r)))
         assert np.all(np.abs(c * a.returns - b.returns) <= TOL * scale)

@@ -92,3 +92,25 @@ def test_the_command_runs_from_the_installed_name() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert '"factorcast.signal/1"' in proc.stdout or "factorcast.signal/1" in proc.stdout
+
+
+def test_the_core_contract_names_every_module_of_the_core() -> None:
+    """The import-linter contract that keeps the core off adapters and the root lists
+    the core's modules by hand: a new module must join it, or it is unchecked."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    (contract,) = [
+        c
+        for c in project["tool"]["importlinter"]["contracts"]
+        if "factorcast.strategy.app" in c.get("forbidden_modules", [])
+        and "factorcast.adapters" in c.get("forbidden_modules", [])
+    ]
+    core = {
+        f"factorcast.strategy.{p.stem}"
+        for p in (REPO / "strategy").glob("*.py")
+        if p.stem != "__init__"
+    } | {
+        f"factorcast.strategy.{p.name}"
+        for p in (REPO / "strategy").iterdir()
+        if (p / "__init__.py").exists() and p.name != "app"
+    }
+    assert set(contract["source_modules"]) == core

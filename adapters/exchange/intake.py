@@ -113,8 +113,10 @@ class Intake:
             self._on_stranger(i)  # before the candle: the bars it may have skipped are asked for
         outcome, gap = gate.offer(i, ts, values)
         if outcome in (ACCEPTED, DUPLICATE):
-            self.offered[i] = max(self.offered[i], int(ts))
-            self.first_seen.setdefault(int(ts), time.monotonic())
+            ts = int(ts)
+            self.offered[i] = max(self.offered[i], ts)
+            if ts not in self.first_seen:  # the clock is read once per bar, not per candle
+                self.first_seen[ts] = time.monotonic()
         elif outcome == TOO_LATE:
             self.offered[i] = max(self.offered[i], int(ts))
             log.info("bar_too_late", symbol=self.symbols[i], ts=ts)

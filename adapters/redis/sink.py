@@ -599,7 +599,7 @@ class RedisSink:
         if isinstance(error, WatchError):
             # Not an outage: someone else wrote to the keys (a consumer creating the
             # stream with XGROUP ... MKSTREAM, a second writer). Re-read and replay.
-            _log.info("sink_resync", url=self.url, detail=str(error))
+            _log.info("sink_resync", url=self.url, detail=self._scrub(str(error)))
             return
         log = _log.warning if self._attempt == 0 else _log.debug
         log(

@@ -13,11 +13,9 @@ from factorcast.factors.analytics.decay import (
     rank_autocorrelation,
 )
 from factorcast.factors.analytics.factor_returns import (
-    REGRESSION_REASON_LABELS,
     FactorReturnBar,
     FactorReturns,
     FactorReturnsPanel,
-    RegressionReason,
     factor_returns_panel,
     regress,
 )
@@ -51,7 +49,6 @@ from factorcast.factors.analytics.risk import (
 __all__: list[str] = [
     "DECAY_HORIZONS",
     "MIN_RESIDUALS",
-    "REGRESSION_REASON_LABELS",
     "AlertKind",
     "FactorAlert",
     "FactorReturnBar",
@@ -61,7 +58,6 @@ __all__: list[str] = [
     "HealthState",
     "HealthTracker",
     "IcStats",
-    "RegressionReason",
     "RiskDecomposition",
     "RiskModel",
     "RiskSnapshot",

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 
 import numpy as np
 from numpy.typing import NDArray
 
 from factorcast.factors.params import Weighting
+from factorcast.factors.reasons import Reason
 from factorcast.factors.registry import UNIVERSE
 
 FloatArray = NDArray[np.float64]
@@ -51,26 +51,12 @@ IntArray = NDArray[np.int64]
 CodeArray = NDArray[np.uint8]
 
 
-class RegressionReason(IntEnum):
-    """Why a bar's factor returns are NaN (``OK`` when they are not)."""
-
-    OK = 0
-    #: fewer than ``K + 2`` symbols in the sample (also: the first bar, a bar after a gap)
-    TOO_FEW_SYMBOLS = 1
-    #: the weighted design ``[1, X]`` has rank below ``K + 1``
-    SINGULAR = 2
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-
-#: ``REGRESSION_REASON_LABELS[code]`` is the wire string of a regression reason code.
-REGRESSION_REASON_LABELS: tuple[str, ...] = tuple(r.label for r in RegressionReason)
-
-_OK = int(RegressionReason.OK)
-_TOO_FEW = int(RegressionReason.TOO_FEW_SYMBOLS)
-_SINGULAR = int(RegressionReason.SINGULAR)
+#: the reasons of a factor-return bar, from the one Reason enum of the project:
+#: ``too_few_symbols`` (fewer than ``K + 2`` in the sample, also the first bar and a
+#: bar after a gap) and ``singular``
+_OK = int(Reason.OK)
+_TOO_FEW = int(Reason.TOO_FEW_SYMBOLS)
+_SINGULAR = int(Reason.SINGULAR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +73,7 @@ class FactorReturnBar:
     residuals: FloatArray
     r2: float
     n: int
-    reason: RegressionReason
+    reason: Reason
 
 
 class FactorReturns:
@@ -186,7 +172,7 @@ def regress(r: FloatArray, x: FloatArray, v: FloatArray, names: tuple[str, ...])
     nan_returns = np.full(k + 1, np.nan)
     residuals = np.full(n_sym, np.nan)
     if n < k + 2:
-        return FactorReturnBar(names, nan_returns, residuals, np.nan, n, RegressionReason(_TOO_FEW))
+        return FactorReturnBar(names, nan_returns, residuals, np.nan, n, Reason(_TOO_FEW))
     y = r[sample]
     vs = v[sample]
     design = np.empty((n, k + 1))
@@ -195,16 +181,14 @@ def regress(r: FloatArray, x: FloatArray, v: FloatArray, names: tuple[str, ...])
     sw = np.sqrt(vs)
     wdesign = design * sw[:, None]
     if np.linalg.matrix_rank(wdesign) < k + 1:
-        return FactorReturnBar(
-            names, nan_returns, residuals, np.nan, n, RegressionReason(_SINGULAR)
-        )
+        return FactorReturnBar(names, nan_returns, residuals, np.nan, n, Reason(_SINGULAR))
     f = np.linalg.lstsq(wdesign, y * sw, rcond=None)[0]
     u = y - design @ f
     residuals[sample] = u
     ybar = float(np.dot(vs, y) / vs.sum())
     tss = float(np.dot(vs, (y - ybar) ** 2))
     r2 = 1.0 - float(np.dot(vs, u * u)) / tss if tss > 0 else np.nan
-    return FactorReturnBar(names, f, residuals, r2, n, RegressionReason(_OK))
+    return FactorReturnBar(names, f, residuals, r2, n, Reason(_OK))
 
 
 @dataclass(frozen=True, slots=True)

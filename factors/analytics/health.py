@@ -218,6 +218,10 @@ class IcStats:
     reason: NDArray[np.int8]
 
 
+#: a variance below this share of the mean square of the ICs counts as zero
+_REL_ZERO_VAR = 1e-12
+
+
 def ic_statistics(
     s1: FloatArray, s2: FloatArray, hits: FloatArray, n: IntArray, min_obs: int
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.int8]]:
@@ -227,6 +231,8 @@ def ic_statistics(
     nf = np.where(enough, n, 2).astype(np.float64)
     mean = np.where(enough, s1 / nf, np.nan)
     var = np.maximum((s2 - s1 * s1 / nf) / (nf - 1.0), 0.0)
+    # the sums leave a few ulps of s2 where every IC is the same: that is no spread
+    var[var <= _REL_ZERO_VAR * s2 / nf] = 0.0
     std = np.where(enough, np.sqrt(var), np.nan)
     dispersed = enough & (std > 0)
     safe = np.where(dispersed, std, 1.0)

@@ -307,6 +307,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         _CONFIG_FILE.reset(token)
 
 
+#: fields whose value a configuration error never repeats
+_SECRET_FIELDS = frozenset({"password", "secret", "api_key", "signing_key"})
+
+
 def describe_validation_error(e: ValidationError) -> str:
     err = e.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or "config"
@@ -315,7 +319,10 @@ def describe_validation_error(e: ValidationError) -> str:
     value = err.get("input")
     if isinstance(value, str):
         value = _without_password(value)
-    shown = f" (got {value!r})" if isinstance(value, str | int | float | bool) else ""
+    secret = any(str(p) in _SECRET_FIELDS for p in err["loc"])
+    shown = (
+        f" (got {value!r})" if isinstance(value, str | int | float | bool) and not secret else ""
+    )
     return f"config error: {field}: {msg}{shown}{extra}"
 
 

@@ -22,6 +22,7 @@ from factorcast.factors import FactorModel
 from factorcast.strategy.app import preflight
 from factorcast.strategy.app.settings import Settings
 from factorcast.strategy.engine import Engine, StepResult
+from factorcast.strategy.events import AMEND_BARS
 from factorcast.strategy.ports import LiveSource
 from factorcast.strategy.publish import WireContext
 from factorcast.strategy.service import StepObserver
@@ -38,14 +39,22 @@ log = structlog.get_logger(__name__)
 
 
 def build_engine(
-    settings: Settings, symbols: Sequence[str], timeframe_ms: int, supply: Any = None
+    settings: Settings,
+    symbols: Sequence[str],
+    timeframe_ms: int,
+    supply: Any = None,
+    *,
+    amend_bars: int = AMEND_BARS,
 ) -> Engine:
+    """The engine of a command.  ``amend_bars=0`` where no bar can come late (replay):
+    no undo log is kept then."""
     model = FactorModel(len(symbols), settings.factors, supply=supply)
     try:
         strategy = load_strategy(settings.strategy.name, symbols, settings.strategy.params)
     except StrategyError as e:  # past preflight.check_strategy: refused this universe
         raise preflight.strategy_config_error(e) from None
-    return Engine(symbols, timeframe_ms, model, strategy, settings.signals.to_view())
+    view = settings.signals.to_view()
+    return Engine(symbols, timeframe_ms, model, strategy, view, amend_bars=amend_bars)
 
 
 def file_outputs(args: argparse.Namespace, ctx: WireContext) -> list[FileOutput]:
