@@ -183,3 +183,22 @@ def test_run_stops_by_itself_after_max_bars(tmp_path: Path, event_loop: str, run
     last = [s for s in signals if s["bar_ts"] == live_ts[-1]]
     # after the warm-up, exposures exist from the first live bar
     assert sum(v is not None for s in last for v in s["exposures"].values()) > 0.9 * 6 * len(last)
+
+
+@pytest.mark.parametrize(
+    ("toml", "field"),
+    [
+        ("[redis]\npassword = 918273645\n", "redis.password"),
+        ("signing_key = 918273645\n", "signing_key"),
+        ('[exchange]\nembedded = false\napi_key = 918273645\nsecret = "s"\n', "exchange.api_key"),
+    ],
+)
+def test_a_bad_secret_is_named_never_shown(tmp_path: Path, toml: str, field: str) -> None:
+    """Configuration errors repeat the bad value, except a secret's: it is printed
+    before logging (and its redaction) is set up."""
+    config = tmp_path / "factorcast.toml"
+    config.write_text(toml)
+    proc = factorcast("replay", "--data", str(tmp_path), "--config", str(config))
+    assert proc.returncode == 2, proc.stderr
+    assert field in proc.stderr
+    assert "918273645" not in proc.stderr + proc.stdout
