@@ -28,7 +28,6 @@ from factorcast.strategy.candles import (
 )
 from factorcast.strategy.timeframes import timeframe_ms
 
-SHARED = Path("/work/shared/data/bittrex-5m")
 S = 300_000  # 5m in ms
 T0 = 1_515_560_100_000  # 2018-01-10 04:55 UTC, on the 5m grid
 NAN = math.nan
@@ -403,11 +402,10 @@ SHARED_BARS = {
 }
 
 
-def test_shared_bittrex_5m() -> None:
-    if not SHARED.is_dir():
-        pytest.skip(f"shared recorded data not found at {SHARED}")
+def test_shared_bittrex_5m(shared_data: Path) -> None:
+    """The real candles beside the repository (the fixture fails if they are missing)."""
     with capture_logs() as logs:
-        data = load_directory(SHARED)
+        data = load_directory(shared_data)
     assert (data.timeframe, data.timeframe_ms) == ("5m", S)
     assert {k: len(v) for k, v in data.series.items()} == SHARED_BARS
     assert list(data.series) == sorted(SHARED_BARS)
