@@ -35,6 +35,23 @@ MODEL_VERSION = "fc6-v1"
 
 
 @dataclass(frozen=True, slots=True)
+class RegressionFactors:
+    """``factors.analytics`` (ANALYTICS.md section 1): the model factors of the
+    factor-return regression and the risk model (``None``: all of them; the
+    ``universe`` intercept is always in).  Not part of the ``model`` tag: it
+    changes what is computed from the exposures, never the exposures."""
+
+    factors: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.factors is not None:
+            if not self.factors:
+                raise ValueError("factors: name at least one factor, or leave it out for all")
+            if len(set(self.factors)) != len(self.factors):
+                raise ValueError("factors: a factor is named twice")
+
+
+@dataclass(frozen=True, slots=True)
 class FactorParams:
     """Windows, lags and thresholds in bars of the configured timeframe.
 
@@ -57,6 +74,8 @@ class FactorParams:
     winsor_k: Positive = 3.0
     #: Final clip of standardized exposures, ``[-clip, clip]``.
     clip: Positive = 3.0
+    #: The analytics' choice of factors (not part of the ``model`` tag).
+    analytics: RegressionFactors = RegressionFactors()
 
     def __post_init__(self) -> None:
         for name, (choices, bounds) in _CONSTRAINTS.items():
@@ -93,7 +112,9 @@ class FactorParams:
 
     def tag(self) -> str:
         """Model version plus a short hash of these parameters: the wire ``model`` field."""
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        fields_ = asdict(self)
+        del fields_["analytics"]  # what is computed from the exposures, not the model
+        blob = json.dumps(fields_, sort_keys=True).encode()
         return f"{MODEL_VERSION}+{hashlib.sha256(blob).hexdigest()[:10]}"
 
 

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from factorcast.factors import FactorModel, FactorSnapshot, Reason
+from factorcast.factors.analytics.health import FactorAlert
+from factorcast.factors.analytics.pipeline import AnalyticsBar, FactorAnalytics
 from factorcast.strategy.events import AMEND_BARS, CrossSection, LateBar
 from factorcast.strategy.signals import FactorView, SignalBatch, adjust
 from factorcast.strategy.strategies import Decision, Rewindable, Strategy
@@ -48,6 +50,16 @@ class StepResult:
     produced_at_ms: int
     #: late bars taken in before this cross-section
     amended: tuple[LateBar, ...] = ()
+    #: factor returns, health and risk at this bar (None: the engine runs no analytics)
+    analytics: AnalyticsBar | None = None
+    #: alerts raised by the steps run again to take the late bars in
+    amend_alerts: tuple[FactorAlert, ...] = ()
+
+    @property
+    def alerts(self) -> tuple[FactorAlert, ...]:
+        """Every alert this step raised, in time order."""
+        own = () if self.analytics is None else self.analytics.alerts
+        return self.amend_alerts + own
 
     @property
     def ts(self) -> int:
@@ -78,6 +90,10 @@ class Engine:
 
     It turns on the model's undo log (``amend_bars`` deep) to take late bars in;
     ``amend_bars=0`` turns that off (late bars are then dropped and counted).
+
+    With ``analytics``, every grid step the model takes (the empty ones between
+    cross-sections included) goes through the analytics too, in the same order,
+    and they are taken back and run again with the model.
     """
 
     def __init__(
@@ -89,6 +105,7 @@ class Engine:
         view: FactorView,
         clock: Callable[[], float] = time.time,
         amend_bars: int = AMEND_BARS,
+        analytics: FactorAnalytics | None = None,
     ) -> None:
         if model.n_symbols != len(symbols):
             raise ValueError("the factor model and the universe differ in size")
@@ -96,6 +113,10 @@ class Engine:
             raise ValueError("the factor view and the factor model name different factors")
         if amend_bars < 0:
             raise ValueError("amend_bars must be >= 0")
+        if analytics is not None and (
+            analytics.names != model.names or analytics.n_symbols != model.n_symbols
+        ):
+            raise ValueError("the analytics and the factor model differ in factors or universe")
         self.symbols = tuple(symbols)
         self.timeframe_ms = timeframe_ms
         self.model = model
@@ -103,8 +124,11 @@ class Engine:
         self.view = view
         self._clock = clock
         self.last_ts: int | None = None
-        # Past this many empty grid steps the model state no longer changes.
-        self._max_fill = model.params.history_bars + 1
+        self.analytics = analytics
+        # Past this many empty grid steps the state (model and analytics) no longer changes.
+        self._max_fill = max(
+            model.params.history_bars + 1, 0 if analytics is None else analytics.saturation
+        )
         self._filled = 0  # empty grid steps the model took since last_ts
         self._empty = CrossSection.empty(0, len(self.symbols))
         self.amend_bars = amend_bars
@@ -112,6 +136,9 @@ class Engine:
         self._done: deque[_Done] = deque(maxlen=amend_bars)
         self._rewinder = strategy if isinstance(strategy, Rewindable) else None
         model.keep_undo(amend_bars)
+        if analytics is not None:
+            analytics.keep_undo(amend_bars)
+        self._rerun_alerts: list[FactorAlert] = []
 
     def step(self, xs: CrossSection) -> StepResult:
         if xs.ts % self.timeframe_ms:
@@ -119,14 +146,19 @@ class Engine:
         if self.last_ts is not None and xs.ts <= self.last_ts:
             raise OutOfOrderError(f"bar time {xs.ts} is not after {self.last_ts}")
         amended = self._amend(xs) if xs.amendments else ()
-        snapshot, decision = self._advance(xs)
+        snapshot, decision, bar = self._advance(xs)
         if xs.late.size and xs.late.any():
             snapshot.reason[xs.late] = Reason.LATE
         signals = adjust(decision, snapshot.exposure, self.view)
-        return StepResult(xs, snapshot, decision, signals, int(self._clock() * 1000), amended)
+        rerun_alerts, self._rerun_alerts = tuple(self._rerun_alerts), []
+        return StepResult(
+            xs, snapshot, decision, signals, int(self._clock() * 1000), amended, bar, rerun_alerts
+        )
 
     # -- one grid step after another -------------------------------------------------
-    def _advance(self, xs: CrossSection, *, decide: bool = True) -> tuple[FactorSnapshot, Decision]:
+    def _advance(
+        self, xs: CrossSection, *, decide: bool = True
+    ) -> tuple[FactorSnapshot, Decision, AnalyticsBar | None]:
         """Move the model to ``xs``: the empty grid steps before it, then ``xs``."""
         if self.last_ts is not None:
             gap = (xs.ts - self.last_ts) // self.timeframe_ms
@@ -137,20 +169,29 @@ class Engine:
             state = None if self._rewinder is None else self._rewinder.snapshot()
             self._done.append(_Done(xs.ts, xs, state, self.last_ts, self._filled))
         snapshot = self.model.update(xs.close, xs.volume, xs.quote_volume, xs.present)
+        bar = self._analyze(xs.ts, np.where(xs.present, xs.close, np.nan), snapshot)
         decision = self.strategy.decide(xs, snapshot) if decide else _NO_DECISION
         self.last_ts = xs.ts
         self._filled = 0
-        return snapshot, decision
+        return snapshot, decision, bar
+
+    def _analyze(self, ts: int, close: np.ndarray, snapshot: FactorSnapshot) -> AnalyticsBar | None:
+        if self.analytics is None:
+            return None
+        return self.analytics.update(ts, close, snapshot.exposure, snapshot.weights)
 
     def _advance_empty(self, steps: int) -> None:
         """Grid times where no symbol has a bar still move every window and lag."""
         empty = self._empty
+        assert self.last_ts is not None
         for _ in range(steps):
+            ts = self.last_ts + (self._filled + 1) * self.timeframe_ms
             if self.amend_bars:
-                assert self.last_ts is not None
-                ts = self.last_ts + (self._filled + 1) * self.timeframe_ms
                 self._done.append(_Done(ts, None, None, self.last_ts, self._filled))
-            self.model.update(empty.close, empty.volume, empty.quote_volume, empty.present)
+            snapshot = self.model.update(
+                empty.close, empty.volume, empty.quote_volume, empty.present
+            )
+            self._analyze(ts, empty.close, snapshot)
             self._filled += 1
 
     # -- late bars ----------------------------------------------------------------------
@@ -170,7 +211,9 @@ class Engine:
         again = _merge(self._take_back(min(b.ts for b in usable)), usable, self._empty)
         for x in again:
             # without outputs; a strategy that cannot be taken back saw these already
-            self._advance(x, decide=self._rewinder is not None)
+            bar = self._advance(x, decide=self._rewinder is not None)[2]
+            if bar is not None:
+                self._rerun_alerts.extend(bar.alerts)
         self.stats.amended += len(usable)
         self.stats.rerun_steps += len(again)
         return usable
@@ -190,6 +233,8 @@ class Engine:
                 undone.append(done.xs)
                 state = done.strategy_state
         self.model.undo(steps)
+        if self.analytics is not None:
+            self.analytics.undo(steps)
         if undone and self._rewinder is not None:
             self._rewinder.restore(state)
         undone.reverse()

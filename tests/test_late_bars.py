@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from factorcast.factors import CANONICAL, FactorModel, FactorParams, FactorSnapshot, Reason
+from factorcast.factors.analytics.params import HealthParams, RiskParams
+from factorcast.factors.analytics.pipeline import AnalyticsBar, FactorAnalytics
 from factorcast.factors.registry import LIQUIDITY, VOLATILITY
 from factorcast.strategy.app.settings import SignalSettings
 from factorcast.strategy.engine import Engine, StepResult
@@ -159,6 +161,15 @@ def engine(
     symbols = [f"S{i}/BTC" for i in range(n)]
     s = strategy(symbols, fast=3, slow=7) if strategy is Trend else strategy(symbols)
     view = SignalSettings(factors_can_initiate=True).to_view()
+    # short analytics windows, so that health and risk have figures within the panels
+    analytics = FactorAnalytics(
+        view.names,
+        n,
+        view.directions,
+        weighting=params.weighting,
+        health=HealthParams(horizons=(1, 3), window=10, min_obs=3),
+        risk=RiskParams(window=12, half_life=4.0, min_obs=3),
+    )
     return Engine(
         symbols,
         TF,
@@ -167,6 +178,7 @@ def engine(
         view,
         clock=lambda: 0.0,
         amend_bars=amend_bars,
+        analytics=analytics,
     )
 
 
@@ -178,12 +190,33 @@ def same_bits(a: NDArray[np.generic], b: NDArray[np.generic]) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
+def assert_same_analytics(a: AnalyticsBar, b: AnalyticsBar) -> None:
+    """Factor returns, health and risk equal bit for bit."""
+    for f in ("returns", "residuals"):
+        assert same_bits(getattr(a.returns, f), getattr(b.returns, f)), (f, a.bar_ts)
+    assert (a.returns.n, a.returns.reason) == (b.returns.n, b.returns.reason)
+    assert np.array_equal([a.returns.r2], [b.returns.r2], equal_nan=True)
+    assert a.health.states == b.health.states, a.bar_ts
+    for f in ("cum_return", "max_drawdown"):
+        assert same_bits(getattr(a.health, f), getattr(b.health, f)), (f, a.bar_ts)
+    assert a.health.stats.keys() == b.health.stats.keys()
+    for h, sa in a.health.stats.items():
+        sb = b.health.stats[h]
+        for f in ("ic", "ic_reason", "n", "mean_ic", "std_ic", "icir", "t_stat", "hit_rate"):
+            assert same_bits(getattr(sa, f), getattr(sb, f)), (f, h, a.bar_ts)
+    for f in ("covariance", "specific", "fallback", "n_residuals"):
+        assert same_bits(getattr(a.risk, f), getattr(b.risk, f)), (f, a.bar_ts)
+    assert (a.risk.reason, a.risk.n_obs) == (b.risk.reason, b.risk.n_obs)
+
+
 def assert_same(a: StepResult, b: StepResult, *, decisions: bool = True) -> None:
-    """Exposures, reasons and signals equal bit for bit."""
+    """Exposures, reasons, analytics and signals equal bit for bit."""
     assert a.ts == b.ts
     for f in ("raw", "exposure", "reason", "members"):
         assert same_bits(getattr(a.factors, f), getattr(b.factors, f)), (f, a.ts)
     assert np.array_equal([a.factors.market_return], [b.factors.market_return], equal_nan=True)
+    assert a.analytics is not None and b.analytics is not None
+    assert_same_analytics(a.analytics, b.analytics)
     if not decisions:
         return
     for f in ("action", "confidence", "insufficient"):

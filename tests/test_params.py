@@ -71,8 +71,12 @@ OUTSIDE = {
 }
 
 
+#: sections of their own inside ``factors``, with their own tests below
+SECTIONS = {"analytics"}
+
+
 def test_every_field_has_a_bound_checked() -> None:
-    assert set(OUTSIDE) == {f.name for f in dataclasses.fields(FactorParams)}
+    assert set(OUTSIDE) == {f.name for f in dataclasses.fields(FactorParams)} - SECTIONS
 
 
 @pytest.mark.parametrize(("field", "value"), OUTSIDE.items())
@@ -123,3 +127,37 @@ def test_rules_between_fields(fields: dict[str, Any], message: str) -> None:
 def test_unknown_field_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"^config error: factors\.nope: "):
         load_settings(factors={"nope": 1})
+
+
+# -- factors.analytics, health, risk -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"factors": {"analytics": {"factors": []}}}, "factors.analytics: factors: name at least"),
+        ({"factors": {"analytics": {"factors": ["size", "size"]}}}, "a factor is named twice"),
+        ({"factors": {"analytics": {"factors": ["size", "nope"]}}}, "unknown factor(s) nope"),
+        ({"health": {"horizons": [4, 16]}}, "health: horizons must include 1"),
+        ({"health": {"horizons": [1, 0]}}, "health.horizons.1: Input should be greater"),
+        ({"health": {"window": 20, "min_obs": 30}}, "health: min_obs must be between 2 and window"),
+        ({"health": {"t_enter": 1.0, "t_exit": 1.5}}, "t_exit must be between 0 and t_enter"),
+        ({"risk": {"half_life": 0}}, "risk.half_life: Input should be greater than 0"),
+        ({"risk": {"window": 50, "min_obs": 60}}, "risk: min_obs must be between 1 and window"),
+    ],
+)
+def test_analytics_settings_are_checked(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(**overrides)
+    text = str(raised.value)
+    assert text.startswith("config error: ") and "\n" not in text
+    assert message in text
+
+
+def test_the_analytics_factors_leave_the_model_tag_alone() -> None:
+    """They change what is computed from the exposures, never the exposures."""
+    plain = load_settings()
+    subset = load_settings(factors={"analytics": {"factors": ["size", "momentum"]}})
+    assert subset.factors.analytics.factors == ("size", "momentum")
+    assert subset.factors.tag() == plain.factors.tag()
+    assert load_settings(factors={"beta_window": 200}).factors.tag() != plain.factors.tag()

@@ -36,6 +36,8 @@ from factorcast.factors.analytics.health import (
     spearman_columns,
     transition_alert,
 )
+from factorcast.factors.analytics.params import HealthParams, RegressionFactors, RiskParams
+from factorcast.factors.analytics.pipeline import AnalyticsBar, FactorAnalytics, UndoExhausted
 from factorcast.factors.analytics.risk import (
     MIN_RESIDUALS,
     RiskDecomposition,
@@ -50,17 +52,23 @@ __all__: list[str] = [
     "DECAY_HORIZONS",
     "MIN_RESIDUALS",
     "AlertKind",
+    "AnalyticsBar",
     "FactorAlert",
+    "FactorAnalytics",
     "FactorReturnBar",
     "FactorReturns",
     "FactorReturnsPanel",
+    "HealthParams",
     "HealthSnapshot",
     "HealthState",
     "HealthTracker",
     "IcStats",
+    "RegressionFactors",
     "RiskDecomposition",
     "RiskModel",
+    "RiskParams",
     "RiskSnapshot",
+    "UndoExhausted",
     "asset_covariance",
     "average_ranks",
     "decay_curve",

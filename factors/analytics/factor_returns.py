@@ -119,6 +119,14 @@ class FactorReturns:
         """The number of model factors in the regression (``universe`` not counted)."""
         return int(self._columns.size)
 
+    def checkpoint(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """What :meth:`restore` needs to put the regression back as it is now: the
+        previous bar's arrays (replaced, never changed in place, by :meth:`update`)."""
+        return self._prev_close, self._prev_x, self._prev_v
+
+    def restore(self, token: tuple[FloatArray, FloatArray, FloatArray]) -> None:
+        self._prev_close, self._prev_x, self._prev_v = token
+
     def skip(self) -> FactorReturnBar:
         """A grid step without any bar: nothing to regress, and no previous bar
         for the next one."""

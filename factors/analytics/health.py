@@ -271,6 +271,15 @@ class _IcWindow:
         if self._pushes % self.window == 0:
             self.sums = self._ring.sum(axis=0)
 
+    def checkpoint(self) -> tuple[FloatArray, FloatArray, int, int]:
+        """The state before the next push: O(K)."""
+        return self.sums.copy(), self._ring[self._pos].copy(), self._pos, self._pushes
+
+    def restore(self, token: tuple[FloatArray, FloatArray, int, int]) -> None:
+        sums, slot, self._pos, self._pushes = token
+        self.sums = sums.copy()
+        self._ring[self._pos] = slot
+
 
 def drawdown_track(returns: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Cumulative return ``prod(1 + f) - 1`` and maximum drawdown (section 10:
@@ -302,6 +311,16 @@ class HealthSnapshot:
     #: horizon-1 states, in factor order, and the alerts this bar raised
     states: tuple[HealthState, ...]
     alerts: tuple[FactorAlert, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _HealthToken:
+    steps: int
+    x: FloatArray | None
+    c: FloatArray | None
+    ic: dict[int, tuple[FloatArray, FloatArray, int, int]]
+    f_row: FloatArray
+    states: tuple[HealthState, ...]
 
 
 class HealthTracker:
@@ -380,6 +399,29 @@ class HealthTracker:
         cum, mdd = drawdown_track(ordered)
         alerts = self._advance_states(bar_ts, stats[1])
         return HealthSnapshot(bar_ts, stats, cum, mdd, tuple(self.states), alerts)
+
+    def checkpoint(self) -> _HealthToken:
+        """What :meth:`restore` needs to put the tracker back as it is now, before the
+        next :meth:`update`: O(K) plus two references, never the windows."""
+        slot = self._steps % self._depth
+        return _HealthToken(
+            self._steps,
+            self._x[slot],
+            self._c[slot],
+            {h: w.checkpoint() for h, w in self._ic.items()},
+            self._f[self._steps % self.window].copy(),
+            tuple(self.states),
+        )
+
+    def restore(self, token: _HealthToken) -> None:
+        self._steps = token.steps
+        slot = self._steps % self._depth
+        self._x[slot] = token.x
+        self._c[slot] = token.c
+        for h, w in self._ic.items():
+            w.restore(token.ic[h])
+        self._f[self._steps % self.window] = token.f_row
+        self.states = list(token.states)
 
     def _advance_states(self, bar_ts: int, s: IcStats) -> tuple[FactorAlert, ...]:
         alerts: list[FactorAlert] = []

@@ -94,6 +94,20 @@ class RiskSnapshot:
     n_residuals: NDArray[np.int64]
 
 
+@dataclass(frozen=True, slots=True)
+class _RiskToken:
+    pos: int
+    pushes: int
+    f_sum: FloatArray
+    f_z: float
+    f_count: int
+    u_sq: FloatArray
+    u_w: FloatArray
+    u_count: NDArray[np.int64]
+    f_row: FloatArray
+    u_row: FloatArray
+
+
 class RiskModel:
     """Exponentially weighted factor covariance and specific variances over a
     rolling window, one bar per :meth:`update` (see the module docstring)."""
@@ -205,6 +219,32 @@ class RiskModel:
         if self._pushes % self.window == 0:
             self._recompute()
         return self.snapshot()
+
+    def checkpoint(self) -> _RiskToken:
+        """What :meth:`restore` needs to put the model back as it is now, before the
+        next :meth:`update`: O(symbols + factors^2), never the window."""
+        return _RiskToken(
+            self._pos,
+            self._pushes,
+            self._f_sum.copy(),
+            self._f_z,
+            self._f_count,
+            self._u_sq.copy(),
+            self._u_w.copy(),
+            self._u_count.copy(),
+            self._f_ring[self._pos].copy(),
+            self._u_ring[self._pos].copy(),
+        )
+
+    def restore(self, token: _RiskToken) -> None:
+        self._pos, self._pushes = token.pos, token.pushes
+        self._f_sum = token.f_sum.copy()
+        self._f_z, self._f_count = token.f_z, token.f_count
+        self._u_sq = token.u_sq.copy()
+        self._u_w = token.u_w.copy()
+        self._u_count = token.u_count.copy()
+        self._f_ring[self._pos] = token.f_row
+        self._u_ring[self._pos] = token.u_row
 
     def _recompute(self) -> None:
         """All sums afresh from the ring (bounds the drift of add/subtract)."""

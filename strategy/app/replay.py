@@ -35,7 +35,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> RunStats:
         args.data, args.timeframe, size_limit=preflight.candle_size_limit(settings)
     )
     panel = Panel.from_recorded(candles)
-    engine = build_engine(settings, panel.symbols, candles.timeframe_ms, amend_bars=0)
+    engine = build_engine(
+        settings, panel.symbols, candles.timeframe_ms, amend_bars=0, analytics=False
+    )
     ctx = WireContext(
         strategy=engine.strategy.name,
         exchange=args.exchange or settings.exchange.id,

@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 
 from factorcast.factors import CANONICAL, FactorParams
+from factorcast.factors.analytics.params import HealthParams, RiskParams
 from factorcast.factors.registry import LIQUIDITY, MARKET, MOMENTUM, SIZE, VALUE, VOLATILITY
 from factorcast.strategy.service import EventLoopChoice
 from factorcast.strategy.signals import FactorView
@@ -248,6 +249,9 @@ class Settings(BaseSettings):
     #: constraints, its ``__post_init__`` the rules between fields (factors/params.py).
     factors: FactorParams = Field(default_factory=FactorParams)
     signals: SignalSettings = Field(default_factory=SignalSettings)
+    #: factor health and the risk model (ANALYTICS.md sections 2 and 3)
+    health: HealthParams = Field(default_factory=HealthParams)
+    risk: RiskParams = Field(default_factory=RiskParams)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings)
     source: SourceSettings = Field(default_factory=SourceSettings)
@@ -265,6 +269,17 @@ class Settings(BaseSettings):
     event_loop: EventLoopChoice = Field(
         "auto", description="auto: uvloop where installed, else asyncio's own loop"
     )
+
+    @model_validator(mode="after")
+    def _known_analytics_factors(self) -> Settings:
+        chosen = self.factors.analytics.factors or ()
+        unknown = [f for f in chosen if f not in CANONICAL]
+        if unknown:
+            raise ValueError(
+                f"factors.analytics.factors: unknown factor(s) {', '.join(unknown)}"
+                f" (known: {', '.join(CANONICAL)})"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -313,9 +328,11 @@ _SECRET_FIELDS = frozenset({"password", "secret", "api_key", "signing_key"})
 
 def describe_validation_error(e: ValidationError) -> str:
     err = e.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "config"
+    field = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     extra = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    if not field:  # a rule between sections: its message names the fields
+        return f"config error: {msg}{extra}"
     value = err.get("input")
     if isinstance(value, str):
         value = _without_password(value)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from factorcast.factors import FactorModel
+from factorcast.factors.analytics.pipeline import FactorAnalytics
 from factorcast.strategy.app import preflight
 from factorcast.strategy.app.settings import Settings
 from factorcast.strategy.engine import Engine, StepResult
@@ -26,6 +27,7 @@ from factorcast.strategy.events import AMEND_BARS
 from factorcast.strategy.ports import LiveSource
 from factorcast.strategy.publish import WireContext
 from factorcast.strategy.service import StepObserver
+from factorcast.strategy.signals import FactorView
 from factorcast.strategy.strategies import StrategyError, load_strategy
 from factorcast.strategy.timeframes import timeframe_ms
 from factorcast.strategy.universe import FileOutput, Following
@@ -45,16 +47,39 @@ def build_engine(
     supply: Any = None,
     *,
     amend_bars: int = AMEND_BARS,
+    analytics: bool = True,
 ) -> Engine:
     """The engine of a command.  ``amend_bars=0`` where no bar can come late (replay):
-    no undo log is kept then."""
+    no undo log is kept then.  ``analytics``: factor returns, health and risk at every
+    grid step (ANALYTICS.md sections 1-3)."""
     model = FactorModel(len(symbols), settings.factors, supply=supply)
     try:
         strategy = load_strategy(settings.strategy.name, symbols, settings.strategy.params)
     except StrategyError as e:  # past preflight.check_strategy: refused this universe
         raise preflight.strategy_config_error(e) from None
     view = settings.signals.to_view()
-    return Engine(symbols, timeframe_ms, model, strategy, view, amend_bars=amend_bars)
+    return Engine(
+        symbols,
+        timeframe_ms,
+        model,
+        strategy,
+        view,
+        amend_bars=amend_bars,
+        analytics=build_analytics(settings, len(symbols), view) if analytics else None,
+    )
+
+
+def build_analytics(settings: Settings, n_symbols: int, view: FactorView) -> FactorAnalytics:
+    """The analytics of the settings' model over ``n_symbols`` symbols."""
+    return FactorAnalytics(
+        view.names,
+        n_symbols,
+        view.directions,
+        weighting=settings.factors.weighting,
+        regression=settings.factors.analytics,
+        health=settings.health,
+        risk=settings.risk,
+    )
 
 
 def file_outputs(args: argparse.Namespace, ctx: WireContext) -> list[FileOutput]:

@@ -1,0 +1,154 @@
+"""The analytics of one grid step: factor returns, factor health and the risk
+model (ANALYTICS.md sections 1-3), fed the way the factor model is fed.
+
+:class:`FactorAnalytics` is the one place that wires the three together, so the
+live engine and the offline commands run the same code on the same sequence of
+grid steps:
+
+- :meth:`FactorAnalytics.update` takes a grid step's closes (NaN where a symbol
+  has no bar; every close NaN on a grid step without any bar) and the exposures
+  and weights the factor model gave for it;
+- the factor returns of bar ``t`` go into the risk model at ``t`` and, by model
+  factor, into the health tracker's factor-return track (a factor left out of the
+  regression by ``factors.analytics.factors`` has no factor return there: NaN);
+- like the model, it keeps an undo log (:meth:`keep_undo`, :meth:`undo`) so that
+  the engine can take back its last steps to let a late bar in: each entry is
+  O(symbols + factors^2), never a copy of a window.
+
+After :attr:`FactorAnalytics.saturation` grid steps without any bar nothing it
+holds is from before them: more such steps change nothing (the engine stops
+feeding empty steps there).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from factorcast.factors.analytics.factor_returns import FactorReturnBar, FactorReturns
+from factorcast.factors.analytics.health import FactorAlert, HealthSnapshot, HealthTracker
+from factorcast.factors.analytics.params import HealthParams, RegressionFactors, RiskParams
+from factorcast.factors.analytics.risk import RiskModel, RiskSnapshot
+from factorcast.factors.params import Weighting
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsBar:
+    """Everything the analytics know at the close of one grid step."""
+
+    bar_ts: int
+    returns: FactorReturnBar
+    health: HealthSnapshot
+    risk: RiskSnapshot
+
+    @property
+    def alerts(self) -> tuple[FactorAlert, ...]:
+        return self.health.alerts
+
+
+class UndoExhausted(RuntimeError):
+    """More steps asked back than the undo log holds."""
+
+
+class FactorAnalytics:
+    """Factor returns, health and risk over a fixed universe, one grid step at a time.
+
+    ``names`` are the model's factors (the columns of the exposure matrices),
+    ``directions`` their ``d_k`` (SIGNALS.md section 2) in the same order.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        n_symbols: int,
+        directions: FloatArray,
+        *,
+        weighting: Weighting = "equal",
+        regression: RegressionFactors | None = None,
+        health: HealthParams | None = None,
+        risk: RiskParams | None = None,
+    ) -> None:
+        self.names = tuple(names)
+        self.n_symbols = n_symbols
+        self.health_params = health or HealthParams()
+        self.risk_params = risk or RiskParams()
+        chosen = None if regression is None else regression.factors
+        self.returns = FactorReturns(n_symbols, self.names, weighting, chosen)
+        hp = self.health_params
+        self.health = HealthTracker(
+            self.names,
+            np.asarray(directions, dtype=np.float64),
+            horizons=tuple(hp.horizons),
+            window=hp.window,
+            min_obs=hp.min_obs,
+            t_enter=hp.t_enter,
+            t_exit=hp.t_exit,
+        )
+        rp = self.risk_params
+        self.risk = RiskModel(
+            self.returns.names[1:],
+            n_symbols,
+            window=rp.window,
+            half_life=rp.half_life,
+            min_obs=rp.min_obs,
+        )
+        # where each regression factor sits among the model's factors
+        self._track_columns = np.array(
+            [self.names.index(f) for f in self.returns.names[1:]], dtype=np.intp
+        )
+        self._undo: deque[tuple[Any, Any, Any]] = deque(maxlen=0)
+
+    @property
+    def saturation(self) -> int:
+        """Grid steps without any bar after which more of them change nothing."""
+        return max(self.health_params.depth, self.risk_params.window) + 1
+
+    def update(
+        self,
+        bar_ts: int,
+        close: FloatArray,
+        exposure: FloatArray,
+        weights: FloatArray | None = None,
+    ) -> AnalyticsBar:
+        """Grid step ``bar_ts`` closed: closes ``(n,)`` (NaN where no bar), the
+        model's exposures ``(n, K)`` and weights ``(n,)`` at that step."""
+        if self._undo.maxlen:
+            self._undo.append(
+                (self.returns.checkpoint(), self.health.checkpoint(), self.risk.checkpoint())
+            )
+        fr = self.returns.update(close, exposure, weights)
+        track = np.full(len(self.names), np.nan)
+        track[self._track_columns] = fr.returns[1:]
+        health = self.health.update(bar_ts, exposure, close, track)
+        risk = self.risk.update(fr.returns, fr.residuals)
+        return AnalyticsBar(bar_ts, fr, health, risk)
+
+    # -- late bars -----------------------------------------------------------------------
+    def keep_undo(self, depth: int) -> None:
+        """From now on keep what it takes to undo each of the last ``depth`` updates."""
+        if depth < 0:
+            raise ValueError("undo depth must be >= 0")
+        self._undo = deque(maxlen=depth)
+
+    @property
+    def undoable(self) -> int:
+        return len(self._undo)
+
+    def undo(self, steps: int = 1) -> None:
+        """Take back the last ``steps`` updates: the analytics are then, bit for bit,
+        as they were before them (the alerts those steps raised are not taken back:
+        they went out; an alert raised again has the same id)."""
+        if not 0 <= steps <= len(self._undo):
+            raise UndoExhausted(f"cannot undo {steps} updates, {len(self._undo)} kept")
+        for _ in range(steps):  # newest first: each puts back the ring slots it overwrote
+            returns, health, risk = self._undo.pop()
+            self.returns.restore(returns)
+            self.health.restore(health)
+            self.risk.restore(risk)
