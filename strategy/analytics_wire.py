@@ -1,0 +1,129 @@
+"""The analytics as JSON objects (ANALYTICS.md sections 12 and 13): one shape for
+Redis and for the offline commands' ``--json``, so that a consumer reads both alike.
+
+Names are registry names (``universe`` included where the math includes it); a
+number that cannot be computed is ``null`` with its reason beside it; timestamps
+are bar open times in ms UTC (plus ``bar_time``, ISO-8601, where an event is read
+by people).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from factorcast.factors.analytics.factor_returns import FactorReturnBar
+from factorcast.factors.analytics.health import FactorAlert, HealthSnapshot
+from factorcast.factors.analytics.risk import RiskSnapshot
+from factorcast.factors.reasons import Reason
+from factorcast.strategy.wire import iso_ms
+
+FACTOR_RETURNS_SCHEMA: Final = "factorcast.factor_returns/1"
+ALERT_SCHEMA: Final = "factorcast.alert/1"
+
+
+def number(x: float | np.floating[Any]) -> float | None:
+    """A finite float, or ``None`` (JSON ``null``)."""
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def _label(code: int) -> str:
+    return Reason(int(code)).label
+
+
+def factor_returns_event(bar_ts: int, fr: FactorReturnBar, model: str) -> dict[str, Any]:
+    """``factorcast.factor_returns/1``: the regression of one bar.  ``reasons`` names
+    the reason of every ``null`` return (the regression's: one for all of them)."""
+    returns = {name: number(f) for name, f in zip(fr.names, fr.returns, strict=True)}
+    return {
+        "schema": FACTOR_RETURNS_SCHEMA,
+        "bar_ts": bar_ts,
+        "returns": returns,
+        "r2": number(fr.r2),
+        "n": fr.n,
+        "reasons": {name: _label(fr.reason) for name, f in returns.items() if f is None},
+        "model": model,
+    }
+
+
+def risk_object(
+    bar_ts: int, risk: RiskSnapshot, symbols: Sequence[str], model: str
+) -> dict[str, Any]:
+    """The risk model at one bar: ``{bar_ts, factors, covariance, specific,
+    fallback, model}`` plus ``reason`` (``ok`` or why the covariance is ``null``)
+    and ``n_obs``.  A symbol without any residual in the window and no median to
+    fall back on has a ``null`` specific variance."""
+    ok = risk.reason == Reason.OK
+    return {
+        "bar_ts": bar_ts,
+        "factors": list(risk.names),
+        "covariance": matrix(risk.covariance) if ok else None,
+        "reason": _label(risk.reason),
+        "n_obs": risk.n_obs,
+        "specific": {s: number(v) for s, v in zip(symbols, risk.specific, strict=True)},
+        "fallback": [s for s, f in zip(symbols, risk.fallback, strict=True) if f],
+        "model": model,
+    }
+
+
+def health_objects(health: HealthSnapshot, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per factor, the figures of section 2 at horizon 1 (``state, mean_ic, std_ic,
+    icir, t_stat, n, hit_rate, cum_return, max_drawdown``, ``reason`` where the IC
+    statistics are ``null``), and ``horizons``: the IC statistics at every
+    configured horizon, keyed by the horizon as a string."""
+    out: dict[str, dict[str, Any]] = {}
+    one = health.stats[1]
+    for k, name in enumerate(names):
+        figures = _ic_figures(health, 1, k)
+        out[name] = {
+            "state": str(health.states[k]),
+            **figures,
+            "cum_return": number(health.cum_return[k]),
+            "max_drawdown": number(health.max_drawdown[k]),
+            "reason": None if one.reason[k] == Reason.OK else _label(one.reason[k]),
+            "horizons": {str(h): _ic_figures(health, h, k) for h in health.stats},
+        }
+    return out
+
+
+def _ic_figures(health: HealthSnapshot, h: int, k: int) -> dict[str, Any]:
+    s = health.stats[h]
+    return {
+        "mean_ic": number(s.mean_ic[k]),
+        "std_ic": number(s.std_ic[k]),
+        "icir": number(s.icir[k]),
+        "t_stat": number(s.t_stat[k]),
+        "n": int(s.n[k]),
+        "hit_rate": number(s.hit_rate[k]),
+    }
+
+
+def alert_event(alert: FactorAlert, model: str) -> dict[str, Any]:
+    """``factorcast.alert/1``, with the deterministic ``id = {kind}:{factor}:{bar_ts}``."""
+    return {
+        "schema": ALERT_SCHEMA,
+        "id": alert.id,
+        "kind": str(alert.kind),
+        "factor": alert.factor,
+        "bar_ts": alert.bar_ts,
+        "bar_time": iso_ms(alert.bar_ts),
+        "from_state": str(alert.from_state),
+        "to_state": str(alert.to_state),
+        "mean_ic": number(alert.mean_ic),
+        "icir": number(alert.icir),
+        "t_stat": number(alert.t_stat),
+        "n": alert.n,
+        "window": alert.window,
+        "horizon": alert.horizon,
+        "model": model,
+    }
+
+
+def matrix(values: NDArray[np.float64]) -> list[list[float | None]]:
+    """A 2-d array as nested lists, ``null`` for what is not finite."""
+    return [[number(v) for v in row] for row in values]
