@@ -35,11 +35,22 @@ class FactorSpec:
 
     ``label`` may contain ``{...}`` fields naming attributes of the factor
     parameters (``factors.params.FactorParams``); ``display_label`` fills them.
+    ``positive_word`` / ``negative_word`` are the tilt words of ANALYTICS.md
+    section 7 for a positive / negative exposure (empty: ``high-{name}`` /
+    ``low-{name}``, the default of a custom factor).
     """
 
     name: str
     label: str
     positive_means: str
+    positive_word: str = ""
+    negative_word: str = ""
+
+    def tilt_word(self, sign: float) -> str:
+        """The tilt word of an exposure of this sign (positive or negative)."""
+        if sign > 0:
+            return self.positive_word or f"high-{self.name}"
+        return self.negative_word or f"low-{self.name}"
 
     def display_label(self, params: object | None = None) -> str:
         if params is None or "{" not in self.label:
@@ -93,14 +104,42 @@ def canonical_registry() -> FactorRegistry:
     """A fresh registry holding the six canonical factors of FACTORS.md."""
     return FactorRegistry(
         (
-            FactorSpec(MARKET, "Market beta ({beta_window} bars)", "moves more than the market"),
-            FactorSpec(SIZE, "Size ({size_window} bars)", "large"),
             FactorSpec(
-                VALUE, "Value, reversal ({momentum_lag}-{value_lag} bars)", "fallen long-term"
+                MARKET,
+                "Market beta ({beta_window} bars)",
+                "moves more than the market",
+                "high-beta",
+                "low-beta",
             ),
-            FactorSpec(MOMENTUM, "Momentum ({momentum_lag} bars)", "risen recently"),
-            FactorSpec(VOLATILITY, "Volatility ({volatility_window} bars)", "volatile"),
-            FactorSpec(LIQUIDITY, "Liquidity, -ln Amihud ({liquidity_window} bars)", "liquid"),
+            FactorSpec(SIZE, "Size ({size_window} bars)", "large", "large", "small"),
+            FactorSpec(
+                VALUE,
+                "Value, reversal ({momentum_lag}-{value_lag} bars)",
+                "fallen long-term",
+                "cheap",
+                "expensive",
+            ),
+            FactorSpec(
+                MOMENTUM,
+                "Momentum ({momentum_lag} bars)",
+                "risen recently",
+                "high-momentum",
+                "low-momentum",
+            ),
+            FactorSpec(
+                VOLATILITY,
+                "Volatility ({volatility_window} bars)",
+                "volatile",
+                "high-volatility",
+                "low-volatility",
+            ),
+            FactorSpec(
+                LIQUIDITY,
+                "Liquidity, -ln Amihud ({liquidity_window} bars)",
+                "liquid",
+                "liquid",
+                "illiquid",
+            ),
         )
     )
 
