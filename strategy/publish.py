@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,11 @@ class WireContext:
 
 
 ExposureMaps = tuple[dict[str, float | None], dict[str, str]]
+
+
+def _close_or_none(value: float) -> float | None:
+    """The bar's close on the wire: ``null`` where the symbol has no bar."""
+    return value if math.isfinite(value) else None
 
 #: ``reason_labels`` of every value of the uint8 reason bits, computed once.
 _SIGNAL_REASONS: tuple[tuple[str, ...], ...] = tuple(tuple(reason_labels(b)) for b in range(256))
@@ -81,6 +87,7 @@ def _signal_dicts(
     base_confidence = sig.base_confidence[at].tolist()
     score = sig.factor_score[at].tolist()
     reasons = sig.reasons[at].tolist()
+    close = np.where(result.xs.present, result.xs.close, np.nan)[at].tolist()
     out: list[dict[str, Any]] = []
     for j, i in enumerate(rows):
         exp, missing = maps[i]
@@ -99,6 +106,7 @@ def _signal_dicts(
             exp,
             missing,
             list(_SIGNAL_REASONS[reasons[j]]),
+            _close_or_none(close[j]),
         )
         if ctx.signing_key is not None:
             obj["sig"] = sign(obj, ctx.signing_key)
@@ -121,6 +129,7 @@ def signal_object(
     exposures: Any,
     missing: Any,
     reasons: Any,
+    close: Any,
 ) -> dict[str, Any]:
     """One wire object (SIGNALS.md section 4) from its values, fields in wire order:
     the one layout the signal dicts, the byte templates (:class:`_Templates`) and
@@ -145,12 +154,22 @@ def signal_object(
         "missing": missing,
         "reasons": reasons,
         "model": ctx.model,
+        "close": close,
     }
 
 
-def _exposure_state(bar_ts: Any, exposures: Any, missing: Any, model: str) -> dict[str, Any]:
-    """The latest-exposures state of one symbol, fields in wire order."""
-    return {"bar_ts": bar_ts, "exposures": exposures, "missing": missing, "model": model}
+def _exposure_state(
+    bar_ts: Any, close: Any, exposures: Any, missing: Any, model: str
+) -> dict[str, Any]:
+    """The latest-exposures state of one symbol, fields in wire order (SIGNALS.md
+    section 5): ``close`` is the bar's close, ``null`` for a symbol without one (late)."""
+    return {
+        "bar_ts": bar_ts,
+        "close": close,
+        "exposures": exposures,
+        "missing": missing,
+        "model": model,
+    }
 
 
 def exposure_members(result: StepResult) -> list[int]:
@@ -176,10 +195,15 @@ def publication(result: StepResult, ctx: WireContext) -> Publication:
     ts = result.ts
     bar_ts = b"%d" % ts
     exposures, missing = _exposure_fragments(result.factors, members)
+    xs = result.xs
+    at = np.asarray(members, dtype=np.intp)
+    closes = [
+        row[0] for row in _formatted(np.where(xs.present[at], xs.close[at], np.nan)[:, None])
+    ]
     state = t.state
     states = {
-        ctx.symbols[i]: state % (bar_ts, exp, miss)
-        for i, exp, miss in zip(members, exposures, missing, strict=True)
+        ctx.symbols[i]: state % (bar_ts, close, exp, miss)
+        for i, close, exp, miss in zip(members, closes, exposures, missing, strict=True)
     }
 
     sig, present = result.signals, result.xs.present
@@ -212,6 +236,7 @@ def publication(result: StepResult, ctx: WireContext) -> Publication:
                 exposures[k],
                 missing[k],
                 reason_json[reasons],
+                closes[k],
             ),
         )
         for i, k, values, action, base_action, factor_action, reasons in per_row
@@ -224,8 +249,17 @@ def _publication_of_dicts(result: StepResult, ctx: WireContext, members: list[in
     rows = np.flatnonzero(result.xs.present).tolist()
     signals = _signal_dicts(result, ctx, rows, maps)
     dumps = orjson.dumps
+    xs = result.xs
     states = {
-        ctx.symbols[i]: dumps(_exposure_state(result.ts, exp, missing, ctx.model))
+        ctx.symbols[i]: dumps(
+            _exposure_state(
+                result.ts,
+                _close_or_none(float(xs.close[i])) if xs.present[i] else None,
+                exp,
+                missing,
+                ctx.model,
+            )
+        )
         for i, (exp, missing) in maps.items()
     }
     return Publication(
@@ -268,6 +302,7 @@ _SIGNAL_SLOTS = (
     "exposures",
     "missing",
     "reasons",
+    "close",
 )
 
 
@@ -303,9 +338,9 @@ def _templates(ctx: WireContext) -> _Templates | None:
     signals = [
         _template(signal_object(ctx, symbol, **marker), _SIGNAL_SLOTS) for symbol in ctx.symbols
     ]
-    state_slots = ("bar_ts", "exposures", "missing")
-    bar_ts, exposures, missing = (_slot(name) for name in state_slots)
-    state = _exposure_state(bar_ts, exposures, missing, ctx.model)
+    state_slots = ("bar_ts", "close", "exposures", "missing")
+    bar_ts, close, exposures, missing = (_slot(name) for name in state_slots)
+    state = _exposure_state(bar_ts, close, exposures, missing, ctx.model)
     return _Templates(
         signals=tuple(signals),
         ids=tuple(f"{ctx.strategy}:{ctx.exchange}:{s}:{ctx.timeframe}:" for s in ctx.symbols),
