@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from factorcast.factors import REASON_LABELS, FactorSnapshot
 from factorcast.strategy.actions import ACTION_LABELS
+from factorcast.strategy.analytics_wire import with_analytics
 from factorcast.strategy.engine import StepResult
 from factorcast.strategy.ports import Publication, SignalSink
 from factorcast.strategy.signals import reason_labels
@@ -40,6 +41,7 @@ ExposureMaps = tuple[dict[str, float | None], dict[str, str]]
 def _close_or_none(value: float) -> float | None:
     """The bar's close on the wire: ``null`` where the symbol has no bar."""
     return value if math.isfinite(value) else None
+
 
 #: ``reason_labels`` of every value of the uint8 reason bits, computed once.
 _SIGNAL_REASONS: tuple[tuple[str, ...], ...] = tuple(tuple(reason_labels(b)) for b in range(256))
@@ -197,9 +199,7 @@ def publication(result: StepResult, ctx: WireContext) -> Publication:
     exposures, missing = _exposure_fragments(result.factors, members)
     xs = result.xs
     at = np.asarray(members, dtype=np.intp)
-    closes = [
-        row[0] for row in _formatted(np.where(xs.present[at], xs.close[at], np.nan)[:, None])
-    ]
+    closes = [row[0] for row in _formatted(np.where(xs.present[at], xs.close[at], np.nan)[:, None])]
     state = t.state
     states = {
         ctx.symbols[i]: state % (bar_ts, close, exp, miss)
@@ -241,7 +241,8 @@ def publication(result: StepResult, ctx: WireContext) -> Publication:
         )
         for i, k, values, action, base_action, factor_action, reasons in per_row
     )
-    return Publication(bar_ts=ts, signals=signals, exposures=states, heartbeat=iso_ms(ts))
+    pub = Publication(bar_ts=ts, signals=signals, exposures=states, heartbeat=iso_ms(ts))
+    return with_analytics(pub, result, ctx.symbols, ctx.model)
 
 
 def _publication_of_dicts(result: StepResult, ctx: WireContext, members: list[int]) -> Publication:
@@ -262,12 +263,13 @@ def _publication_of_dicts(result: StepResult, ctx: WireContext, members: list[in
         )
         for i, (exp, missing) in maps.items()
     }
-    return Publication(
+    pub = Publication(
         bar_ts=result.ts,
         signals=tuple((s["id"], dumps(s)) for s in signals),
         exposures=states,
         heartbeat=iso_ms(result.ts),
     )
+    return with_analytics(pub, result, ctx.symbols, ctx.model)
 
 
 # -- byte templates -------------------------------------------------------------------
