@@ -88,6 +88,7 @@ def signal(symbol: str, bar_ts: int, rng: np.random.Generator, key: bytes | None
         exposures,
         {VALUE: "insufficient_history"},
         ["factor_confirm", "low_confidence"],
+        float(rng.lognormal()),
     )
     if key is not None:
         obj["sig"] = sign(obj, key)

@@ -13,6 +13,15 @@ without the log steps through the same cross-sections, step for step alternating
 with the first (so both see the same machine load), and ``undo_log_ratio`` is
 the ratio of their median steps.  ``amend_step_us`` is one step that takes in a
 bar 1 and ``--amend-bars`` bars late (the steps after it run again).
+
+The analytics (factor returns, health and risk, ANALYTICS.md sections 1-3, as
+``factorcast run`` has them) are measured the same way: a third engine, the first
+plus the analytics, steps through the same cross-sections in turn with the
+others; ``analytics_share`` is ``1 - p50(without) / p50(with)``, the part of the
+step the analytics take.  Their windows scale with ``--window`` (health
+``200 * window / 252``, risk ``500 * window / 252``, the defaults at 252), so that
+``--window 252`` and ``--window 1008`` show whether their cost depends on the
+window length (``--compare-windows`` runs both and prints the ratio).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import pandas as pd
 
 from factorcast.adapters.sim.market import SimulatedMarket
 from factorcast.factors import CANONICAL, FactorModel, FactorParams
+from factorcast.factors.analytics import FactorAnalytics, HealthParams, RiskParams
 from factorcast.strategy.app.settings import SignalSettings
 from factorcast.strategy.engine import Engine
 from factorcast.strategy.events import AMEND_BARS, CrossSection, LateBar
@@ -64,11 +74,27 @@ def cross_sections(panel: dict[str, Any]) -> list[CrossSection]:
     return out
 
 
-def make_engine(n: int, params: FactorParams, amend_bars: int) -> Engine:
+def make_engine(
+    n: int, params: FactorParams, amend_bars: int, analytics_window: int | None = None
+) -> Engine:
+    """The engine of the benchmark; with ``analytics_window``, the analytics too, their
+    windows scaled from the defaults by ``analytics_window / 252``."""
     symbols = [f"S{i}" for i in range(n)]
     model = FactorModel(n, params)
     view = SignalSettings().to_view()
-    return Engine(symbols, 60_000, model, Trend(symbols), view, amend_bars=amend_bars)
+    analytics = None
+    if analytics_window is not None:
+        scale = analytics_window / 252
+        analytics = FactorAnalytics(
+            view.names,
+            n,
+            view.directions,
+            health=HealthParams(window=round(200 * scale)),
+            risk=RiskParams(window=round(500 * scale)),
+        )
+    return Engine(
+        symbols, 60_000, model, Trend(symbols), view, amend_bars=amend_bars, analytics=analytics
+    )
 
 
 def run_engines(
@@ -155,8 +181,31 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=252)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--amend-bars", type=int, default=AMEND_BARS)
+    ap.add_argument(
+        "--compare-windows",
+        action="store_true",
+        help="the analytics at --window and 4x --window: the ratio of their step costs",
+    )
     args = ap.parse_args()
-    w = args.window
+    if args.compare_windows:
+        compare_windows(args)
+        return
+    result = bench(args, args.window)
+    print(json.dumps(result))
+
+
+def compare_windows(args: argparse.Namespace) -> None:
+    short, long = (bench(args, w, quiet=True) for w in (args.window, 4 * args.window))
+    ratio = long["analytics_us_p50"] / short["analytics_us_p50"]
+    print(
+        f"analytics step p50: {short['analytics_us_p50']} us at window {short['window']}, "
+        f"{long['analytics_us_p50']} us at window {long['window']} (ratio {ratio:.2f}); "
+        f"share of the step {short['analytics_share']} and {long['analytics_share']}"
+    )
+    print(json.dumps({"short": short, "long": long, "analytics_window_ratio": round(ratio, 3)}))
+
+
+def bench(args: argparse.Namespace, w: int, quiet: bool = False) -> dict[str, Any]:
     params = FactorParams(
         beta_window=w,
         size_window=w,
@@ -172,7 +221,11 @@ def main() -> None:
     engines = [make_engine(args.symbols, params, args.amend_bars)]
     if args.amend_bars:
         engines.append(make_engine(args.symbols, params, 0))  # the same, without undo log
+    # the first plus the analytics, as `factorcast run` has them
+    engines.append(make_engine(args.symbols, params, args.amend_bars, analytics_window=w))
     all_times, last_exposure = run_engines(sections, engines)
+    with_analytics = float(np.percentile(all_times[-1, min(all_times.shape[1] // 10, w) :], 50))
+    all_times = all_times[:-1]
     engine_s = all_times[0].sum() / 1e9  # the steps of the engine with its undo log
     skip = min(all_times.shape[1] // 10, w)  # after the windows fill
     times = all_times[0]
@@ -207,9 +260,19 @@ def main() -> None:
         "batch_bars_per_s": round(batch_bars_per_s),
         "engine_vs_batch": round(bars_per_s / batch_bars_per_s, 3),
         "max_abs_diff_vs_batch": agree,
+        "step_us_p50_with_analytics": round(with_analytics / 1e3, 1),
+        "analytics_us_p50": round((with_analytics - float(np.percentile(steady, 50))) / 1e3, 1),
+        "analytics_share": round(1 - float(np.percentile(steady, 50)) / with_analytics, 3),
         "python": platform.python_version(),
         "machine": f"{platform.machine()} cpus={__import__('os').cpu_count()}",
     }
+    if quiet:
+        return result
+    print(
+        f"analytics (factor returns, health, risk): step p50 "
+        f"{result['step_us_p50_with_analytics']} us against {result['step_us_p50']} us "
+        f"without, same run: {result['analytics_share']:.1%} of the step"
+    )
     print(
         f"engine: {bars_per_s:,.0f} bars/s ({args.symbols} symbols x {args.bars} bars, "
         f"window {w}); step p50 {result['step_us_p50']} us, p99 {result['step_us_p99']} us"
@@ -223,7 +286,7 @@ def main() -> None:
     print(
         f"engine / batch: {result['engine_vs_batch']} (last-bar exposures differ by <= {agree:.1e})"
     )
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

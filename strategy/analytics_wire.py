@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
 from factorcast.factors.analytics.factor_returns import FactorReturnBar
 from factorcast.factors.analytics.health import FactorAlert, HealthSnapshot
 from factorcast.factors.analytics.risk import RiskSnapshot
 from factorcast.factors.reasons import Reason
+from factorcast.strategy.engine import StepResult
+from factorcast.strategy.ports import Publication
 from factorcast.strategy.wire import iso_ms
 
 FACTOR_RETURNS_SCHEMA: Final = "factorcast.factor_returns/1"
@@ -127,3 +131,28 @@ def alert_event(alert: FactorAlert, model: str) -> dict[str, Any]:
 def matrix(values: NDArray[np.float64]) -> list[list[float | None]]:
     """A 2-d array as nested lists, ``null`` for what is not finite."""
     return [[number(v) for v in row] for row in values]
+
+
+def with_analytics(
+    pub: Publication, result: StepResult, symbols: Sequence[str], model: str
+) -> Publication:
+    """``pub`` with the step's analytics for Redis (section 12): the bar's factor
+    returns, the risk model, the health of each factor (with the ``bar_ts`` and
+    ``model`` it is of) and the alerts of the step (those of the steps run again
+    for late bars first).  ``pub`` itself when the engine runs no analytics."""
+    bar = result.analytics
+    if bar is None:
+        return pub
+    ts = result.ts
+    dumps = orjson.dumps
+    health = {
+        name: dumps({"bar_ts": ts, **obj, "model": model})
+        for name, obj in health_objects(bar.health, result.factors.names).items()
+    }
+    return replace(
+        pub,
+        factor_returns=dumps(factor_returns_event(ts, bar.returns, model)),
+        risk=dumps(risk_object(ts, bar.risk, symbols, model)),
+        health=health,
+        alerts=tuple((a.id, dumps(alert_event(a, model))) for a in result.alerts),
+    )

@@ -7,7 +7,7 @@ Concrete adapters (ccxt sources, Redis, files, the exchange simulator) live in
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from factorcast.strategy.events import CrossSection
@@ -22,12 +22,28 @@ class Publication:
     wire id ``{strategy}:{exchange}:{symbol}:{timeframe}:{bar_ts}``.
     ``exposures`` maps symbol to the JSON of ``{bar_ts, exposures, missing, model}``.
     ``heartbeat`` is the ISO-8601 UTC time of the bar.
+
+    The analytics of the bar (ANALYTICS.md section 12), all optional:
+    ``factor_returns`` the ``factorcast.factor_returns/1`` JSON of the bar,
+    ``risk`` the risk model's JSON, ``health`` factor -> health JSON, and
+    ``alerts`` ``(alert id, factorcast.alert/1 JSON)`` in time order (those of the
+    steps run again for late bars first).
     """
 
     bar_ts: int
     signals: tuple[tuple[str, bytes], ...]
     exposures: dict[str, bytes]
     heartbeat: str
+    factor_returns: bytes | None = None
+    risk: bytes | None = None
+    health: dict[str, bytes] = field(default_factory=dict)
+    alerts: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def scripted(self) -> bool:
+        """It writes a factor-returns entry or alerts: the writes that must happen
+        at most once, checked inside Redis (``adapters.redis.wire``)."""
+        return self.factor_returns is not None or bool(self.alerts)
 
 
 class MarketSource(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from numpy.typing import NDArray
 
 from factorcast.factors import REASON_LABELS, FactorSnapshot
 from factorcast.strategy.actions import ACTION_LABELS
+from factorcast.strategy.analytics_wire import with_analytics
 from factorcast.strategy.engine import StepResult
 from factorcast.strategy.ports import Publication, SignalSink
 from factorcast.strategy.signals import reason_labels
@@ -34,6 +36,12 @@ class WireContext:
 
 
 ExposureMaps = tuple[dict[str, float | None], dict[str, str]]
+
+
+def _close_or_none(value: float) -> float | None:
+    """The bar's close on the wire: ``null`` where the symbol has no bar."""
+    return value if math.isfinite(value) else None
+
 
 #: ``reason_labels`` of every value of the uint8 reason bits, computed once.
 _SIGNAL_REASONS: tuple[tuple[str, ...], ...] = tuple(tuple(reason_labels(b)) for b in range(256))
@@ -81,6 +89,7 @@ def _signal_dicts(
     base_confidence = sig.base_confidence[at].tolist()
     score = sig.factor_score[at].tolist()
     reasons = sig.reasons[at].tolist()
+    close = np.where(result.xs.present, result.xs.close, np.nan)[at].tolist()
     out: list[dict[str, Any]] = []
     for j, i in enumerate(rows):
         exp, missing = maps[i]
@@ -99,6 +108,7 @@ def _signal_dicts(
             exp,
             missing,
             list(_SIGNAL_REASONS[reasons[j]]),
+            _close_or_none(close[j]),
         )
         if ctx.signing_key is not None:
             obj["sig"] = sign(obj, ctx.signing_key)
@@ -121,6 +131,7 @@ def signal_object(
     exposures: Any,
     missing: Any,
     reasons: Any,
+    close: Any,
 ) -> dict[str, Any]:
     """One wire object (SIGNALS.md section 4) from its values, fields in wire order:
     the one layout the signal dicts, the byte templates (:class:`_Templates`) and
@@ -145,12 +156,22 @@ def signal_object(
         "missing": missing,
         "reasons": reasons,
         "model": ctx.model,
+        "close": close,
     }
 
 
-def _exposure_state(bar_ts: Any, exposures: Any, missing: Any, model: str) -> dict[str, Any]:
-    """The latest-exposures state of one symbol, fields in wire order."""
-    return {"bar_ts": bar_ts, "exposures": exposures, "missing": missing, "model": model}
+def _exposure_state(
+    bar_ts: Any, close: Any, exposures: Any, missing: Any, model: str
+) -> dict[str, Any]:
+    """The latest-exposures state of one symbol, fields in wire order (SIGNALS.md
+    section 5): ``close`` is the bar's close, ``null`` for a symbol without one (late)."""
+    return {
+        "bar_ts": bar_ts,
+        "close": close,
+        "exposures": exposures,
+        "missing": missing,
+        "model": model,
+    }
 
 
 def exposure_members(result: StepResult) -> list[int]:
@@ -176,10 +197,13 @@ def publication(result: StepResult, ctx: WireContext) -> Publication:
     ts = result.ts
     bar_ts = b"%d" % ts
     exposures, missing = _exposure_fragments(result.factors, members)
+    xs = result.xs
+    at = np.asarray(members, dtype=np.intp)
+    closes = [row[0] for row in _formatted(np.where(xs.present[at], xs.close[at], np.nan)[:, None])]
     state = t.state
     states = {
-        ctx.symbols[i]: state % (bar_ts, exp, miss)
-        for i, exp, miss in zip(members, exposures, missing, strict=True)
+        ctx.symbols[i]: state % (bar_ts, close, exp, miss)
+        for i, close, exp, miss in zip(members, closes, exposures, missing, strict=True)
     }
 
     sig, present = result.signals, result.xs.present
@@ -212,11 +236,13 @@ def publication(result: StepResult, ctx: WireContext) -> Publication:
                 exposures[k],
                 missing[k],
                 reason_json[reasons],
+                closes[k],
             ),
         )
         for i, k, values, action, base_action, factor_action, reasons in per_row
     )
-    return Publication(bar_ts=ts, signals=signals, exposures=states, heartbeat=iso_ms(ts))
+    pub = Publication(bar_ts=ts, signals=signals, exposures=states, heartbeat=iso_ms(ts))
+    return with_analytics(pub, result, ctx.symbols, ctx.model)
 
 
 def _publication_of_dicts(result: StepResult, ctx: WireContext, members: list[int]) -> Publication:
@@ -224,16 +250,26 @@ def _publication_of_dicts(result: StepResult, ctx: WireContext, members: list[in
     rows = np.flatnonzero(result.xs.present).tolist()
     signals = _signal_dicts(result, ctx, rows, maps)
     dumps = orjson.dumps
+    xs = result.xs
     states = {
-        ctx.symbols[i]: dumps(_exposure_state(result.ts, exp, missing, ctx.model))
+        ctx.symbols[i]: dumps(
+            _exposure_state(
+                result.ts,
+                _close_or_none(float(xs.close[i])) if xs.present[i] else None,
+                exp,
+                missing,
+                ctx.model,
+            )
+        )
         for i, (exp, missing) in maps.items()
     }
-    return Publication(
+    pub = Publication(
         bar_ts=result.ts,
         signals=tuple((s["id"], dumps(s)) for s in signals),
         exposures=states,
         heartbeat=iso_ms(result.ts),
     )
+    return with_analytics(pub, result, ctx.symbols, ctx.model)
 
 
 # -- byte templates -------------------------------------------------------------------
@@ -268,6 +304,7 @@ _SIGNAL_SLOTS = (
     "exposures",
     "missing",
     "reasons",
+    "close",
 )
 
 
@@ -303,9 +340,9 @@ def _templates(ctx: WireContext) -> _Templates | None:
     signals = [
         _template(signal_object(ctx, symbol, **marker), _SIGNAL_SLOTS) for symbol in ctx.symbols
     ]
-    state_slots = ("bar_ts", "exposures", "missing")
-    bar_ts, exposures, missing = (_slot(name) for name in state_slots)
-    state = _exposure_state(bar_ts, exposures, missing, ctx.model)
+    state_slots = ("bar_ts", "close", "exposures", "missing")
+    bar_ts, close, exposures, missing = (_slot(name) for name in state_slots)
+    state = _exposure_state(bar_ts, close, exposures, missing, ctx.model)
     return _Templates(
         signals=tuple(signals),
         ids=tuple(f"{ctx.strategy}:{ctx.exchange}:{s}:{ctx.timeframe}:" for s in ctx.symbols),

@@ -54,6 +54,11 @@ class Signal(BaseModel):
     missing: dict[str, str] = Field(description="Factor name -> reason, for every null exposure.")
     reasons: list[ReasonCode]
     model: str = Field(description="Factor model version and configuration hash.")
+    close: float | None = Field(
+        None,
+        description="The bar's close price, null if none (added field: paper traders and "
+        "portfolio tools mark positions with it).",
+    )
     sig: str | None = Field(
         None, description="Optional HMAC-SHA256 (hex) over the canonical JSON without 'sig'."
     )

@@ -91,12 +91,20 @@ def expected(result: StepResult, ctx: WireContext) -> tuple[list[Any], dict[str,
             "missing": missing,
             "reasons": reason_labels(int(s.reasons[i])),
             "model": ctx.model,
+            "close": float(result.xs.close[i]),
         }
         signals.append((obj["id"], obj))
     states = {}
     for i in np.flatnonzero(result.xs.present | result.xs.late):
         exp, missing = exposures(i)
-        state = {"bar_ts": ts, "exposures": exp, "missing": missing, "model": ctx.model}
+        close = float(result.xs.close[i]) if result.xs.present[i] else None
+        state = {
+            "bar_ts": ts,
+            "close": close,
+            "exposures": exp,
+            "missing": missing,
+            "model": ctx.model,
+        }
         states[ctx.symbols[i]] = orjson.dumps(state)
     return signals, states
 

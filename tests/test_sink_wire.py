@@ -8,7 +8,13 @@ import orjson
 import pytest
 
 from factorcast.adapters.redis.resp import command
-from factorcast.adapters.redis.wire import Keys, decode_publication, encode_publication, transaction
+from factorcast.adapters.redis.wire import (
+    ANALYTICS_SCRIPT,
+    Keys,
+    decode_publication,
+    encode_publication,
+    transaction,
+)
 from factorcast.strategy.ports import Publication
 
 
@@ -77,3 +83,45 @@ def test_spool_codec_round_trip() -> None:
     assert decode_publication(encode_publication(pub)) == pub
     with pytest.raises(ValueError, match="version"):
         decode_publication(orjson.dumps({"v": 99}))
+
+
+def test_transaction_with_analytics_queues_risk_health_and_the_script() -> None:
+    base = publication(2)
+    alerts = (("factor_decay:market:1700000040000", b'{"id":1}'),)
+    pub = Publication(
+        base.bar_ts,
+        base.signals,
+        base.exposures,
+        base.heartbeat,
+        factor_returns=b'{"fr":1}',
+        risk=b'{"risk":1}',
+        health={"market": b'{"h":1}', "size": b'{"h":2}'},
+        alerts=alerts,
+    )
+    keys = Keys.for_prefix("fc")
+    data, replies = transaction(pub, keys, 1000, 90_000, token=b"ab:2", previous=b"ab:1")
+    sent = commands(data)
+    exec_at = sent.index([b"EXEC"])
+    queued = sent[2:exec_at]
+    assert queued[-6:-3] == [
+        [b"SET", b"fc:risk", b'{"risk":1}'],
+        [b"HSET", b"fc:health", b"market", b'{"h":1}', b"size", b'{"h":2}'],
+        [
+            b"EVAL",
+            ANALYTICS_SCRIPT,
+            b"3",
+            b"fc:factor_returns",
+            b"fc:alerts",
+            b"fc:alerts:ids",
+            b"1000",
+            str(pub.bar_ts).encode(),
+            b'{"fr":1}',
+            alerts[0][0].encode(),
+            b"1700000040000",
+            b'{"id":1}',
+        ],
+    ]
+    # the script's reply is the fourth from the end of EXEC's (writer._script_outcome)
+    assert queued[-4][0] == b"EVAL"
+    assert replies == len(sent)
+    assert decode_publication(encode_publication(pub)) == pub

@@ -4,4 +4,12 @@ the logging set-up (:mod:`.logsetup`, :mod:`.terminal_log`) and the terminal
 tables (:mod:`.console`).
 """
 
-__all__: list[str] = ["console", "http", "logsetup", "metrics", "telemetry", "terminal_log"]
+__all__: list[str] = [
+    "analytics_metrics",
+    "console",
+    "http",
+    "logsetup",
+    "metrics",
+    "telemetry",
+    "terminal_log",
+]

@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from factorcast.adapters.observe.analytics_metrics import AnalyticsMetrics
 from factorcast.strategy.actions import ACTION_LABELS
 
 __all__ = [
@@ -218,6 +219,8 @@ class Metrics:
                 registry=r,
             )
         self._exposure_children: dict[tuple[str, str], Gauge] = {}
+        #: the factor analytics' gauges and alert counter (analytics_metrics.py)
+        self.analytics = AnalyticsMetrics(r)
 
         # Known label values start at 0, so rate() sees the first increment.
         for action in ACTION_LABELS:

@@ -75,6 +75,8 @@ class Telemetry:
         )
         if self.metrics.per_symbol_exposures:
             self.metrics.set_exposures(self.symbols, result.factors.names, result.factors.exposure)
+        if result.analytics is not None:
+            self.metrics.analytics.set_bar(result.analytics, result.factors.names)
         self.sync_counters()
 
     async def close(self) -> None:
@@ -128,6 +130,8 @@ class Telemetry:
             m.set_backlog(st.backlog_depth, st.backlog_bytes)
             self._apply("spool_full", {"full": st.spool_full}, lambda _k, n: m.spool_full(n))
             self._apply("dropped", {"dropped": st.dropped}, lambda _k, n: m.dropped(n))
+            # alerts as the sink published them: each once, however often raised
+            self._apply("alerts", st.alerts, m.analytics.alerts)
             failures = sum(st.errors.values())
             self._apply("publish_failures", {"f": failures}, lambda _k, n: m.publish_failure(n))
 

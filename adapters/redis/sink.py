@@ -15,6 +15,11 @@ Keys (``prefix`` defaults to ``factorcast``)
     ``{prefix}:signals``    pub/sub channel, the same JSON (best effort, as specified)
     ``{prefix}:exposures``  hash, symbol -> exposures JSON
     ``{prefix}:heartbeat``  string, the bar's ISO time, ``SET ... PX heartbeat_ttl``
+    ``{prefix}:factor_returns``, ``{prefix}:risk``, ``{prefix}:health``,
+    ``{prefix}:alerts`` (+ ``{prefix}:alerts:ids``)
+                            the bar's analytics (ANALYTICS.md section 12), in the
+                            same transaction; :mod:`.wire` says how each factor-returns
+                            entry and each alert is written at most once
 
 Writing
     A publication is one guarded ``MULTI``/``EXEC`` transaction, several in flight
@@ -115,6 +120,8 @@ class SinkStats:
     backlog_depth: int = 0  # publications held in memory behind a refusing spool
     backlog_bytes: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # by exception type
+    factor_returns: int = 0  # factor-returns stream entries written
+    alerts: dict[str, int] = field(default_factory=dict)  # alerts published, by kind
 
 
 # -- the sink ----------------------------------------------------------------------------
@@ -385,6 +392,10 @@ class RedisSink:
             )
         self.stats.published += written
         self.stats.duplicates_skipped += n - written
+        self.stats.factor_returns += item.factor_returns_written
+        for alert_id in item.alerts_written:  # {kind}:{factor}:{bar_ts}
+            kind = alert_id.split(":", 1)[0]
+            self.stats.alerts[kind] = self.stats.alerts.get(kind, 0) + 1
         _log.debug(
             "signal_published", bar_ts=item.pub.bar_ts, entries=written, duplicates=n - written
         )

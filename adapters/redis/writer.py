@@ -74,6 +74,10 @@ class InFlight:
     first: int  # signals before this index were on the stream already
     replies: int
     record: SpoolRecord | None  # replayed from the spool: the owner commits it
+    #: what the analytics script wrote (set once answered): factor-returns entries,
+    #: and the ids of the alerts published (not published before)
+    factor_returns_written: int = 0
+    alerts_written: tuple[str, ...] = ()
 
 
 Settled = Callable[[InFlight, int, list[ResponseError]], None]  # item, written, failed
@@ -141,23 +145,21 @@ class TransactionWriter:
             client_name="factorcast-sink",
         )
         tag = secrets.token_hex(4).encode()
+        typed = keys.types()
         try:
             conn.send(
                 command("DEL", keys.guard)
                 + command("HSET", keys.guard, tag + b":0", 1)
                 + command("WATCH", keys.stream, keys.exposures, keys.guard)
                 + command("XREVRANGE", keys.stream, "+", "-", "COUNT", 1)
-                + command("TYPE", keys.stream)
-                + command("TYPE", keys.exposures)
+                + b"".join(command("TYPE", key) for key, _ in typed)
             )
-            *_, top, stream_type, hash_type = replies = await conn.replies(6)
+            replies = await conn.replies(4 + len(typed))
             for reply in replies:
                 if isinstance(reply, ResponseError):
                     raise reply
-            for key, kind, wanted in (
-                (keys.stream, stream_type, b"stream"),
-                (keys.exposures, hash_type, b"hash"),
-            ):
+            top, kinds = replies[3], replies[4:]
+            for (key, wanted), kind in zip(typed, kinds, strict=True):
                 if kind not in (wanted, b"none"):
                     raise ResponseError(
                         f"WRONGTYPE {key.decode()} holds a {kind.decode()}, not a {wanted.decode()}"
@@ -274,6 +276,8 @@ class TransactionWriter:
                 item = self.in_flight[0]
                 replies = await self._conn.replies(item.replies) if item.replies else []
                 written, failed = _outcome(item, replies)
+                if replies and item.pub.scripted:
+                    _script_outcome(item, replies[-2])
                 self.in_flight.popleft()
                 self._answered.set()
                 self._on_settled(item, written, failed)
@@ -287,6 +291,17 @@ class TransactionWriter:
                 detail=scrub(str(e), self._password),
             )
             self.fail(e)
+
+
+def _script_outcome(item: InFlight, outcome: list[Any]) -> None:
+    """Record what the analytics script wrote: its reply is the fourth from the end
+    of EXEC's (before the heartbeat and the guard's two commands)."""
+    reply = outcome[-4]
+    if isinstance(reply, ResponseError):
+        return  # counted with the failed commands
+    returned, fresh = reply
+    item.factor_returns_written = int(returned)
+    item.alerts_written = tuple(a.decode() if isinstance(a, bytes) else str(a) for a in fresh)
 
 
 def _outcome(item: InFlight, replies: list[Any]) -> tuple[int, list[ResponseError]]:

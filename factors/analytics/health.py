@@ -58,23 +58,38 @@ def average_ranks(values: FloatArray, mask: NDArray[np.bool_]) -> FloatArray:
     of ``values`` over the rows where ``mask`` holds; NaN elsewhere.
 
     The same ranks as ``scipy.stats.rankdata(method="average")`` column by
-    column, computed for all columns at once with one sort.
+    column, computed for all columns at once.  The columns are sorted as the rows
+    of a transposed copy (a contiguous row sorts several times faster than a
+    strided column), and with numpy's default (unstable) sort: the order within a
+    run of ties does not change its average rank, so the ranks are those of a
+    stable sort, exactly.
     """
-    n = values.shape[0]
-    keyed = np.where(mask, values, np.inf)  # masked rows sort last, after every real value
-    order = np.argsort(keyed, axis=0, kind="stable")
-    s = np.take_along_axis(keyed, order, axis=0)
-    idx = np.arange(n, dtype=np.float64)[:, None] * np.ones((1, values.shape[1]))
-    new_run = np.ones(s.shape, dtype=bool)
-    new_run[1:] = s[1:] != s[:-1]
-    start = np.maximum.accumulate(np.where(new_run, idx, 0.0), axis=0)
-    end_run = np.ones(s.shape, dtype=bool)
-    end_run[:-1] = new_run[1:]
-    end = np.minimum.accumulate(np.where(end_run, idx, np.inf)[::-1], axis=0)[::-1]
-    ranks_sorted = (start + end) / 2.0 + 1.0
+    keyed = np.where(mask, values, np.inf).T.copy()  # masked rows sort last, after every value
+    return np.where(mask, _row_ranks(keyed).T, np.nan)
+
+
+def _row_ranks(keyed: FloatArray) -> FloatArray:
+    """Average ranks (1-based) along each row of ``keyed`` ``(K, n)``."""
+    n = keyed.shape[1]
+    order = np.argsort(keyed, axis=1)
+    s = np.take_along_axis(keyed, order, axis=1)
+    idx = np.broadcast_to(np.arange(n, dtype=np.float64), s.shape)
+    tie = s[:, 1:] == s[:, :-1]
+    if not (tie & (s[:, 1:] < np.inf)).any():
+        # no ties among the values (the masked infs tie, and their ranks go unread):
+        # every run is one long, start = end = the position, the rank position + 1
+        ranks_sorted = idx + 1.0
+    else:
+        new_run = np.ones(s.shape, dtype=bool)
+        new_run[:, 1:] = ~tie
+        start = np.maximum.accumulate(np.where(new_run, idx, 0.0), axis=1)
+        end_run = np.ones(s.shape, dtype=bool)
+        end_run[:, :-1] = new_run[:, 1:]
+        end = np.minimum.accumulate(np.where(end_run, idx, np.inf)[:, ::-1], axis=1)[:, ::-1]
+        ranks_sorted = (start + end) / 2.0 + 1.0
     ranks = np.empty_like(ranks_sorted)
-    np.put_along_axis(ranks, order, ranks_sorted, axis=0)
-    return np.where(mask, ranks, np.nan)
+    np.put_along_axis(ranks, order, ranks_sorted, axis=1)
+    return ranks
 
 
 def spearman_columns(x: FloatArray, y: FloatArray) -> tuple[FloatArray, NDArray[np.int8], IntArray]:
@@ -85,9 +100,13 @@ def spearman_columns(x: FloatArray, y: FloatArray) -> tuple[FloatArray, NDArray[
     NaN with ``no_dispersion`` when either ranking is constant.
     """
     mask = np.isfinite(x) & np.isfinite(y)
+    return _spearman(mask, average_ranks(x, mask), average_ranks(y, mask))
+
+
+def _spearman(
+    mask: NDArray[np.bool_], rx: FloatArray, ry: FloatArray
+) -> tuple[FloatArray, NDArray[np.int8], IntArray]:
     n = mask.sum(axis=0)
-    rx = average_ranks(x, mask)
-    ry = average_ranks(y, mask)
     mean = (n + 1) / 2.0  # the mean of average ranks 1..n, exactly
     cx = np.where(mask, rx - mean, 0.0)
     cy = np.where(mask, ry - mean, 0.0)
@@ -97,9 +116,9 @@ def spearman_columns(x: FloatArray, y: FloatArray) -> tuple[FloatArray, NDArray[
     few = n < MIN_IC_SYMBOLS
     flat = ~few & ((sxx == 0) | (syy == 0))
     ok = ~few & ~flat
-    rho = np.full(x.shape[1], np.nan)
+    rho = np.full(mask.shape[1], np.nan)
     rho[ok] = sxy[ok] / np.sqrt(sxx[ok] * syy[ok])
-    reason = np.zeros(x.shape[1], dtype=np.int8)
+    reason = np.zeros(mask.shape[1], dtype=np.int8)
     reason[few] = Reason.TOO_FEW_SYMBOLS
     reason[flat] = Reason.NO_DISPERSION
     return rho, reason, n.astype(np.int64)
@@ -109,9 +128,20 @@ def rank_ic(
     exposures: FloatArray, forward_returns: FloatArray
 ) -> tuple[FloatArray, NDArray[np.int8], IntArray]:
     """Rank IC of each factor of one cross-section: ``exposures`` is ``(n, K)``,
-    ``forward_returns`` ``(n,)``; see :func:`spearman_columns`."""
-    y = np.broadcast_to(forward_returns[:, None], exposures.shape)
-    return spearman_columns(exposures, np.asarray(y, dtype=np.float64))
+    ``forward_returns`` ``(n,)``; see :func:`spearman_columns` (the same numbers).
+
+    The returns are ranked once per distinct mask of the factors (usually one: the
+    symbols with every exposure), not once per factor."""
+    mask = np.isfinite(exposures) & np.isfinite(forward_returns)[:, None]
+    ry = np.empty(mask.shape)
+    done: dict[bytes, FloatArray] = {}
+    for k in range(mask.shape[1]):
+        key = mask[:, k].tobytes()
+        if key not in done:
+            keyed = np.where(mask[:, k], forward_returns, np.inf)[None, :]
+            done[key] = np.where(mask[:, k], _row_ranks(keyed)[0], np.nan)
+        ry[:, k] = done[key]
+    return _spearman(mask, average_ranks(exposures, mask), ry)
 
 
 def forward_return(close_now: FloatArray, close_then: FloatArray) -> FloatArray:

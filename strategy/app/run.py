@@ -22,6 +22,7 @@ from factorcast.strategy.app.wiring import (
     open_sink,
     stop_on_signals,
     telemetry_for,
+    warmup_bars,
     wire_context,
 )
 from factorcast.strategy.publish import PublishingOutput
@@ -41,7 +42,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> RunStats:
     and the file outputs go on."""
     from factorcast.adapters.observe.console import LiveDisplay
 
-    history_bars = settings.factors.history_bars
+    history_bars = warmup_bars(settings)  # the model's history and the analytics' windows
     async with contextlib.AsyncExitStack() as stack:
         preflight.hold_state_dir(settings, stack)  # first: a second run stops here
         preflight.check_exchange_id(settings)

@@ -69,6 +69,30 @@ def build_engine(
     )
 
 
+def warmup_bars(settings: Settings, analytics: bool = True) -> int:
+    """Bars of history a live run backfills before its first live bar.
+
+    The factor model needs ``factors.history_bars`` before its exposures are those
+    of a run that never stopped.  The analytics (ANALYTICS.md sections 2 and 3) then
+    need their own windows of such exposures: the health statistics at bar ``T``
+    read the ICs of the exposures of ``T - window - h + 1 ..`` and the factor returns
+    of ``T - window + 1 ..`` (depth ``window + max(horizons) + 1``), the risk model
+    the factor returns of ``T - risk.window + 1 ..``, and a factor return at ``t``
+    needs the exposures of ``t - 1``.  Both windows must lie where the exposures are
+    already exact, so the two needs add up: ``history_bars + max(health.window +
+    max(health.horizons) + 1, risk.window)``.  A shorter warm-up (only the longest
+    of the two) would leave the first live bars' health and risk over factor
+    returns that a run that never stopped has and the restarted one lacks (its
+    first exposures are missing for want of history).  REST serves the history in
+    pages of 1000 candles per symbol (``RestFeed.fetch_range``), so any length is
+    one or a few requests per symbol."""
+    bars = settings.factors.history_bars
+    if not analytics:
+        return bars
+    health, risk = settings.health, settings.risk
+    return bars + max(health.window + max(health.horizons) + 1, risk.window)
+
+
 def build_analytics(settings: Settings, n_symbols: int, view: FactorView) -> FactorAnalytics:
     """The analytics of the settings' model over ``n_symbols`` symbols."""
     return FactorAnalytics(

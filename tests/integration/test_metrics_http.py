@@ -62,6 +62,12 @@ FAMILIES = {
     "factorcast_build_info": "gauge",
     "factorcast_ready": "gauge",
     "factorcast_exposure": "gauge",
+    "factorcast_factor_return": "gauge",
+    "factorcast_factor_ic": "gauge",
+    "factorcast_factor_icir": "gauge",
+    "factorcast_factor_cum_return": "gauge",
+    "factorcast_factor_state": "gauge",
+    "factorcast_factor_alerts": "counter",
 }
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -27,9 +27,18 @@ pytestmark = pytest.mark.integration
 LIVE_BARS = 1400  # past ADA/BTC's recorded gaps (grid rows 1502-1557)
 #: binance-1h: past GRT/USDT's listing (grid row 404), REEF/USDT's (678) and ATM/USDT's
 #: (702), and the maintenance hours without a bar of any pair (rows 495-497 and 578);
-#: 25 pairs are not listed yet when the run starts (row 253), 22 of them all along
+#: 25 pairs are not listed yet when the run starts (row 275), 22 of them all along
 LIVE_BARS_1H = 460
-WARMUP_BARS = 253
+WARMUP_BARS = 253  # the factor model's history
+#: the 1h run keeps the analytics' windows short, so that its warm-up (the model's
+#: history plus the analytics' 20 + 1 + 1 bars) ends before GRT/USDT's listing
+ANALYTICS_1H = {
+    "FACTORCAST_HEALTH__WINDOW": "20",
+    "FACTORCAST_HEALTH__MIN_OBS": "10",
+    "FACTORCAST_RISK__WINDOW": "20",
+    "FACTORCAST_RISK__MIN_OBS": "10",
+}
+WARMUP_BARS_1H = WARMUP_BARS + 22
 
 
 def read_exposures(path: Path, until: int | None = None) -> pd.DataFrame:
@@ -110,7 +119,8 @@ def test_live_through_ccxt_equals_replay(
     assert connected["client"].startswith("ccxt ") and "websockets" in connected["client"]
 
     live = read_exposures(tmp_path / "exposures.csv")
-    assert live["timestamp"].nunique() >= LIVE_BARS + WARMUP_BARS  # warm-up plus live bars
+    # warm-up (the model's history and the analytics' windows) plus live bars
+    assert live["timestamp"].nunique() >= LIVE_BARS + WARMUP_BARS
     assert_live_equals_replay(
         live,
         replay_run["exposures"],
@@ -155,7 +165,11 @@ def test_staggered_listings_live_equal_replay(shared_data: Path, tmp_path: Path)
             str(tmp_path / "signals.jsonl"),
             # a deadline of 20 bars (1 s of wall time): nothing waits for it, and a
             # busy machine does not make a bar late
-            env={"FACTORCAST_LOG__FORMAT": "json", "FACTORCAST_SOURCE__GRACE_S": "72000"},
+            env={
+                "FACTORCAST_LOG__FORMAT": "json",
+                "FACTORCAST_SOURCE__GRACE_S": "72000",
+                **ANALYTICS_1H,
+            },
             timeout=600,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -172,8 +186,8 @@ def test_staggered_listings_live_equal_replay(shared_data: Path, tmp_path: Path)
     hour = 3_600_000
     first = int(live["timestamp"].min())
     bars = (live["timestamp"] - first) // hour
-    assert live["timestamp"].nunique() == WARMUP_BARS + LIVE_BARS_1H
-    assert bars.max() == WARMUP_BARS + LIVE_BARS_1H + 4 - 1  # 4 hours are no cross-section
+    assert live["timestamp"].nunique() == WARMUP_BARS_1H + LIVE_BARS_1H
+    assert bars.max() == WARMUP_BARS_1H + LIVE_BARS_1H + 4 - 1  # 4 hours are no cross-section
     assert "late" not in set(live["reason"])
     for symbol, listed in (("GRT/USDT", 404), ("REEF/USDT", 678), ("ATM/USDT", 702)):
         assert bars[live["symbol"] == symbol].min() == listed  # from its first bar

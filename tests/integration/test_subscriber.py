@@ -61,6 +61,7 @@ def signal(symbol: str, bar_ts: int, j: int = 0, key: bytes | None = None) -> di
         {MARKET: 1.1, SIZE: -0.4, VALUE: None},
         {VALUE: "insufficient_history"},
         ["factor_confirm"],
+        1234.5 + j,
     )
     if key is not None:
         obj["sig"] = sign(obj, key)
