@@ -4,7 +4,8 @@
   when they should (``promtool test rules``), and every dashboard expression parses
   as PromQL;
 - every ``factorcast_*`` name used by an alert or a dashboard panel is a series that
-  :class:`factorcast.adapters.observe.metrics.Metrics` exposes;
+  :class:`factorcast.adapters.observe.metrics.Metrics` exposes, and every factor state
+  they name is one of :class:`~factorcast.factors.analytics.HealthState`;
 - the compose file, the k8s manifests and the Grafana provisioning parse and point
   at each other (ports, paths, the datasource uid, secret references).
 
@@ -29,6 +30,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from factorcast.adapters.observe.metrics import Metrics
+from factorcast.factors.analytics import HealthState
+from factorcast.factors.registry import LIQUIDITY, MOMENTUM, SIZE, VALUE, VOLATILITY
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -43,6 +46,11 @@ K8S = DEPLOY / "k8s"
 
 METRIC_NAME = re.compile(r"\bfactorcast_[a-z_]+")
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
+FAMILY_SERIES = {
+    "counter": ("_total",),
+    "histogram": HISTOGRAM_SUFFIXES,
+    "summary": ("_count", "_sum"),
+}
 PORT = 9464
 SECRET_ENV = {"FACTORCAST_REDIS__PASSWORD", "FACTORCAST_SIGNING_KEY"}
 
@@ -90,6 +98,34 @@ def test_prometheus_scrapes_the_service_and_loads_the_rules() -> None:
 
 
 FC = {"job": "factorcast", "instance": "fc:9464"}  # the labels of every input series
+
+
+def state_path(factor: str, *path: tuple[HealthState | None, int]) -> list[dict[str, str]]:
+    """The ``factorcast_factor_state`` series of ``factor`` going through ``path``:
+    ``(state, n)`` holds ``state`` for ``n`` samples (1 on its series, 0 on the other
+    states'); ``(None, n)`` is ``n`` samples with no series (the service is down)."""
+    series = []
+    for state in HealthState:
+        values = []
+        for current, n in path:
+            value = "_" if current is None else str(int(current is state))
+            values.append(value if n == 1 else f"{value}x{n - 1}")
+        labels = f'factor="{factor}", state="{state}"'
+        series.append(
+            {"series": "factorcast_factor_state{{{L}, " + labels + "}}", "values": " ".join(values)}
+        )
+    return series
+
+
+def firing(*factors: str, **extra: str) -> list[dict[str, Any]]:
+    """The expected factor-health alerts (warnings), one per factor."""
+    labels = {k: str(v) for k, v in extra.items()}  # str: a StrEnum is no YAML string
+    return [{"sev": "warning", "labels": {**FC, "factor": f, **labels}} for f in factors]
+
+
+LEFT = "FactorcastFactorLeftWorking"
+INVERTED = "FactorcastFactorInverted"
+S = HealthState
 
 # The rules' logic, checked on a copy without annotations (promtool compares the
 # rendered annotations too; `check rules` above validates their templates).
@@ -228,6 +264,84 @@ RULE_TESTS: list[dict[str, Any]] = [
             }
         ],
     },
+    {
+        "name": "a factor that leaves working fires after 10m, one alert through flat and "
+        "inverted; staying working, never working, unrated or warming up is silent",
+        "interval": "1m",
+        "input_series": [
+            *state_path(MOMENTUM, (S.WORKING, 30), (S.FLAT, 20), (S.INVERTED, 40)),
+            *state_path(SIZE, (S.UNKNOWN, 10), (S.WORKING, 80)),
+            *state_path(VALUE, (S.UNKNOWN, 10), (S.FLAT, 30), (S.INVERTED, 50)),
+            *state_path(LIQUIDITY, (S.UNRATED, 90)),
+            # working, then a restart: no series, then unknown while warming up
+            *state_path(VOLATILITY, (S.WORKING, 30), (None, 5), (S.UNKNOWN, 55)),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "29m", "alertname": LEFT, "exp_alerts": []},
+            {"eval_time": "38m", "alertname": LEFT, "exp_alerts": []},
+            {"eval_time": "41m", "alertname": LEFT, "exp_alerts": firing(MOMENTUM)},
+            {"eval_time": "55m", "alertname": LEFT, "exp_alerts": firing(MOMENTUM)},
+            {"eval_time": "85m", "alertname": LEFT, "exp_alerts": firing(MOMENTUM)},
+            {"eval_time": "48m", "alertname": INVERTED, "exp_alerts": []},
+            {
+                "eval_time": "55m",
+                "alertname": INVERTED,
+                "exp_alerts": firing(VALUE, state=S.INVERTED),
+            },
+            {
+                "eval_time": "85m",
+                "alertname": INVERTED,
+                "exp_alerts": firing(MOMENTUM, VALUE, state=S.INVERTED),
+            },
+        ],
+    },
+    {
+        "name": "a factor that comes back within 10m is silent",
+        "interval": "1m",
+        "input_series": state_path(
+            MOMENTUM,
+            *[(S.WORKING, 20), (S.FLAT, 8), (S.WORKING, 10), (S.INVERTED, 9)] * 2,
+            (S.WORKING, 20),
+        ),
+        "alert_rule_test": [
+            {"eval_time": f"{m}m", "alertname": alert, "exp_alerts": []}
+            for m in (27, 37, 46, 55, 74, 83, 93, 100)
+            for alert in (LEFT, INVERTED)
+        ],
+    },
+    {
+        "name": "a factor that recovers resolves",
+        "interval": "1m",
+        "input_series": [
+            *state_path(VALUE, (S.WORKING, 20), (S.FLAT, 30), (S.WORKING, 30)),
+            *state_path(SIZE, (S.INVERTED, 30), (S.WORKING, 50)),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "45m", "alertname": LEFT, "exp_alerts": firing(VALUE)},
+            {"eval_time": "55m", "alertname": LEFT, "exp_alerts": []},
+            {
+                "eval_time": "20m",
+                "alertname": INVERTED,
+                "exp_alerts": firing(SIZE, state=S.INVERTED),
+            },
+            {"eval_time": "35m", "alertname": INVERTED, "exp_alerts": []},
+            {"eval_time": "79m", "alertname": LEFT, "exp_alerts": []},
+        ],
+    },
+    {
+        "name": "a factor left working keeps the alert for a day after it last was working",
+        "interval": "2m",
+        "input_series": [*state_path(MOMENTUM, (S.WORKING, 30), (S.FLAT, 800))],
+        "alert_rule_test": [
+            {"eval_time": "2h", "alertname": LEFT, "exp_alerts": firing(MOMENTUM)},
+            {
+                "eval_time": "24h30m",
+                "alertname": LEFT,
+                "exp_alerts": firing(MOMENTUM),
+            },
+            {"eval_time": "25h", "alertname": LEFT, "exp_alerts": []},
+        ],
+    },
 ]
 
 
@@ -279,8 +393,9 @@ def test_alert_rules_fire_when_they_should(promtool: str, tmp_path: Path) -> Non
 def exposed() -> dict[str, str]:
     """Every series name a Metrics instance exposes -> its family's type.
 
-    Labelled metrics are exercised once so that each has a sample; ``_created``
-    series are left out (the image switches them off)."""
+    Labelled metrics are exercised once so that each has a sample; a family still
+    without one (declared, its HELP and TYPE served) stands for the series of its type.
+    ``_created`` series are left out (the image switches them off)."""
     metrics = Metrics(per_symbol_exposures=True)
     metrics.bar_rejected("nan_price")
     metrics.exchange_error("NetworkError")
@@ -295,6 +410,9 @@ def exposed() -> dict[str, str]:
         for sample in family.samples:
             if not sample.name.endswith("_created"):
                 names[sample.name] = family.type
+        if not family.samples:
+            for suffix in FAMILY_SERIES.get(family.type, ("",)):
+                names[family.name + suffix] = family.type
     return names
 
 
@@ -355,6 +473,7 @@ def test_alert_rules_use_only_exposed_metrics(exposed: dict[str, str]) -> None:
         "factorcast_publications_dropped_total",
         "factorcast_exchange_errors_total",
         "factorcast_ready",
+        "factorcast_factor_state",
     ):
         assert required in used, f"no alert on {required}"
 
@@ -383,6 +502,7 @@ def test_dashboard_expressions_are_valid_promql(promtool: str, tmp_path: Path) -
         "$__interval": "15s",
         "$instance": ".*",
         "$symbol": "BTC/USDT",
+        "$horizon": "1",
     }
     rules = []
     for i, (_, expr) in enumerate(dashboard_expressions()):
@@ -396,6 +516,62 @@ def test_dashboard_expressions_are_valid_promql(promtool: str, tmp_path: Path) -
     path = tmp_path / "dashboard_rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     run_promtool(promtool, "check", "rules", path)
+
+
+STATE_MATCHER = re.compile(r'\bstate=~?"([^"]*)"')
+STATE_CODE = re.compile(r'state="(\w+)"\} == 1\) \* (\d+)')
+
+
+def test_factor_states_are_the_health_states() -> None:
+    """The rules and panels match only states the service has, and the state
+    timeline names each state's code as its query assigns it."""
+    states = {str(s) for s in HealthState}
+    exprs = [expr for _, expr in [*alert_expressions(), *dashboard_expressions()]]
+    named = {v for e in exprs for m in STATE_MATCHER.findall(e) for v in m.split("|")}
+    assert named and named <= states, named - states
+    (panel,) = [p for p in dashboard_panels() if p["type"] == "state-timeline"]
+    (target,) = panel["targets"]
+    codes = [(int(n), s) for s, n in STATE_CODE.findall(target["expr"])]
+    assert sorted(s for _, s in codes) == sorted(states)
+    assert len({n for n, _ in codes}) == len(codes), "two states share a code"
+    (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
+    assert {int(k): v["text"] for k, v in mapping["options"].items()} == dict(codes)
+
+
+def test_state_timeline_shows_the_worst_current_state(promtool: str, tmp_path: Path) -> None:
+    """The state timeline's query, on one instance going through every state and one
+    staying working, gives the code its value mappings name as the worse state."""
+    (panel,) = [p for p in dashboard_panels() if p["type"] == "state-timeline"]
+    expr = panel["targets"][0]["expr"].replace("$instance", ".*")
+    (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
+    code = {v["text"]: float(k) for k, v in mapping["options"].items()}
+    severity = [S.UNKNOWN, S.UNRATED, S.WORKING, S.FLAT, S.INVERTED]  # worst last
+    other = {**FC, "instance": "fc2:9464"}
+    series = []
+    for labels, path in (
+        (FC, [(state, 5) for state in severity]),
+        (other, [(S.WORKING, 5 * len(severity))]),
+    ):
+        selector = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+        for s in state_path(MOMENTUM, *path):
+            series.append({"series": s["series"].format(L=selector), "values": s["values"]})
+    checks = [
+        {
+            "expr": expr,
+            "eval_time": f"{5 * i + 2}m",
+            "exp_samples": [
+                {
+                    "labels": f'{{factor="{MOMENTUM}"}}',
+                    "value": code[max(state, S.WORKING, key=severity.index)],
+                }
+            ],
+        }
+        for i, state in enumerate(severity)
+    ]
+    test = {"interval": "1m", "input_series": series, "promql_expr_test": checks}
+    spec = tmp_path / "timeline_test.yml"
+    spec.write_text(yaml.safe_dump({"rule_files": [], "tests": [test]}, sort_keys=False))
+    run_promtool(promtool, "test", "rules", spec)
 
 
 # -- Grafana ------------------------------------------------------------------------------
@@ -439,6 +615,12 @@ def test_dashboard_layout_and_datasource() -> None:
         "spool depth",
         "cross-section completeness",
         "exposures (symbol x factor)",
+        "factor states",
+        "cumulative factor returns",
+        "factor returns per bar",
+        "rolling ic",
+        "icir",
+        "factor alerts by kind",
     ):
         assert wanted in titles, f"no {wanted!r} panel"
 
