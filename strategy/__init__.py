@@ -4,7 +4,6 @@ strategies, the signal module, the wire format and publication.  It imports
 root (the command line, the settings, one module per command), the only code that
 imports adapters; :mod:`.paper` is the paper-trading book."""
 
-from factorcast.strategy.analytics import factor_returns_of_steps
 from factorcast.strategy.engine import Engine, StepResult
 from factorcast.strategy.events import AMEND_BARS, CrossSection, LateBar
 from factorcast.strategy.ports import MarketSource, Publication, SignalSink
@@ -35,7 +34,6 @@ __all__ = [
     "StrategyError",
     "Trend",
     "adjust",
-    "factor_returns_of_steps",
     "factor_score",
     "load_strategy",
 ]

@@ -5,6 +5,14 @@ Names are registry names (``universe`` included where the math includes it); a
 number that cannot be computed is ``null`` with its reason beside it; timestamps
 are bar open times in ms UTC (plus ``bar_time``, ISO-8601, where an event is read
 by people).
+
+Where a figure of the offline health report (:func:`health_report`) is ``null``,
+``reasons`` names why, with the labels of :class:`Reason` where one fits, and
+these where none does: ``not_in_regression`` (the factor is left out of the
+factor-return regression by ``factors.analytics.factors``: no factor-return
+track), ``unrated`` (direction 0: no half-life), ``ic_against_direction``
+(``d_k * mean_ic(1) <= 0``: no half-life), ``not_halved`` (no horizon of the
+decay curve halves ``mean_ic(1)``).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from factorcast.factors.analytics.factor_returns import FactorReturnBar
 from factorcast.factors.analytics.health import FactorAlert, HealthSnapshot
 from factorcast.factors.analytics.risk import RiskSnapshot
 from factorcast.factors.reasons import Reason
+from factorcast.strategy.analytics import DecayFigures, ReturnsSummary
 from factorcast.strategy.engine import StepResult
 from factorcast.strategy.ports import Publication
 from factorcast.strategy.wire import iso_ms
@@ -156,3 +165,121 @@ def with_analytics(
         health=health,
         alerts=tuple((a.id, dumps(alert_event(a, model))) for a in result.alerts),
     )
+
+
+#: the figures of a factor in the health report, in the order of ANALYTICS.md section 13
+HEALTH_FIGURES: Final = (
+    "state",
+    "mean_ic",
+    "std_ic",
+    "icir",
+    "t_stat",
+    "n",
+    "hit_rate",
+    "ic_half_life",
+    "rank_autocorrelation",
+    "quintile_spread",
+    "cum_return",
+    "max_drawdown",
+)
+_IC_FIGURES: Final = ("mean_ic", "std_ic", "icir", "t_stat", "hit_rate")
+
+
+def health_report(
+    health: HealthSnapshot,
+    names: Sequence[str],
+    regressed: Sequence[str],
+    decay: DecayFigures,
+    directions: NDArray[np.float64],
+    alerts: Sequence[FactorAlert],
+    *,
+    window: int,
+    horizons: Sequence[int],
+    model: str,
+) -> dict[str, Any]:
+    """``factor health --json`` (section 13): ``{bar_ts, window, horizons, factors:
+    {name: {state, mean_ic, std_ic, icir, t_stat, n, hit_rate, ic_half_life,
+    rank_autocorrelation, quintile_spread, cum_return, max_drawdown}}, alerts}``
+    at ``health``'s bar, the per-factor figures at horizon 1.
+
+    Besides: per factor ``reason`` (that of the IC statistics), ``reasons`` (field
+    -> why it is ``null``, for every ``null`` figure), ``decay`` (the decay curve,
+    horizon as a string -> ``mean_ic``) and ``horizons`` (the IC statistics at each
+    configured horizon); ``bar_time`` and ``model`` at the top."""
+    per_factor = health_objects(health, names)
+    factors: dict[str, dict[str, Any]] = {}
+    for k, name in enumerate(names):
+        obj = per_factor[name]
+        half = decay.half_life[k]
+        figures: dict[str, Any] = {f: obj[f] for f in HEALTH_FIGURES if f in obj}
+        figures["ic_half_life"] = half
+        figures["rank_autocorrelation"] = number(decay.rank_autocorrelation[k])
+        figures["quintile_spread"] = number(decay.quintile_spread[k])
+        ic_reason = obj["reason"] or Reason.INSUFFICIENT_HISTORY.label
+        why = {
+            **{f: ic_reason for f in _IC_FIGURES},
+            "ic_half_life": _half_life_reason(decay.curve[0, k], float(directions[k])),
+            "rank_autocorrelation": Reason.INSUFFICIENT_HISTORY.label,
+            "quintile_spread": Reason.TOO_FEW_SYMBOLS.label,
+            "cum_return": "not_in_regression"
+            if name not in regressed
+            else Reason.INSUFFICIENT_HISTORY.label,
+        }
+        why["max_drawdown"] = why["cum_return"]
+        factors[name] = {
+            **{f: figures[f] for f in HEALTH_FIGURES},
+            "reason": obj["reason"],
+            "reasons": {f: why[f] for f in HEALTH_FIGURES if figures[f] is None},
+            "decay": {str(h): number(decay.curve[i, k]) for i, h in enumerate(decay.horizons)},
+            "horizons": obj["horizons"],
+        }
+    return {
+        "bar_ts": health.bar_ts,
+        "bar_time": iso_ms(health.bar_ts),
+        "window": window,
+        "horizons": list(horizons),
+        "factors": factors,
+        "alerts": [alert_event(a, model) for a in alerts],
+        "model": model,
+    }
+
+
+def _half_life_reason(mean_ic_1: float, direction: float) -> str:
+    if not math.isfinite(mean_ic_1):
+        return Reason.INSUFFICIENT_HISTORY.label
+    if direction == 0:
+        return "unrated"
+    if direction * mean_ic_1 <= 0:
+        return "ic_against_direction"
+    return "not_halved"
+
+
+def returns_summary_object(
+    summary: ReturnsSummary,
+    reasons: dict[str, int],
+    *,
+    first_ts: int,
+    bar_ts: int,
+    bars: int,
+    model: str,
+) -> dict[str, Any]:
+    """``factor returns --json``: the run's span, the regressions' reasons (label ->
+    bars) and per name ``{n, mean, std, t_stat, cum_return, max_drawdown}``."""
+    return {
+        "first_ts": first_ts,
+        "bar_ts": bar_ts,
+        "bars": bars,
+        "reasons": reasons,
+        "factors": {
+            name: {
+                "n": int(summary.n[k]),
+                "mean": number(summary.mean[k]),
+                "std": number(summary.std[k]),
+                "t_stat": number(summary.t_stat[k]),
+                "cum_return": number(summary.cum_return[k]),
+                "max_drawdown": number(summary.max_drawdown[k]),
+            }
+            for k, name in enumerate(summary.names)
+        },
+        "model": model,
+    }

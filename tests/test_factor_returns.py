@@ -23,7 +23,7 @@ from factorcast.factors.analytics import (
     factor_returns_panel,
 )
 from factorcast.factors.params import Weighting
-from factorcast.strategy.analytics import factor_returns_of_steps
+from factorcast.strategy.analytics import AnalyticsHistory, RecordingAnalytics
 from factorcast.strategy.app.settings import SignalSettings
 from factorcast.strategy.engine import Engine
 from factorcast.strategy.strategies import Trend
@@ -189,35 +189,40 @@ def test_panel_helper_is_the_class_in_a_loop(bittrex: Replay) -> None:
 
 
 def test_engine_steps_give_the_same_factor_returns(binance: Replay) -> None:
-    """The real engine over the recorded candles, then the offline helper over its
-    steps: the same regressions as the class fed every grid step."""
+    """The real engine over the recorded candles, its analytics recorded at every grid
+    step (the empty ones it fills in included): the same regressions as the class
+    fed every grid step, and the same in each step's result."""
     recorded = load_directory(DATA / "binance-1h")
     panel = Panel.from_recorded(recorded)
     n = len(panel.symbols)
+    view = SignalSettings().to_view()
+    history = AnalyticsHistory((1,))
     engine = Engine(
         panel.symbols,
         recorded.timeframe_ms,
         FactorModel(n, FactorParams()),
         Trend(panel.symbols),
-        SignalSettings().to_view(),
+        view,
         clock=lambda: 0.0,
         amend_bars=0,
+        analytics=RecordingAnalytics(history, view.names, n, view.directions),
     )
     steps = [engine.step(panel.cross_section(t)) for t in range(panel.ts.size)]
-    ours = factor_returns_of_steps(steps, recorded.timeframe_ms)
-    assert len(ours) == panel.ts.size
     fr = FactorReturns(n, CANONICAL)
-    by_ts = {}
-    for t in range(binance.ts.size):
-        by_ts[int(binance.ts[t])] = fr.update(
-            binance.close[t], binance.exposure[t], binance.weights[t]
-        )
-    assert len(by_ts) > len(ours)  # the data has grid steps without any bar
-    for ts, bar in ours:
-        want = by_ts[ts]
-        assert bar.reason == want.reason and bar.n == want.n
-        assert np.array_equal(bar.returns, want.returns, equal_nan=True)
-        assert np.array_equal(bar.residuals, want.residuals, equal_nan=True)
+    want = [fr.update(binance.close[t], binance.exposure[t]) for t in range(binance.ts.size)]
+    assert binance.ts.size > panel.ts.size  # the data has grid steps without any bar
+    assert np.array_equal(history.times, binance.ts)
+    returns, r2, count, reason = history.factor_returns()
+    for t, bar in enumerate(want):
+        assert reason[t] == bar.reason and count[t] == bar.n
+        assert np.array_equal(returns[t], bar.returns, equal_nan=True)
+        assert np.array_equal(r2[t], bar.r2, equal_nan=True)
+    by_ts = dict(zip(binance.ts.tolist(), want, strict=True))
+    for step in steps:
+        assert step.analytics is not None
+        got, bar = step.analytics.returns, by_ts[step.ts]
+        assert np.array_equal(got.returns, bar.returns, equal_nan=True)
+        assert np.array_equal(got.residuals, bar.residuals, equal_nan=True)
 
 
 # -- reasons by construction ------------------------------------------------------

@@ -1,5 +1,6 @@
 """The composition root: the command line, the settings, and one module per command
-(:mod:`.run`, :mod:`.replay`, :mod:`.subscribe`) wiring concrete adapters into the
+(:mod:`.run`, :mod:`.replay`, :mod:`.subscribe`, and those in :data:`.cli.COMMANDS`,
+such as :mod:`.factor_returns`) wiring concrete adapters into the
 core through its ports.  The only package that imports :mod:`factorcast.adapters`.
 """
 

@@ -1,9 +1,14 @@
 """The command line: parses arguments, builds the settings once, and hands over to
 the composition in :mod:`strategy.app`.
 
+Commands other than ``replay``, ``run``, ``subscribe`` and ``schema`` are modules
+listed in :data:`COMMANDS`, each with its ``COMMAND`` (:mod:`.commands` says how
+one joins).
+
 Exit codes: 0 success, 1 runtime failure, 2 bad configuration or input (a bad flag
-or setting, a strategy that cannot be loaded or built, a state directory or metrics
-port taken, unusable candle files): then stderr holds one line naming the problem.
+or setting, input a command cannot use, a strategy that cannot be loaded or built, a
+state directory or metrics port taken, unusable candle files): then stderr holds one
+line naming the problem.
 """
 
 from __future__ import annotations
@@ -11,17 +16,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import orjson
 
-from factorcast.strategy.app.settings import ConfigError, load_settings
+from factorcast.strategy.app import factor_health, factor_returns, factor_risk
+from factorcast.strategy.app.commands import Command, UsageError, positive_int, register
+from factorcast.strategy.app.settings import ConfigError, Settings, load_settings
 from factorcast.strategy.service import loop_factory
 from factorcast.strategy.wire import json_schema
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+#: The command modules (:mod:`.commands`), in the order of ``--help``.
+COMMANDS: tuple[Command, ...] = (factor_returns.COMMAND, factor_health.COMMAND, factor_risk.COMMAND)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,16 +39,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--exchange", help="exchange label in signal ids (default: exchange.id)")
 
     run = sub.add_parser("run", parents=[common], help="the main job: live signals")
-    run.add_argument("--max-bars", type=_positive_int, help="stop after N live bars")
+    run.add_argument("--max-bars", type=positive_int, help="stop after N live bars")
     run.add_argument(
         "--exchange", help="a ccxt exchange id: use that exchange, not the embedded one"
     )
@@ -78,9 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--from-start", action="store_true", help="a new group reads history")
     subscribe.add_argument("--group", default="factorcast-subscribers")
     subscribe.add_argument("--consumer", help="consumer name (stable: resumes its pending)")
-    subscribe.add_argument("--max-messages", type=_positive_int, help="stop after N signals")
+    subscribe.add_argument("--max-messages", type=positive_int, help="stop after N signals")
 
     sub.add_parser("schema", help="print the JSON Schema of factorcast.signal/1")
+    register(sub, COMMANDS)
     return parser
 
 
@@ -104,6 +105,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         put("sim", "data", args.sim_data)
     if args.command == "subscribe":
         put("redis", "url", args.url)  # checked as redis.url
+    spec: Command | None = getattr(args, "spec", None)
+    if spec is not None:
+        for section, values in spec.overrides(args).items():
+            for key, value in values.items():
+                put(section, key, value)
     return out
 
 
@@ -113,16 +119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK
 
-    from factorcast.adapters.exchange.client import FeedError
     from factorcast.adapters.files.recorded import CandleDataError
     from factorcast.adapters.observe.logsetup import configure_logging
-    from factorcast.adapters.redis.subscriber import SubscriberError
-    from factorcast.strategy.app import replay, run, subscribe
 
     try:
         settings = load_settings(args.config, **_overrides(args))
     except ConfigError as e:
         print(f"factorcast: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # a configuration file that cannot be read
+        print(f"factorcast: config file {args.config}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
     redactor = configure_logging(settings.log.level, settings.log.format)
     for secret in (
@@ -133,7 +139,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         if secret is not None:
             redactor.add(secret.get_secret_value())
-    command = {"replay": replay.run, "run": run.run, "subscribe": subscribe.run}[args.command]
+    spec: Command | None = getattr(args, "spec", None)
+    command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, object]]
+    failures: tuple[type[Exception], ...] = ()  # runtime failures: exit 1
+    if spec is not None:  # (the command modules touch no exchange: ccxt is not imported)
+        command = spec.run
+    else:
+        from factorcast.adapters.exchange.client import FeedError
+        from factorcast.adapters.redis.subscriber import SubscriberError
+        from factorcast.strategy.app import replay, run, subscribe
+
+        command = {"replay": replay.run, "run": run.run, "subscribe": subscribe.run}[args.command]
+        failures = (FeedError, SubscriberError)
     try:
         factory = loop_factory(settings.event_loop)
     except ImportError:
@@ -142,10 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(command(args, settings))
-    except (ConfigError, CandleDataError) as e:
+    except (ConfigError, CandleDataError, UsageError) as e:
         print(f"factorcast: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (FeedError, SubscriberError) as e:
+    except failures as e:
         print(f"factorcast: {e}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
