@@ -52,14 +52,15 @@ class StepResult:
     amended: tuple[LateBar, ...] = ()
     #: factor returns, health and risk at this bar (None: the engine runs no analytics)
     analytics: AnalyticsBar | None = None
-    #: alerts raised by the steps run again to take the late bars in
-    amend_alerts: tuple[FactorAlert, ...] = ()
+    #: alerts raised by grid steps before this one that gave no result of their own:
+    #: the empty grid steps just before it and the steps run again for late bars
+    earlier_alerts: tuple[FactorAlert, ...] = ()
 
     @property
     def alerts(self) -> tuple[FactorAlert, ...]:
         """Every alert this step raised, in time order."""
         own = () if self.analytics is None else self.analytics.alerts
-        return self.amend_alerts + own
+        return self.earlier_alerts + own
 
     @property
     def ts(self) -> int:
@@ -138,7 +139,7 @@ class Engine:
         model.keep_undo(amend_bars)
         if analytics is not None:
             analytics.keep_undo(amend_bars)
-        self._rerun_alerts: list[FactorAlert] = []
+        self._earlier_alerts: list[FactorAlert] = []
 
     def step(self, xs: CrossSection) -> StepResult:
         if xs.ts % self.timeframe_ms:
@@ -150,9 +151,9 @@ class Engine:
         if xs.late.size and xs.late.any():
             snapshot.reason[xs.late] = Reason.LATE
         signals = adjust(decision, snapshot.exposure, self.view)
-        rerun_alerts, self._rerun_alerts = tuple(self._rerun_alerts), []
+        earlier, self._earlier_alerts = tuple(self._earlier_alerts), []
         return StepResult(
-            xs, snapshot, decision, signals, int(self._clock() * 1000), amended, bar, rerun_alerts
+            xs, snapshot, decision, signals, int(self._clock() * 1000), amended, bar, earlier
         )
 
     # -- one grid step after another -------------------------------------------------
@@ -191,7 +192,9 @@ class Engine:
             snapshot = self.model.update(
                 empty.close, empty.volume, empty.quote_volume, empty.present
             )
-            self._analyze(ts, empty.close, snapshot)
+            bar = self._analyze(ts, empty.close, snapshot)
+            if bar is not None:
+                self._earlier_alerts.extend(bar.alerts)
             self._filled += 1
 
     # -- late bars ----------------------------------------------------------------------
@@ -213,7 +216,7 @@ class Engine:
             # without outputs; a strategy that cannot be taken back saw these already
             bar = self._advance(x, decide=self._rewinder is not None)[2]
             if bar is not None:
-                self._rerun_alerts.extend(bar.alerts)
+                self._earlier_alerts.extend(bar.alerts)
         self.stats.amended += len(usable)
         self.stats.rerun_steps += len(again)
         return usable

@@ -414,3 +414,42 @@ def late_patterns(draw: st.DrawFn) -> tuple[Panel, Late]:
 def test_any_pattern_of_late_bars(case: tuple[Panel, Late]) -> None:
     panel, late = case
     check(panel, late)
+
+
+# -- alerts of the grid steps without a cross-section -----------------------------------
+
+
+def test_alerts_raised_on_empty_grid_steps_come_with_the_next_step() -> None:
+    """The engine feeds the analytics every grid step; an alert raised on a grid step
+    without any bar goes out with the next cross-section's step, so the steps' alerts
+    are every alert of the grid, in time order (compared with the analytics fed each
+    grid row directly).  Seeds are tried until one raises an alert on an empty row:
+    the test fails if none of them does."""
+    for seed in range(40):
+        empty_rows = list(range(20, 58, 3))
+        panel = make_panel(6, 60, seed=seed, missing=0.0, empty_rows=empty_rows)
+        e = engine(6)
+        steps = run(e, sections(panel))
+        assert e.analytics is not None
+        grid = FactorAnalytics(
+            e.view.names,
+            6,
+            e.view.directions,
+            weighting=SMALL.weighting,
+            health=e.analytics.health_params,
+            risk=e.analytics.risk_params,
+        )
+        model = FactorModel(6, SMALL)
+        truth = []
+        for r in range(panel.ts.size):
+            f = panel.fields
+            snap = model.update(
+                f["close"][r], f["volume"][r], f["quote_volume"][r], panel.present[r]
+            )
+            close = np.where(panel.present[r], f["close"][r], np.nan)
+            truth.extend(grid.update(int(panel.ts[r]), close, snap.exposure, snap.weights).alerts)
+        assert [a for s in steps.values() for a in s.alerts] == truth
+        empty_ts = {int(panel.ts[r]) for r in empty_rows}
+        if any(a.bar_ts in empty_ts for a in truth):
+            return
+    pytest.fail("no seed raised an alert on an empty grid step")
