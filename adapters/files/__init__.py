@@ -1,7 +1,14 @@
 """Files: recorded candles in freqtrade's layout (:mod:`.recorded`,
 :mod:`.candle_files`), the replay source over them (:mod:`.replay`), the exposure
-and signal outputs (:mod:`.outputs`), and the state directory's lock
-(:mod:`.statedir`).
+and signal outputs (:mod:`.outputs`), the state directory's lock
+(:mod:`.statedir`), and model-scored custom factors (:mod:`.custom_models`).
 """
 
-__all__: list[str] = ["candle_files", "outputs", "recorded", "replay", "statedir"]
+__all__: list[str] = [
+    "candle_files",
+    "custom_models",
+    "outputs",
+    "recorded",
+    "replay",
+    "statedir",
+]
