@@ -22,6 +22,7 @@ from factorcast.factors import CANONICAL, REASON_LABELS, UNIVERSE, FactorModel, 
 from factorcast.factors.analytics import (
     CASH,
     FactorReturnBar,
+    FactorReturns,
     Holding,
     RiskModel,
     RiskSnapshot,
@@ -38,9 +39,8 @@ from factorcast.factors.analytics import (
     tilt,
 )
 from factorcast.factors.model import FactorSnapshot
-from factorcast.strategy.analytics import factor_returns_of_steps
 from factorcast.strategy.app.settings import SignalSettings
-from factorcast.strategy.engine import Engine
+from factorcast.strategy.engine import Engine, StepResult
 from factorcast.strategy.strategies import Trend
 from tests.test_portfolio_optimizer import osqp_solve, plain_v
 
@@ -60,6 +60,24 @@ class Real:
     names: tuple[str, ...]
     snapshot: FactorSnapshot
     risk: RiskSnapshot
+
+
+def factor_returns_of_steps(
+    steps: list[StepResult], timeframe_ms: int
+) -> list[tuple[int, FactorReturnBar]]:
+    """The factor returns of each engine step: one skip stands for a gap of grid
+    steps without any bar (the next bar then has no previous one)."""
+    out: list[tuple[int, FactorReturnBar]] = []
+    first = steps[0].factors
+    fr = FactorReturns(first.exposure.shape[0], first.names)
+    last: int | None = None
+    for step in steps:
+        if last is not None and step.ts - last > timeframe_ms:
+            fr.skip()
+        last = step.ts
+        close = np.where(step.xs.present, step.xs.close, np.nan)
+        out.append((step.ts, fr.update(close, step.factors.exposure, step.factors.weights)))
+    return out
 
 
 @pytest.fixture(scope="module")
