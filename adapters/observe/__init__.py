@@ -1,7 +1,8 @@
 """Observability: Prometheus metrics (:mod:`.metrics`), the HTTP endpoints
 (:mod:`.http`), the telemetry output that keeps them current (:mod:`.telemetry`),
 the logging set-up (:mod:`.logsetup`, :mod:`.terminal_log`) and the terminal
-tables (:mod:`.console`, :mod:`.analytics_tables` for the offline analytics).
+tables (:mod:`.console`, :mod:`.analytics_tables` for the offline analytics,
+:mod:`.portfolio_tables` for the portfolio commands).
 """
 
 __all__: list[str] = [
@@ -11,6 +12,7 @@ __all__: list[str] = [
     "http",
     "logsetup",
     "metrics",
+    "portfolio_tables",
     "telemetry",
     "terminal_log",
 ]

@@ -2,7 +2,8 @@
 transaction writer (:mod:`.writer`) on a RESP connection (:mod:`.resp`) with the
 bytes of :mod:`.wire`; the crash-safe spool (:mod:`.spool`) on its files
 (:mod:`.spool_files`) and the in-memory backlog behind it (:mod:`.backlog`); the
-embedded server (:mod:`.server`); the consumer-group subscriber (:mod:`.subscriber`)
+embedded server (:mod:`.server`); the latest market state read back for the
+portfolio commands (:mod:`.snapshot_reader`); the consumer-group subscriber (:mod:`.subscriber`)
 with its group commands (:mod:`.consumer_group`), its checks
 (:mod:`.subscriber_checks`) and its terminal and JSON output (:mod:`.subscriber_output`).
 """
@@ -14,6 +15,7 @@ __all__: list[str] = [
     "resp",
     "server",
     "sink",
+    "snapshot_reader",
     "spool",
     "spool_files",
     "subscriber",

@@ -1,6 +1,7 @@
 """The composition root: the command line, the settings, and one module per command
 (:mod:`.run`, :mod:`.replay`, :mod:`.subscribe`, and those in :data:`.cli.COMMANDS`,
-such as :mod:`.factor_returns`) wiring concrete adapters into the
+such as :mod:`.factor_returns` and :mod:`.portfolio`, with :mod:`.offline` and
+:mod:`.market` for what they share) wiring concrete adapters into the
 core through its ports.  The only package that imports :mod:`factorcast.adapters`.
 """
 

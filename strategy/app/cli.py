@@ -22,7 +22,15 @@ from typing import Any, NoReturn
 
 import orjson
 
-from factorcast.strategy.app import factor_health, factor_returns, factor_risk
+from factorcast.strategy.app import (
+    factor_health,
+    factor_regress,
+    factor_returns,
+    factor_risk,
+    factor_scan,
+    factor_suggest,
+    portfolio,
+)
 from factorcast.strategy.app.commands import Command, UsageError, positive_int, register
 from factorcast.strategy.app.settings import ConfigError, Settings, load_settings
 from factorcast.strategy.service import loop_factory
@@ -31,7 +39,15 @@ from factorcast.strategy.wire import json_schema
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 #: The command modules (:mod:`.commands`), in the order of ``--help``.
-COMMANDS: tuple[Command, ...] = (factor_returns.COMMAND, factor_health.COMMAND, factor_risk.COMMAND)
+COMMANDS: tuple[Command, ...] = (
+    portfolio.COMMAND,
+    factor_returns.COMMAND,
+    factor_health.COMMAND,
+    factor_risk.COMMAND,
+    factor_regress.COMMAND,
+    factor_scan.COMMAND,
+    factor_suggest.COMMAND,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,8 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec: Command | None = getattr(args, "spec", None)
     command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, object]]
     failures: tuple[type[Exception], ...] = ()  # runtime failures: exit 1
+    usage: tuple[type[Exception], ...] = (ConfigError, CandleDataError, UsageError)
     if spec is not None:  # (the command modules touch no exchange: ccxt is not imported)
         command = spec.run
+        failures, usage = spec.failures, (*usage, *spec.usage_errors)
     else:
         from factorcast.adapters.exchange.client import FeedError
         from factorcast.adapters.redis.subscriber import SubscriberError
@@ -159,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(command(args, settings))
-    except (ConfigError, CandleDataError, UsageError) as e:
+    except usage as e:
         print(f"factorcast: {e}", file=sys.stderr)
         return EXIT_USAGE
     except failures as e:

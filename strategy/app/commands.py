@@ -4,15 +4,18 @@ A command is one module of :mod:`strategy.app` that defines ``COMMAND``, a
 :class:`Command`: where it sits (``("factor", "returns")`` is ``factorcast factor
 returns``; ``("portfolio",)`` a top-level command), its help, a function that adds
 its arguments to its parser, an ``async`` function that runs it with the parsed
-arguments and the settings, and optionally the settings its flags override.
+arguments and the settings, and optionally the settings its flags override and
+the exceptions it raises for bad input (``usage_errors``) and for runtime failures
+(``failures``).
 :mod:`strategy.app.cli` lists the modules (``cli.COMMANDS``) and calls
 :func:`register`; a command group (the first word of a longer path) is made on
 first use, its help taken from :data:`GROUPS`.
 
 Every such command takes ``--config`` and ``--log-level`` (the settings are built
 from them before it runs).  Exit codes are the command line's: a command raises
-:class:`UsageError` (or ``ConfigError``, ``CandleDataError``) for bad input, which
-prints its one line and exits 2.
+:class:`UsageError` (or ``ConfigError``, ``CandleDataError``, or one of its
+``usage_errors``) for bad input, which prints its one line and exits 2; one of its
+``failures`` prints its line and exits 1.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ Overrides = dict[str, dict[str, Any]]
 
 #: Command groups and their help.
 GROUPS: dict[str, str] = {
-    "factor": "factor analytics over recorded candles: factor returns, health, risk",
+    "factor": "factor analytics: factor returns, health, risk, regression, scanner, optimizer",
 }
 
 
@@ -51,6 +54,10 @@ class Command:
     arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, object]]
     overrides: Callable[[argparse.Namespace], Overrides] = _no_overrides
+    #: more exceptions that are bad input (one line, exit 2) ...
+    usage_errors: tuple[type[Exception], ...] = ()
+    #: ... and runtime failures (one line, exit 1)
+    failures: tuple[type[Exception], ...] = ()
 
 
 def register(sub: argparse._SubParsersAction[Any], commands: Iterable[Command]) -> None:

@@ -29,7 +29,7 @@ from factorcast.strategy.app.commands import UsageError
 from factorcast.strategy.app.settings import Settings
 from factorcast.strategy.app.wiring import build_engine
 from factorcast.strategy.engine import Engine
-from factorcast.strategy.service import run_pipeline
+from factorcast.strategy.service import Output, run_pipeline
 from factorcast.strategy.wire import iso_ms
 
 if TYPE_CHECKING:
@@ -140,9 +140,10 @@ async def analyze(
     *,
     progress: bool,
     until: int | None = None,
+    outputs: Sequence[Output] = (),
 ) -> OfflineRun:
     """Run the candles (up to the bar ``until``, or all) through the engine; the
-    analytics of every grid step go to ``history``."""
+    analytics of every grid step go to ``history``, the step results to ``outputs``."""
     from factorcast.adapters.files.replay import Panel, ReplaySource
     from factorcast.adapters.observe.console import ReplayProgress
 
@@ -168,7 +169,7 @@ async def analyze(
     bar = ReplayProgress(int(panel.ts.size)) if progress else None
     source = ReplaySource(panel, on_progress=bar.update if bar else None)
     with bar or contextlib.nullcontext():
-        await run_pipeline(source, engine, [])
+        await run_pipeline(source, engine, list(outputs))
     log.info(
         "analytics_finished",
         grid_steps=len(history),
