@@ -54,6 +54,7 @@ FloatArray = NDArray[np.float64]
 
 DEFAULT_MAX_WEIGHT: Final = 0.25
 #: constraints are met within this after the solve
+NO_TRADE: Final = 1e-8  # a smaller trade (weight) is none
 CONSTRAINT_TOLERANCE: Final = 1e-6
 BUDGET: Final = "budget"
 MAX_WEIGHT: Final = "max_weight"
@@ -195,6 +196,8 @@ def suggest(
     if sol.status != SOLVED:
         raise OptimizationError(f"the solver stopped: {sol.status}")
     new = np.clip(w + sol.x, program.lower, program.upper)
+    # an interior-point answer leaves trades of a few 1e-9 on symbols it does not move
+    new = np.where(np.abs(new - w) < NO_TRADE, w, new)
     trades = new - w
     exposure = np.concatenate([[new.sum()], new @ xs])
     worst = max(

@@ -44,11 +44,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import numpy as np
-import statsmodels.api as sm
 from numpy.typing import NDArray
-from sklearn.linear_model import Ridge
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from factorcast.factors.reasons import Reason
 
@@ -162,6 +158,8 @@ def regress_returns(
     rs = None if r is None else r[sample]
     if method == "ols":
         lags = newey_west_lags(n_obs) if maxlags is None else maxlags
+        import statsmodels.api as sm  # here: a second to import, for the one command using it
+
         fit = sm.OLS(ys, sm.add_constant(fs, has_constant="add")).fit(
             cov_type="HAC", cov_kwds={"maxlags": lags}
         )
@@ -212,6 +210,10 @@ def _ridge(
     """The scikit-learn pipeline, fitted to ``y`` and every position at once;
     parameters ``[alpha, loadings...]`` of ``y`` and (m, K+2) of the positions."""
     targets = y[:, None] if r is None else np.column_stack([y, r])
+    from sklearn.linear_model import Ridge  # here, as statsmodels above
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     pipe = make_pipeline(StandardScaler(), Ridge(alpha=penalty))
     pipe.fit(f, targets)
     scaler, ridge = pipe[0], pipe[-1]

@@ -38,7 +38,6 @@ from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.stats import norm
 
 from factorcast.factors.analytics.risk import asset_covariance, loadings, risk_decomposition
 from factorcast.factors.reasons import Reason
@@ -207,6 +206,8 @@ def parametric_tail(
     if horizon < 1:
         raise ValueError("horizon must be at least one bar")
     reason = Reason.OK if np.isfinite(sigma) else Reason.INSUFFICIENT_HISTORY
+    from scipy.stats import norm  # here: scipy.stats takes most of a second to import
+
     z = norm.ppf(a)
     scale = sigma * np.sqrt(horizon)
     var = np.asarray(z * scale, dtype=np.float64)
