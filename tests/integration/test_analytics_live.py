@@ -7,6 +7,7 @@ real ccxt client, the embedded exchange and a real redis-server.
   recorded bar, as the offline run does, and both engines take the same grid steps
   with the same inputs (the exposures are bit for bit those of replay,
   test_parity.py), so every running sum sees the same additions in the same order.
+  The `factorcast factor risk` and `factor returns` commands over the files agree.
 - An alert is published once per transition across a SIGKILL and a restart, and the
   metrics a scrape of /metrics shows are those the engine computed.
 """
@@ -155,6 +156,26 @@ def test_live_analytics_on_redis_equal_the_offline_engine(
     for a in want_alerts:
         a.update(bar_ts=a["bar_ts"] + shift, id=f"{a['kind']}:{a['factor']}:{a['bar_ts'] + shift}")
     assert [{k: v for k, v in a.items() if k != "bar_time"} for a in alerts] == want_alerts
+
+    # ... and the same as the `factorcast factor` commands give over the files
+    cli = factorcast(
+        "factor", "risk", "--data", str(shared_data), "--at", str(last_ts - shift), "--json"
+    )
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert json.loads(cli.stdout) == {**risk, "bar_ts": last_ts - shift, "model": model}
+    cli = factorcast(
+        "factor", "returns", "--data", str(shared_data), "--out", str(tmp_path / "fr.csv")
+    )
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "fr.csv", keep_default_na=False, na_values=[""])
+    rows = table.set_index(["timestamp", "factor"])
+    for event in returns:
+        for name, value in event["returns"].items():
+            row = rows.loc[(event["bar_ts"] - shift, name)]
+            want = [np.nan if v is None else v for v in (value, event["r2"])]
+            assert np.array_equal([row["return"], row["r2"]], want, equal_nan=True)
+            assert row["n"] == event["n"]
+            assert row["reason"] == event["reasons"].get(name, "ok")
 
     # signals and the exposures hash carry the bar's close
     for s in signals:
