@@ -22,6 +22,7 @@ from factorcast.factors.analytics import (
     FactorReturns,
     factor_returns_panel,
 )
+from factorcast.factors.analytics import factor_returns as factor_returns_module
 from factorcast.factors.params import Weighting
 from factorcast.strategy.analytics import AnalyticsHistory, RecordingAnalytics
 from factorcast.strategy.app.settings import SignalSettings
@@ -285,6 +286,44 @@ def test_gap_and_missing_weights() -> None:
     assert after.reason == Reason.TOO_FEW_SYMBOLS and after.n == 0
     with pytest.raises(ValueError, match="needs the weights"):
         fr.update(np.full(n, 10.0), x)
+
+
+@pytest.mark.parametrize(
+    ("weighting", "noise", "svd"),
+    [("equal", 0.3, False), ("adv", 0.3, False), ("equal", 0.003, True), ("adv", 0.003, True)],
+)
+def test_near_collinear_designs_match_statsmodels(
+    weighting: Weighting, noise: float, svd: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two factors close to collinear: the normal equations while they are well
+    conditioned, the SVD once they are not; statsmodels either way."""
+    rng = np.random.default_rng(11)
+    n = 60
+    x = rng.normal(size=(n, K))
+    x[:, 5] = x[:, 0] + noise * rng.normal(size=n)
+    w = rng.uniform(0.5, 20.0, size=n)
+    w[4] = np.nan  # out of the adv sample
+    close = np.stack([np.full(n, 20.0), 20.0 * (1 + 0.01 * rng.normal(size=n) + 0.002 * x[:, 0])])
+    through_svd: list[bool] = []
+    real = factor_returns_module._solve_svd
+    monkeypatch.setattr(
+        factor_returns_module,
+        "_solve_svd",
+        lambda *args: through_svd.append(True) or real(*args),
+    )
+    fr = FactorReturns(n, CANONICAL, weighting)
+    fr.update(close[0], x, w)
+    bar = fr.update(close[1], x, w)
+    assert bar.reason == Reason.OK and bool(through_svd) == svd
+    r = close[1] / close[0] - 1
+    v = np.ones(n) if weighting == "equal" else np.sqrt(w)
+    sample = np.isfinite(v)
+    fit = sm.WLS(r[sample], sm.add_constant(x[sample], has_constant="add"), weights=v[sample]).fit()
+    scale = float(np.abs(r[sample]).max())
+    assert close_enough(bar.returns, fit.params, scale)
+    assert close_enough(bar.residuals[sample], fit.resid, scale)
+    assert np.isnan(bar.residuals[~sample]).all()
+    assert abs(bar.r2 - fit.rsquared) <= TOL
 
 
 # -- properties -----------------------------------------------------------------------

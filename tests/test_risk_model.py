@@ -129,6 +129,34 @@ def test_matches_plain_recomputation(seed: int) -> None:
     assert saw_model and saw_none and saw_fallback
 
 
+def test_undo_keeps_matching_plain_recomputation() -> None:
+    """Take back 1-3 updates of junk at random bars (as the engine does for a late
+    bar), across the ring's wrap and the exact recomputes: the model stays the
+    plain recomputation."""
+    bars = 3 * W + 11
+    f, u = synthetic(5, bars, n=9)
+    ref = reference(f, u, W, H, MIN_OBS)
+    rng = np.random.default_rng(5)
+    model = small(CANONICAL, u.shape[1])
+    for T in range(bars):
+        if rng.random() < 0.3:
+            tokens = []
+            for _ in range(int(rng.integers(1, 4))):
+                tokens.append(model.checkpoint())
+                model.update(rng.normal(0, 0.1, f.shape[1]), rng.normal(0, 0.1, u.shape[1]))
+            for token in reversed(tokens):
+                model.restore(token)
+        snap = model.update(f[T], u[T])
+        F, D, fallback = ref[T]
+        if F is None:
+            assert snap.reason is Reason.INSUFFICIENT_HISTORY
+        else:
+            scale = np.sqrt(np.outer(np.diag(F), np.diag(F)))
+            assert np.all(np.abs(snap.covariance - F) <= 1e-12 * scale), T
+        assert rel_close(snap.specific, D), T
+        assert np.array_equal(snap.fallback, fallback), T
+
+
 def test_defaults_match_plain_recomputation() -> None:
     window = 500
     bars = 2 * window + 20

@@ -28,13 +28,10 @@ from factorcast.factors.analytics.health import (
     HealthState,
     HealthTracker,
     IcStats,
-    average_ranks,
     drawdown_track,
     forward_return,
     ic_statistics,
     next_state,
-    rank_ic,
-    spearman_columns,
     transition_alert,
 )
 from factorcast.factors.analytics.optimizer import (
@@ -64,6 +61,7 @@ from factorcast.factors.analytics.portfolio import (
     quote_currency,
 )
 from factorcast.factors.analytics.qp import QpSolution, solve_qp
+from factorcast.factors.analytics.ranks import average_ranks, rank_ic, spearman_columns
 from factorcast.factors.analytics.regression import (
     DEFAULT_PENALTY,
     METHODS,

@@ -16,9 +16,8 @@ from factorcast.factors.analytics.health import (
     MIN_QUINTILE_SYMBOLS,
     FloatArray,
     forward_return,
-    rank_ic,
-    spearman_columns,
 )
+from factorcast.factors.analytics.ranks import rank_ic, spearman_columns
 
 
 def ic_series(exposures: FloatArray, closes: FloatArray, horizon: int) -> FloatArray:

@@ -12,8 +12,20 @@ grid steps:
   factor, into the health tracker's factor-return track (a factor left out of the
   regression by ``factors.analytics.factors`` has no factor return there: NaN);
 - like the model, it keeps an undo log (:meth:`keep_undo`, :meth:`undo`) so that
-  the engine can take back its last steps to let a late bar in: each entry is
-  O(symbols + factors^2), never a copy of a window.
+  the engine can take back its last steps to let a late bar in: each entry is a
+  few references (each part replaces its arrays at an update rather than change
+  them in place) and the O(factors) values of the ring slots the update
+  overwrites, never a copy of a window; with no undo log (replay, offline) no
+  entry is made at all.
+
+Speed: the engine runs this at every grid step, for a few hundred symbols and a
+handful of factors, where numpy's cost per call (and the caches the factor model
+leaves cold) outweigh the arithmetic.  So each part works on whole arrays in few
+calls: one sort of all the rank-IC rows (ranks.py), one product and one 7x7
+inverse for the regression (factor_returns.py), one row per bar for the risk
+model's residual sums (risk.py), contiguous rows for the factor-return track
+(track.py), plain floats for the K-sized figures.  ``bench/replay.py`` measures
+their share of the step.
 
 After :attr:`FactorAnalytics.saturation` grid steps without any bar nothing it
 holds is from before them: more such steps change nothing (the engine stops
@@ -124,8 +136,11 @@ class FactorAnalytics:
                 (self.returns.checkpoint(), self.health.checkpoint(), self.risk.checkpoint())
             )
         fr = self.returns.update(close, exposure, weights)
-        track = np.full(len(self.names), np.nan)
-        track[self._track_columns] = fr.returns[1:]
+        if self._track_columns.size == len(self.names):  # the regression has every factor
+            track = fr.returns[1:]
+        else:
+            track = np.full(len(self.names), np.nan)
+            track[self._track_columns] = fr.returns[1:]
         health = self.health.update(bar_ts, exposure, close, track)
         risk = self.risk.update(fr.returns, fr.residuals)
         return AnalyticsBar(bar_ts, fr, health, risk)

@@ -26,8 +26,12 @@ went in with weight 1 and has been decayed ``W`` times since, so it is taken out
 with weight ``g^W = 2^(-W/H)``.  Per symbol the same three sums are kept over the
 residuals: ``sum g^(T-t) u^2``, ``sum g^(T-t)`` and the count.  The normalization
 of the contract cancels in the ratios ``F = S / Z`` and ``D_i = Su_i / Sw_i``, so
-nothing needs renormalizing per bar.  A ring of the last ``W`` factor-return and
-residual vectors supplies the terms that leave.
+nothing needs renormalizing per bar.  A ring of the last ``W`` factor-return
+vectors and of the residuals' rows ``[u^2; 1; 1]`` (zero where ``u`` is missing)
+supplies the terms that leave: the three residual sums move together, one decay
+``[g; g; 1]`` and one leaving weight ``[g^W; g^W; 1]`` per row, in a few numpy
+calls per bar.  An update replaces the sums rather than change them in place, so
+that a checkpoint (the engine's undo log) is a handful of references.
 
 Choices this page makes where the contract leaves them open:
 
@@ -94,18 +98,12 @@ class RiskSnapshot:
     n_residuals: NDArray[np.int64]
 
 
-@dataclass(frozen=True, slots=True)
-class _RiskToken:
-    pos: int
-    pushes: int
-    f_sum: FloatArray
-    f_z: float
-    f_count: int
-    u_sq: FloatArray
-    u_w: FloatArray
-    u_count: NDArray[np.int64]
-    f_row: FloatArray
-    u_row: FloatArray
+#: What :meth:`RiskModel.restore` needs: position and pushes, the factor sums, their
+#: normalizer and count, the residual sums, and the ring slot the next update
+#: overwrites (its factor returns, whether they were finite, its residual row).
+_RiskToken = tuple[
+    int, int, FloatArray, float, int, FloatArray, FloatArray, bool, FloatArray | None
+]
 
 
 class RiskModel:
@@ -116,16 +114,16 @@ class RiskModel:
         "_d",
         "_decay",
         "_f_count",
+        "_f_ok",
         "_f_ring",
         "_f_sum",
         "_f_z",
         "_leave",
         "_pos",
         "_pushes",
-        "_u_count",
+        "_u_rates",
         "_u_ring",
-        "_u_sq",
-        "_u_w",
+        "_u_sums",
         "half_life",
         "min_obs",
         "min_residuals",
@@ -159,62 +157,71 @@ class RiskModel:
         self._decay = float(np.exp2(-1.0 / self.half_life))
         self._leave = float(np.exp2(-window / self.half_life))
         self._f_ring: FloatArray = np.full((window, d), np.nan)
-        self._u_ring: FloatArray = np.full((window, n_symbols), np.nan)
+        self._f_ok: list[bool] = [False] * window
         self._f_sum: FloatArray = np.zeros((d, d))
         self._f_z = 0.0
         self._f_count = 0
-        self._u_sq: FloatArray = np.zeros(n_symbols)
-        self._u_w: FloatArray = np.zeros(n_symbols)
-        self._u_count: NDArray[np.int64] = np.zeros(n_symbols, dtype=np.int64)
+        # per slot, the bar's [u^2; 1; 1] where u exists and [0; 0; 0] where not (None:
+        # no bar); the sums are the decayed sums of u^2 and of 1, and the count
+        self._u_ring: list[FloatArray | None] = [None] * window
+        self._u_sums: FloatArray = np.zeros((3, n_symbols))
+        # per row of the sums: the decay of a bar, and the weight of the bar leaving
+        self._u_rates: tuple[FloatArray, FloatArray] = (
+            np.array([[self._decay], [self._decay], [1.0]]),
+            np.array([[self._leave], [self._leave], [1.0]]),
+        )
         self._pos = 0
         self._pushes = 0
 
     def update(self, factor_returns: FloatArray, residuals: FloatArray) -> RiskSnapshot:
         """Take bar ``T``'s factor returns (``K + 1``) and residuals (symbols); return
-        the risk model at ``T``."""
+        the risk model at ``T``.
+
+        The state's arrays are replaced, never changed in place, so that
+        :meth:`checkpoint` is a handful of references."""
         f = np.asarray(factor_returns, dtype=np.float64)
         u = np.asarray(residuals, dtype=np.float64)
         if f.shape != (self._d,):
             raise ValueError(f"factor returns: expected shape ({self._d},), got {f.shape}")
         if u.shape != (self.n_symbols,):
             raise ValueError(f"residuals: expected shape ({self.n_symbols},), got {u.shape}")
-        g = self._decay
-        old_f = self._f_ring[self._pos]
-        old_u = self._u_ring[self._pos]
-        # factor covariance sums
-        self._f_sum *= g
+        g, pos = self._decay, self._pos
+        # factor covariance sums (outer products are symmetric bit for bit, so is the sum)
+        f_ok = bool(np.isfinite(f).all())
+        f_sum = self._f_sum * g
         self._f_z *= g
-        if np.isfinite(old_f).all():
-            self._f_sum -= self._leave * np.outer(old_f, old_f)
+        if self._f_ok[pos]:
+            old_f = self._f_ring[pos]
+            f_sum -= self._leave * np.multiply.outer(old_f, old_f)
             self._f_z -= self._leave
             self._f_count -= 1
-        if np.isfinite(f).all():
-            self._f_sum += np.outer(f, f)
+        if f_ok:
+            f_sum += np.multiply.outer(f, f)
             self._f_z += 1.0
             self._f_count += 1
         if self._f_count == 0:
-            self._f_sum[...] = 0.0
+            f_sum[...] = 0.0
             self._f_z = 0.0
-        # specific variance sums
-        self._u_sq *= g
-        self._u_w *= g
-        leaving = np.isfinite(old_u)
-        self._u_sq[leaving] -= self._leave * old_u[leaving] ** 2
-        self._u_w[leaving] -= self._leave
-        self._u_count[leaving] -= 1
+        self._f_sum = f_sum
+        self._f_ring[pos] = f
+        self._f_ok[pos] = f_ok
+        # specific variance sums and counts, all three rows at once
         entering = np.isfinite(u)
-        self._u_sq[entering] += u[entering] ** 2
-        self._u_w[entering] += 1.0
-        self._u_count[entering] += 1
-        gone = self._u_count == 0
-        self._u_sq[gone] = 0.0
-        self._u_w[gone] = 0.0
-        # ring
-        old_f[...] = f
-        old_u[...] = u
-        self._pos += 1
-        if self._pos == self.window:
-            self._pos = 0
+        row = np.zeros((3, self.n_symbols))
+        np.multiply(u, u, out=row[0], where=entering)
+        row[1:] = entering
+        decay, leave = self._u_rates
+        u_sums = self._u_sums * decay
+        old_u = self._u_ring[pos]
+        if old_u is not None:
+            u_sums -= old_u * leave
+        u_sums += row
+        gone = u_sums[2] == 0
+        if gone.any():
+            u_sums[:, gone] = 0.0
+        self._u_sums = u_sums
+        self._u_ring[pos] = row
+        self._pos = 0 if pos + 1 == self.window else pos + 1
         self._pushes += 1
         if self._pushes % self.window == 0:
             self._recompute()
@@ -222,29 +229,26 @@ class RiskModel:
 
     def checkpoint(self) -> _RiskToken:
         """What :meth:`restore` needs to put the model back as it is now, before the
-        next :meth:`update`: O(symbols + factors^2), never the window."""
-        return _RiskToken(
-            self._pos,
+        next :meth:`update`: references and one row of ``K + 1`` factor returns."""
+        pos = self._pos
+        return (
+            pos,
             self._pushes,
-            self._f_sum.copy(),
+            self._f_sum,
             self._f_z,
             self._f_count,
-            self._u_sq.copy(),
-            self._u_w.copy(),
-            self._u_count.copy(),
-            self._f_ring[self._pos].copy(),
-            self._u_ring[self._pos].copy(),
+            self._u_sums,
+            self._f_ring[pos].copy(),
+            self._f_ok[pos],
+            self._u_ring[pos],
         )
 
     def restore(self, token: _RiskToken) -> None:
-        self._pos, self._pushes = token.pos, token.pushes
-        self._f_sum = token.f_sum.copy()
-        self._f_z, self._f_count = token.f_z, token.f_count
-        self._u_sq = token.u_sq.copy()
-        self._u_w = token.u_w.copy()
-        self._u_count = token.u_count.copy()
-        self._f_ring[self._pos] = token.f_row
-        self._u_ring[self._pos] = token.u_row
+        pos, self._pushes, self._f_sum, self._f_z, self._f_count, self._u_sums, f, ok, u = token
+        self._pos = pos
+        self._f_ring[pos] = f
+        self._f_ok[pos] = ok
+        self._u_ring[pos] = u
 
     def _recompute(self) -> None:
         """All sums afresh from the ring (bounds the drift of add/subtract)."""
@@ -252,31 +256,34 @@ class RiskModel:
         age = (self._pos - 1 - np.arange(self.window)) % self.window
         weight = np.empty(self.window)
         weight[age] = np.exp2(-np.arange(self.window) / self.half_life)
-        f_ok = np.isfinite(self._f_ring).all(axis=1)
+        f_ok = np.array(self._f_ok)
         fw = self._f_ring[f_ok]
-        self._f_sum = (fw * weight[f_ok, None]).T @ fw
+        f_sum = (fw * weight[f_ok, None]).T @ fw
+        self._f_sum = 0.5 * (f_sum + f_sum.T)
         self._f_z = float(weight[f_ok].sum())
         self._f_count = int(f_ok.sum())
-        u_ok = np.isfinite(self._u_ring)
-        usq = np.where(u_ok, self._u_ring, 0.0) ** 2
-        self._u_sq = weight @ usq
-        self._u_w = weight @ u_ok.astype(np.float64)
-        self._u_count = u_ok.sum(axis=0).astype(np.int64)
+        rows = [(w, r) for w, r in zip(weight, self._u_ring, strict=True) if r is not None]
+        if rows:
+            stacked = np.stack([r for _, r in rows])  # (bars, 3, n)
+            u_sums = np.tensordot(np.array([w for w, _ in rows]), stacked[:, :2], axes=1)
+            self._u_sums = np.concatenate((u_sums, stacked[:, 2].sum(axis=0)[None, :]))
+        else:
+            self._u_sums = np.zeros((3, self.n_symbols))
 
     def snapshot(self) -> RiskSnapshot:
         """The risk model at the last bar updated."""
         if self._f_count >= self.min_obs:
-            cov = self._f_sum / self._f_z
-            cov = 0.5 * (cov + cov.T)
+            cov = self._f_sum / self._f_z  # symmetric: so is the sum
             reason = Reason.OK
         else:
             cov = np.full((self._d, self._d), np.nan)
             reason = Reason.INSUFFICIENT_HISTORY
+        sq, weight, count = self._u_sums
+        own = count >= self.min_residuals
         specific = np.full(self.n_symbols, np.nan)
-        own = self._u_count >= self.min_residuals
-        specific[own] = self._u_sq[own] / self._u_w[own]
+        np.divide(sq, weight, out=specific, where=own)
         fallback = ~own
-        if own.any() and fallback.any():
+        if fallback.any() and own.any():  # the median only where some symbol needs it
             specific[fallback] = np.median(specific[own])
         return RiskSnapshot(
             names=self.names,
@@ -285,7 +292,7 @@ class RiskModel:
             n_obs=self._f_count,
             specific=specific,
             fallback=fallback,
-            n_residuals=self._u_count.copy(),
+            n_residuals=count.astype(np.int64),
         )
 
 
