@@ -22,7 +22,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.health import average_ranks
+from factorcast.factors.analytics.ranks import average_ranks
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
