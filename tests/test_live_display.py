@@ -22,6 +22,7 @@ from factorcast.adapters.observe.console import LiveDisplay, ReplayProgress
 from factorcast.adapters.observe.logsetup import configure_logging
 from factorcast.adapters.sim.market import SimulatedMarket
 from factorcast.factors import CANONICAL, FactorModel, FactorParams
+from factorcast.factors.analytics import FactorAnalytics, HealthParams, RiskParams
 from factorcast.strategy.app.settings import SignalSettings
 from factorcast.strategy.engine import Engine, StepResult
 from factorcast.strategy.events import CrossSection
@@ -209,3 +210,41 @@ def test_replay_progress_leaves_only_the_log_lines(monkeypatch: pytest.MonkeyPat
     assert line.endswith(
         "bar_rejected ×4 (symbols: S1/USDT, S2/USDT, S3/USDT, S4/USDT) reason=bad_ohlc"
     )
+
+
+async def test_the_live_table_shows_each_factors_health(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the exposures: a row per factor with its state and rolling IC, as the
+    engine's analytics have them at the last bar."""
+    view = SignalSettings().to_view()
+    analytics = FactorAnalytics(
+        view.names,
+        N,
+        view.directions,
+        health=HealthParams(window=20, min_obs=5),
+        risk=RiskParams(window=30, min_obs=10),
+    )
+    engine = Engine(
+        SYMBOLS, 60_000, FactorModel(N, PARAMS), Trend(SYMBOLS), view, analytics=analytics
+    )
+    feed = SimulatedMarket(N, seed=3, timeframe_ms=60_000, missing_prob=0.15)
+    h = feed.history_arrays(80)
+    out = io.StringIO()
+    display = LiveDisplay(SYMBOLS, "test market", console=_console(out, monkeypatch, True))
+    last = None
+    for k, ts in enumerate(h["ts"].tolist()):
+        present = np.isfinite(h["close"][k])
+        fields = (h[f][k] for f in ("open", "high", "low", "close", "volume"))
+        xs = CrossSection(ts, *fields, np.full(N, np.nan), present, ~present, live=k >= 70)
+        last = engine.step(xs)
+        await display.handle(last)
+    await display.close()
+    assert last is not None and last.analytics is not None
+    lines = screen(out.getvalue())
+    start = lines.index("factor health")
+    rows = {line.split()[0]: line.split() for line in lines[start + 3 :] if line.split()}
+    stats = last.analytics.health.stats[1]
+    for k, name in enumerate(CANONICAL):
+        assert rows[name][1] == str(last.analytics.health.states[k])
+        assert rows[name][2] == f"{stats.mean_ic[k]:+.4f}"
+        assert rows[name][4] == f"{stats.t_stat[k]:+.2f}"
+    assert {s for s in last.analytics.health.states} - {"unknown"}  # figures, not only unknown

@@ -1,6 +1,7 @@
-"""Terminal tables of the offline analytics (the ``factor`` commands), drawn from the
-same JSON objects their ``--json`` prints (:mod:`strategy.analytics_wire`), so a
-table and its JSON never say different things."""
+"""Terminal tables of the analytics: those of the offline ``factor`` commands, drawn
+from the same JSON objects their ``--json`` prints (:mod:`strategy.analytics_wire`),
+so a table and its JSON never say different things, and the factor health under
+``factorcast run``'s live exposures (from the same objects as the Redis hash)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from factorcast.strategy.analytics_wire import health_objects
+from factorcast.strategy.engine import StepResult
 from factorcast.strategy.wire import iso_ms
 
 _STATE_STYLE = {
@@ -207,3 +210,35 @@ def _specific_table(risk: dict[str, Any], bars_per_year: float, limit: int | Non
             "yes" if s in fallback else "",
         )
     return t
+
+
+def live_health_table(result: StepResult) -> Table | None:
+    """``factorcast run``'s factor health under its exposures: each factor's state,
+    rolling IC figures (horizon 1), this bar's factor return and the cumulative one
+    over the health window; ``None`` when the engine runs no analytics."""
+    bar = result.analytics
+    if bar is None:
+        return None
+    names = result.factors.names
+    health = health_objects(bar.health, names)
+    returns = dict(zip(bar.returns.names, bar.returns.returns.tolist(), strict=True))
+    universe = bar.returns.names[0]
+    table = _table(
+        "factor health",
+        f"IC: rolling mean rank IC (h=1) · f: this bar's factor return ({universe}"
+        f" {_num(returns[universe], '+.2e')}) · cum: over the health window",
+    )
+    for col in ("factor", "state", "IC", "ICIR", "t", "f", "cum"):
+        table.add_column(col, justify="left" if col in ("factor", "state") else "right")
+    for name in names:
+        h = health[name]
+        table.add_row(
+            name,
+            Text(h["state"], style=_STATE_STYLE.get(h["state"], "")),
+            _num(h["mean_ic"]),
+            _num(h["icir"], "+.3f"),
+            _num(h["t_stat"], "+.2f"),
+            _num(returns.get(name), "+.2e"),
+            _num(h["cum_return"], "+.1%"),
+        )
+    return table

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from factorcast.adapters.observe.analytics_tables import live_health_table
 from factorcast.adapters.observe.terminal_log import flush_logs, logs_through
 from factorcast.factors import REASON_LABELS, REGISTRY
 from factorcast.strategy.actions import ACTION_LABELS
@@ -178,7 +179,9 @@ class LiveDisplay:
             f"(buy {self.counter.by_action['buy']}, sell {self.counter.by_action['sell']}, "
             f"hold {self.counter.by_action['hold']})"
         )
-        return Group(head, exposure_table(last, self.symbols, self.rows, title="latest"))
+        exposures = exposure_table(last, self.symbols, self.rows, title="latest")
+        health = live_health_table(last)
+        return Group(head, exposures) if health is None else Group(head, exposures, health)
 
     async def handle(self, result: StepResult) -> None:
         if not result.xs.live:
