@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from factorcast.strategy.app.settings import load_settings
+from factorcast.strategy.app.wiring import warmup_bars
 from tests.conftest import FACTORCAST, factorcast
 
 S = 300_000  # 5m in ms
@@ -266,3 +268,13 @@ def test_replay_refuses_a_file_over_the_memory_limit(tmp_path: Path) -> None:
 def test_replay_share_is_validated() -> None:
     proc = factorcast("replay", "--data", ".", env={"FACTORCAST_RECORDED__MAX_FILE_SHARE": "2"})
     one_line_error(proc, "config error: recorded.max_file_share")
+
+
+def test_recorded_candles_shorter_than_the_warm_up_are_named(tmp_path: Path) -> None:
+    """The embedded exchange serves the warm-up from the recorded candles: too few of
+    them is a configuration error naming sim.data and the lengths, not a traceback."""
+    for name in ("ETH_BTC", "LTC_BTC", "XRP_BTC"):
+        _candles(300).to_feather(tmp_path / f"{name}-5m.feather")
+    proc = factorcast("run", "--sim-data", str(tmp_path), "--quiet", "--log-level", "error")
+    line = one_line_error(proc, "sim.data", "300 bars", "health and risk windows")
+    assert f"fewer than the {warmup_bars(load_settings())} of history" in line

@@ -21,7 +21,7 @@ import structlog
 from factorcast.factors import FactorModel
 from factorcast.factors.analytics.pipeline import FactorAnalytics
 from factorcast.strategy.app import preflight
-from factorcast.strategy.app.settings import Settings
+from factorcast.strategy.app.settings import ConfigError, Settings
 from factorcast.strategy.engine import Engine, StepResult
 from factorcast.strategy.events import AMEND_BARS
 from factorcast.strategy.ports import LiveSource
@@ -255,7 +255,12 @@ async def _start_embedded(
     settings: Settings, stack: contextlib.AsyncExitStack, history_bars: int
 ) -> tuple[Any, str, str]:
     from factorcast.adapters.files.recorded import load_directory
-    from factorcast.adapters.sim.binance import BinanceSim, aligned_start_ms, retime
+    from factorcast.adapters.sim.binance import (
+        BinanceSim,
+        HistoryTooShort,
+        aligned_start_ms,
+        retime,
+    )
     from factorcast.adapters.sim.market import SimulatedMarket
 
     sim_cfg = settings.sim
@@ -264,12 +269,18 @@ async def _start_embedded(
     if sim_cfg.data is not None:
         candles = load_directory(sim_cfg.data, size_limit=preflight.candle_size_limit(settings))
         timeframe = candles.timeframe
-        feed = retime(
-            candles.series,
-            timeframe_ms=candles.timeframe_ms,
-            history_bars=history_bars,
-            now_ms=now_ms,
-        )
+        try:
+            feed = retime(
+                candles.series,
+                timeframe_ms=candles.timeframe_ms,
+                history_bars=history_bars,
+                now_ms=now_ms,
+            )
+        except HistoryTooShort as e:
+            raise ConfigError(
+                f"sim.data: {sim_cfg.data}: {e} (the warm-up: factors.history_bars and the"
+                " health and risk windows)"
+            ) from None
         what = f"recorded candles {sim_cfg.data}"
     else:
         timeframe = settings.exchange.timeframe

@@ -21,7 +21,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import factorcast
-from tests.integration.test_parity import WARMUP_BARS, events_of, read_exposures
+from tests.integration.test_parity import ANALYTICS_1H, events_of, read_exposures
+from tests.integration.test_parity import WARMUP_BARS_1H as WARMUP_BARS
 
 pytestmark = pytest.mark.integration
 
@@ -91,6 +92,7 @@ def test_a_new_listing_with_more_volume_joins_the_top_markets(tmp_path: Path) ->
             "FACTORCAST_EXCHANGE__TOP_BY_VOLUME": "3",
             "FACTORCAST_EXCHANGE__REFRESH_UNIVERSE_S": "3600",
             "FACTORCAST_SOURCE__GRACE_S": "72000",
+            **ANALYTICS_1H,  # a short warm-up: the listing comes live
         },
         timeout=300,
     )

@@ -371,6 +371,10 @@ def aligned_start_ms(now_ms: int, timeframe_ms: int, history_bars: int) -> int:
     return (now_ms // timeframe_ms - history_bars) * timeframe_ms
 
 
+class HistoryTooShort(ValueError):
+    """Recorded candles shorter than the history a run asks the exchange for."""
+
+
 def retime(
     candles: Mapping[str, CandlesLike],
     *,
@@ -391,7 +395,9 @@ def retime(
     last = max(int(c.ts[-1]) for c in candles.values() if len(c.ts))
     n_rows = (last - first) // timeframe_ms + 1
     if not 0 <= history_bars <= n_rows:
-        raise ValueError(f"history_bars must be within [0, {n_rows}]")
+        raise HistoryTooShort(
+            f"the candles span {n_rows} bars, fewer than the {history_bars} of history asked for"
+        )
     panel = np.full((n_rows, len(symbols), 6), np.nan)
     for j, sym in enumerate(symbols):
         c = candles[sym]
