@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from factorcast.strategy.app import factor_health, factor_returns, factor_risk
+from factorcast.strategy.app import factor_check, factor_health, factor_returns, factor_risk
 from factorcast.strategy.app.commands import Command, UsageError, positive_int, register
 from factorcast.strategy.app.settings import ConfigError, Settings, load_settings
 from factorcast.strategy.service import loop_factory
@@ -31,7 +31,12 @@ from factorcast.strategy.wire import json_schema
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 #: The command modules (:mod:`.commands`), in the order of ``--help``.
-COMMANDS: tuple[Command, ...] = (factor_returns.COMMAND, factor_health.COMMAND, factor_risk.COMMAND)
+COMMANDS: tuple[Command, ...] = (
+    factor_returns.COMMAND,
+    factor_health.COMMAND,
+    factor_risk.COMMAND,
+    factor_check.COMMAND,
+)
 
 
 class _Parser(argparse.ArgumentParser):
