@@ -96,15 +96,29 @@ class MaxWindow(_ExtremeWindow):
 
 class RankWindow(Window):
     """``ts_rank(x, d)``: the average rank of the newest value among the ``d``
-    values (itself included), over ``d``: ``(below + (equal + 1) / 2) / d``.
-    Two comparisons of the ring with the new values, O(symbols x d); accumulator
-    ``[nan_count]``."""
+    values (itself included), over ``d``: ``(below + (equal + 1) / 2) / d``;
+    accumulator ``[nan_count]``.
+
+    O(symbols x d): the new values are compared with the window, in a float32 copy
+    of the ring (half the bytes to read).  Rounding to float32 keeps the order
+    (``fl(v) < fl(x)`` only if ``v < x``), so those comparisons are exact wherever
+    the values round apart; a symbol whose window holds another value rounding to
+    the new one's (a tie, or within float32's precision of it) is counted again in
+    float64, from its column of the ring alone.  Where that is more than one symbol
+    in eight (ties are common: the input is a rank, a sign...), the whole ring is
+    compared in float64, and the next steps do that directly (with a float32 try
+    every 16 pushes).  Both ways count the same integers: the value is the same."""
 
     m = 1
-    __slots__ = ("_cmp",)
+    __slots__ = ("_count", "_exact", "_gt", "_lt", "_ring32")
 
     def __init__(self, n_symbols: int, d: int) -> None:
-        self._cmp: BoolArray = np.zeros((d, n_symbols), dtype=bool)
+        self._ring32: NDArray[np.float32] = np.full((d, n_symbols), np.nan, dtype=np.float32)
+        self._lt: BoolArray = np.zeros((d, n_symbols), dtype=bool)
+        self._gt: BoolArray = np.zeros((d, n_symbols), dtype=bool)
+        #: the narrowest integer that counts to d (a sum of bytes is fast)
+        self._count = np.uint8 if d < 2**8 else np.uint16 if d < 2**16 else np.uint32
+        self._exact = False  # the last float32 try found too many ties
         super().__init__(n_symbols, d)
 
     def _recompute(self) -> None:
@@ -113,13 +127,42 @@ class RankWindow(Window):
     def _advance(self, new: FloatArray, leaving: FloatArray) -> None:
         self.acc[0] += ~np.isfinite(new[0])
         self.acc[0] -= np.isnan(leaving[0])
+        self._ring32[self._pos] = new[0]
+
+    def undo(self, pushes: int = 1) -> None:
+        super().undo(pushes)
+        slots = [(self._pos + i) % self.d for i in range(pushes)]
+        self._ring32[slots] = self._ring[slots, 0]
 
     def _value(self, new: FloatArray, leaving: FloatArray) -> FloatArray:
-        ring = self._ring[:, 0]
         x = new[0]
-        count = np.int32 if self.d < 2**31 else np.int64
-        below = np.add.reduce(np.less(ring, x, out=self._cmp), axis=0, dtype=count)
-        equal = np.add.reduce(np.equal(ring, x, out=self._cmp), axis=0, dtype=count)
+        ok = self.acc[0] == 0
+        if self._exact and self._pushes % 16:
+            return self._rank(*self._counts(self._ring[:, 0], x), ok)
+        x32 = x.astype(np.float32)
+        below32 = np.add.reduce(np.less(self._ring32, x32, out=self._lt), axis=0, dtype=self._count)
+        above32 = np.add.reduce(
+            np.greater(self._ring32, x32, out=self._gt), axis=0, dtype=self._count
+        )
+        below = below32.astype(np.float64)
+        equal = np.ones(x.shape)
+        # the values that round to the new one's: only itself, or count them in float64
+        again = np.flatnonzero(ok & (self.d - below - above32 > 1))
+        self._exact = again.size * 8 > x.size
+        if self._exact:
+            return self._rank(*self._counts(self._ring[:, 0], x), ok)
+        if again.size:
+            below[again], equal[again] = self._counts(self._ring[:, 0, again], x[again])
+        return self._rank(below, equal, ok)
+
+    def _counts(self, ring: FloatArray, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """The values below ``x`` and equal to it in each column of ``ring``."""
+        lt, eq = self._lt[:, : x.size], self._gt[:, : x.size]
+        below = np.add.reduce(np.less(ring, x, out=lt), axis=0, dtype=self._count)
+        equal = np.add.reduce(np.equal(ring, x, out=eq), axis=0, dtype=self._count)
+        return below.astype(np.float64), equal.astype(np.float64)
+
+    def _rank(self, below: FloatArray, equal: FloatArray, ok: BoolArray) -> FloatArray:
         rank = (below + (equal + 1) / 2.0) / self.d
-        out: FloatArray = np.where(self.acc[0] == 0, rank, np.nan)
+        out: FloatArray = np.where(ok, rank, np.nan)
         return out
