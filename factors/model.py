@@ -41,23 +41,31 @@ rolling sums).  One that needs a window of its own adds it in ``__init__``, push
 it in ``_update`` and lists it in ``_windows`` (so that ``undo`` takes it back).
 Standardization, the reasons of symbols without a bar and the snapshot's columns
 then follow the registry without further change.
+
+Custom factors (ANALYTICS.md section 9; ``params.custom``) are rows after the six,
+in the registry of :func:`factors.custom.model_registry`: objects fed the whole bar
+(open, high, low too: :meth:`FactorModel.step`) at every grid step the model takes,
+the empty ones included, and taken back with its windows by ``undo``
+(:class:`factors.custom.CustomRows`).  Their raw values go through the same
+standardization.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from factorcast.factors.custom import CustomRows, build_custom, model_registry
+from factorcast.factors.expressions import Bar, BarLike, CustomFactor
 from factorcast.factors.params import FactorParams
 from factorcast.factors.reasons import Reason
 from factorcast.factors.registry import (
     LIQUIDITY,
     MARKET,
     MOMENTUM,
-    REGISTRY,
     SIZE,
     VALUE,
     VOLATILITY,
@@ -134,22 +142,36 @@ def descriptor(name: str) -> Callable[[Descriptor], Descriptor]:
 
 class FactorModel:
     """Incremental cross-sectional factor model over a fixed universe: one row per
-    factor of ``registry`` (the six canonical ones by default)."""
+    factor of ``registry`` (by default the six canonical ones, then the custom
+    factors of ``params``: :func:`factors.custom.model_registry`).
+
+    ``custom`` hands in built custom factors by name (a model factor must be: its
+    files are read outside ``factors``); the others of ``params.custom`` are built
+    here (:func:`factors.custom.build_custom`)."""
 
     def __init__(
         self,
         n_symbols: int,
         params: FactorParams | None = None,
         supply: FloatArray | None = None,
-        registry: FactorRegistry = REGISTRY,
+        registry: FactorRegistry | None = None,
+        custom: Mapping[str, CustomFactor] | None = None,
     ) -> None:
         p = params or FactorParams()
         self.params = p
-        self.names: tuple[str, ...] = registry.names
-        missing = [name for name in self.names if name not in DESCRIPTORS]
+        self.registry = model_registry(p) if registry is None else registry
+        self.names: tuple[str, ...] = self.registry.names
+        built = build_custom(p, custom)
+        strays = [name for name in built if name not in self.registry]
+        if strays:
+            raise ValueError(f"custom factor(s) {', '.join(strays)} not in the registry")
+        missing = [name for name in self.names if name not in DESCRIPTORS and name not in built]
         if missing:
             raise ValueError(f"no descriptor registered for factor(s) {', '.join(missing)}")
-        self._descriptors = tuple(DESCRIPTORS[name] for name in self.names)
+        self._descriptors = tuple(
+            (k, DESCRIPTORS[name]) for k, name in enumerate(self.names) if name not in built
+        )
+        self.custom = CustomRows(self.names, built, n_symbols)
         self.n_symbols = n_symbols
         self._supply: FloatArray = (
             np.full(n_symbols, np.nan) if supply is None else np.asarray(supply, dtype=float)
@@ -178,6 +200,18 @@ class FactorModel:
         self._undo_state: list[tuple[FloatArray, FloatArray]] = []
         self._undoable = 0
 
+    @property
+    def history_bars(self) -> int:
+        """Bars of history every factor needs: ``params.history_bars`` and the
+        lookbacks of the custom factors as built (plug-ins and models too)."""
+        return max(self.params.history_bars, self.custom.lookback + 1)
+
+    @property
+    def tag(self) -> str:
+        """The wire ``model`` field: ``params.tag()`` with the fingerprints of the
+        custom factors that have one (a model factor's files)."""
+        return self.params.tag(self.custom.fingerprints())
+
     # -- taking updates back ---------------------------------------------------
     def _windows(self) -> list[RollingSums | LagRing]:
         sums = [self._beta, self._size, self._vol, self._liq]
@@ -191,6 +225,7 @@ class FactorModel:
             raise ValueError("undo depth must be >= 0")
         for w in self._windows():
             w.keep_undo(depth)
+        self.custom.keep_undo(depth)
         self._undo_state = [(self._prev_lc, self._asof_lc)] * depth
         self._undoable = 0
 
@@ -205,10 +240,12 @@ class FactorModel:
         nothing) for more than :attr:`undoable`."""
         if not 0 <= steps <= self._undoable:
             raise UndoExhausted(f"cannot undo {steps} updates, {self._undoable} kept")
+        self.custom.check_undo(steps)
         if not steps:
             return
         for w in self._windows():
             w.undo(steps)
+        self.custom.undo(steps)
         self.steps -= steps
         self._undoable -= steps
         self._prev_lc, self._asof_lc = self._undo_state[self.steps % len(self._undo_state)]
@@ -228,18 +265,32 @@ class FactorModel:
         return np.where(cap > 0, cap, np.nan)
 
     # -- one bar close ------------------------------------------------------
+    def step(self, bar: BarLike) -> FactorSnapshot:
+        """Advance one grid step with the bars at t: the arrays ``open, high, low,
+        close, volume, quote_volume`` of ``bar`` (NaN where no bar) and ``present``
+        (a ``strategy.events.CrossSection`` is one; a grid time without any bar is
+        a step with ``present`` all False)."""
+        # NaN propagation (missing bars, 0/0 on empty windows) is the design here;
+        # every such value is masked by an explicit count or validity test.
+        with np.errstate(all="ignore"):
+            return self._update(bar.close, bar.volume, bar.quote_volume, bar.present, bar)
+
     def update(
         self,
         close: FloatArray,
         volume: FloatArray,
         quote_volume: FloatArray,
         present: BoolArray,
+        *,
+        open: FloatArray | None = None,
+        high: FloatArray | None = None,
+        low: FloatArray | None = None,
     ) -> FactorSnapshot:
-        """Advance one grid step with the bars at t (NaN/absent where no bar)."""
-        # NaN propagation (missing bars, 0/0 on empty windows) is the design here;
-        # every such value is masked by an explicit count or validity test.
-        with np.errstate(all="ignore"):
-            return self._update(close, volume, quote_volume, present)
+        """:meth:`step` with the arrays one by one; ``open``, ``high``, ``low`` (read
+        by custom factors only) are NaN where not given."""
+        nan = np.full(self.n_symbols, np.nan)
+        o, h, lo = (nan if a is None else a for a in (open, high, low))
+        return self.step(Bar(o, h, lo, close, volume, quote_volume, present))
 
     def _update(
         self,
@@ -247,6 +298,7 @@ class FactorModel:
         volume: FloatArray,
         quote_volume: FloatArray,
         present: BoolArray,
+        whole: BarLike,
     ) -> FactorSnapshot:
         p = self.params
         n = self.n_symbols
@@ -288,10 +340,12 @@ class FactorModel:
         self.steps += 1
 
         bar = BarInputs(lc=lc, r=r, q=q, present=present)
-        raw = np.full((len(self._descriptors), n), np.nan)
+        raw = np.full((len(self.names), n), np.nan)
         why = np.zeros(raw.shape, dtype=np.uint8)
-        for row, describe in enumerate(self._descriptors):
+        for row, describe in self._descriptors:
             describe(self, bar, raw[row], why[row])
+        if self.custom:
+            self.custom.fill(whole, raw, why)
 
         raw[:, ~present] = np.nan
         exposure, row_why = standardize(raw, weights, p)

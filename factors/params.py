@@ -8,16 +8,28 @@ dataclass (``strategy/app/settings.py``), so a bad value there is an error namin
 the field (``factors.beta_window``).  The rules between fields (a ``min_obs``
 within its window, ``value_lag`` beyond ``momentum_lag``) live in
 ``__post_init__`` only, and read the same bounds.
+
+``custom`` holds the custom factors (ANALYTICS.md section 9) by name, in the
+order they join the registry after the six (:mod:`factorcast.factors.custom`).
+Their expressions are parsed here (an error names the factor, the field and the
+column), their lookbacks count in :attr:`FactorParams.history_bars`, and their
+definitions in :meth:`FactorParams.tag`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Annotated, Literal, cast, get_args, get_origin, get_type_hints
 
 from annotated_types import Ge, Gt
+
+from factorcast.factors.expressions.grammar import check_name
+from factorcast.factors.expressions.spec import CustomFactorSpec
+from factorcast.factors.expressions.terms import ExpressionError
+from factorcast.factors.registry import CANONICAL
 
 Weighting = Literal["equal", "adv", "cap"]
 Scaling = Literal["zscore", "rank"]
@@ -76,6 +88,8 @@ class FactorParams:
     clip: Positive = 3.0
     #: The analytics' choice of factors (not part of the ``model`` tag).
     analytics: RegressionFactors = RegressionFactors()
+    #: Custom factors by name (``[factors.custom.NAME]``), after the six in this order.
+    custom: dict[str, CustomFactorSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, (choices, bounds) in _CONSTRAINTS.items():
@@ -97,10 +111,22 @@ class FactorParams:
                 f"value_lag ({self.value_lag}) must be greater than"
                 f" momentum_lag ({self.momentum_lag})"
             )
+        for name in self.custom:
+            try:
+                check_name(name, CANONICAL)
+            except ExpressionError as e:
+                raise ValueError(f"custom.{name}: {e.problem}") from None
+
+    @property
+    def custom_lookback(self) -> int:
+        """The longest lookback of the custom expressions (0 without any; plug-ins and
+        models add theirs once built: ``FactorModel.history_bars``)."""
+        return max((s.lookback or 0 for s in self.custom.values()), default=0)
 
     @property
     def history_bars(self) -> int:
-        """Bars of history the longest window or lag needs (the warm-up length)."""
+        """Bars of history the longest window, lag or custom expression needs (the
+        warm-up length)."""
         longest = max(
             self.beta_window,
             self.size_window,
@@ -108,12 +134,24 @@ class FactorParams:
             self.volatility_window,
             self.liquidity_window,
         )
-        return longest + 1  # one more bar: returns need the close before the window
+        # one more bar: returns need the close before the window, and an expression's
+        # lookback counts the bars before the one it has a value at
+        return max(longest, self.custom_lookback) + 1
 
-    def tag(self) -> str:
-        """Model version plus a short hash of these parameters: the wire ``model`` field."""
+    def tag(self, fingerprints: Mapping[str, str] | None = None) -> str:
+        """Model version plus a short hash of these parameters: the wire ``model`` field.
+
+        The custom factors count by their definitions (not their view or words);
+        ``fingerprints`` adds what the parameters cannot tell, by factor: a digest of
+        a model factor's files (``FactorModel.tag``)."""
         fields_ = asdict(self)
         del fields_["analytics"]  # what is computed from the exposures, not the model
+        del fields_["custom"]
+        if self.custom:  # without any, the tag of a configuration that has none
+            fields_["custom"] = [
+                [name, spec.definition(), (fingerprints or {}).get(name, "")]
+                for name, spec in self.custom.items()
+            ]
         blob = json.dumps(fields_, sort_keys=True).encode()
         return f"{MODEL_VERSION}+{hashlib.sha256(blob).hexdigest()[:10]}"
 

@@ -30,6 +30,10 @@ class Reason(IntEnum):
     #: analytics: the weighted design ``[1, X]`` of a factor-return regression has
     #: rank below ``K + 1`` (ANALYTICS.md section 1)
     SINGULAR = 10
+    #: a custom factor (ANALYTICS.md section 9) without a finite value although the
+    #: symbol had a bar at every grid step its lookback reads (a division by zero, the
+    #: log of a value <= 0, a constant window in a correlation, a model's NaN...)
+    UNDEFINED = 11
 
     @property
     def label(self) -> str:

@@ -128,7 +128,7 @@ class Engine:
         self.analytics = analytics
         # Past this many empty grid steps the state (model and analytics) no longer changes.
         self._max_fill = max(
-            model.params.history_bars + 1, 0 if analytics is None else analytics.saturation
+            model.history_bars + 1, 0 if analytics is None else analytics.saturation
         )
         self._filled = 0  # empty grid steps the model took since last_ts
         self._empty = CrossSection.empty(0, len(self.symbols))
@@ -169,7 +169,7 @@ class Engine:
         if self.amend_bars:
             state = None if self._rewinder is None else self._rewinder.snapshot()
             self._done.append(_Done(xs.ts, xs, state, self.last_ts, self._filled))
-        snapshot = self.model.update(xs.close, xs.volume, xs.quote_volume, xs.present)
+        snapshot = self.model.step(xs)
         bar = self._analyze(xs.ts, np.where(xs.present, xs.close, np.nan), snapshot)
         decision = self.strategy.decide(xs, snapshot) if decide else _NO_DECISION
         self.last_ts = xs.ts
@@ -189,9 +189,7 @@ class Engine:
             ts = self.last_ts + (self._filled + 1) * self.timeframe_ms
             if self.amend_bars:
                 self._done.append(_Done(ts, None, None, self.last_ts, self._filled))
-            snapshot = self.model.update(
-                empty.close, empty.volume, empty.quote_volume, empty.present
-            )
+            snapshot = self.model.step(empty)
             bar = self._analyze(ts, empty.close, snapshot)
             if bar is not None:
                 self._earlier_alerts.extend(bar.alerts)

@@ -33,6 +33,7 @@ from factorcast.factors.analytics.regression import ReturnRegression
 from factorcast.factors.analytics.scan import Scan
 from factorcast.factors.analytics.tilt import tilt
 from factorcast.factors.reasons import Reason
+from factorcast.factors.registry import REGISTRY, FactorRegistry
 from factorcast.strategy.analytics_wire import number
 from factorcast.strategy.portfolio_wire import named, tilt_object
 from factorcast.strategy.wire import iso_ms
@@ -145,9 +146,11 @@ def suggestion_object(
     max_weight: float,
     long_only: bool,
     model: str,
+    registry: FactorRegistry = REGISTRY,
 ) -> dict[str, Any]:
     """``factor suggest --json``; ``exposures`` ``(n, K)`` are those of the
-    suggestion's symbols (for the exposures before the trades)."""
+    suggestion's symbols (for the exposures before the trades); tilt words from
+    ``registry`` (the model's)."""
     held = [i for i in range(len(s.symbols)) if s.current[i] != 0 or s.weights[i] != 0]
     before = np.concatenate([[s.current.sum()], s.current @ exposures])
     return {
@@ -164,7 +167,7 @@ def suggestion_object(
         },
         "exposures": named(s.names, s.exposure),
         "current_exposures": named(s.names, before),
-        "tilt": tilt_object(tilt(s.names, s.exposure)),
+        "tilt": tilt_object(tilt(s.names, s.exposure, registry)),
         "objective": number(s.objective),
         "tracking_error": number(s.tracking_error),
         "tracking_error_annual": number(s.tracking_error_annual),

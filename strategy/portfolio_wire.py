@@ -41,6 +41,7 @@ from factorcast.factors.analytics.riskattr import (
 )
 from factorcast.factors.analytics.tilt import Tilt, tilt
 from factorcast.factors.reasons import Reason
+from factorcast.factors.registry import REGISTRY, FactorRegistry
 from factorcast.strategy.analytics_wire import number
 from factorcast.strategy.market_state import MarketState
 from factorcast.strategy.wire import iso_ms
@@ -99,9 +100,11 @@ def portfolio_report(
     *,
     horizon: int = 1,
     var_window: int = DEFAULT_VAR_WINDOW,
+    registry: FactorRegistry = REGISTRY,
 ) -> dict[str, Any]:
     """The portfolio of ``holdings`` at the state's bar, as ``portfolio --json``
-    prints it.  Raises ``PortfolioInputError`` for holdings the universe refuses."""
+    prints it (tilt words from ``registry``: the model's, custom factors included).
+    Raises ``PortfolioInputError`` for holdings the universe refuses."""
     w = holdings_weights(holdings, state.symbols, state.close)
     pe = portfolio_exposure(
         w.symbols, w.weights, state.names, state.exposure[w.index], state.reason[w.index]
@@ -172,7 +175,7 @@ def portfolio_report(
             "score": number(div.score),
             "effective_bets": number(div.effective_bets),
         },
-        "tilt": tilt_object(tilt(pe.names, pe.exposure)),
+        "tilt": tilt_object(tilt(pe.names, pe.exposure, registry)),
         "groups": None if mapping is None else _groups(pe, mapping),
         "reasons": reasons,
     }

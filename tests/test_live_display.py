@@ -8,6 +8,7 @@ TTY); the log writes to the same StringIO, as stdout and stderr share one screen
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import re
 from collections.abc import Iterator
@@ -248,3 +249,36 @@ async def test_the_live_table_shows_each_factors_health(monkeypatch: pytest.Monk
         assert rows[name][2] == f"{stats.mean_ic[k]:+.4f}"
         assert rows[name][4] == f"{stats.t_stat[k]:+.2f}"
     assert {s for s in last.analytics.health.states} - {"unknown"}  # figures, not only unknown
+
+
+def test_the_table_has_the_custom_factors_of_the_model() -> None:
+    """A model with custom factors: a column each, headers all different, and the
+    caption's labels from the model's registry (not the shared one)."""
+    from factorcast.adapters.observe.console import exposure_table, headers
+    from factorcast.factors.expressions.spec import CustomFactorSpec
+
+    custom = {
+        "alpha006": CustomFactorSpec(expr="-1 * correlation(open, volume, 3)"),
+        "alpha012": CustomFactorSpec(expr="sign(delta(volume, 1)) * (-1 * returns)"),
+        "vola_x": CustomFactorSpec(expr="ts_std(returns, 3)", label="Short volatility"),
+    }
+    params = dataclasses.replace(PARAMS, custom=custom)
+    model = FactorModel(N, params)
+    engine = Engine(SYMBOLS, 60_000, model, Trend(SYMBOLS), SignalSettings().to_view(custom))
+    feed = SimulatedMarket(N, seed=3, timeframe_ms=60_000, missing_prob=0.0)
+    h = feed.history_arrays(30)
+    for k, ts in enumerate(h["ts"].tolist()):
+        fields = (h[f][k] for f in ("open", "high", "low", "close", "volume"))
+        result = engine.step(CrossSection(ts, *fields, np.full(N, np.nan), np.ones(N, bool)))
+    heads = headers(model.names)
+    assert heads[:6] == tuple(name[:4] for name in CANONICAL)
+    assert heads[6:] == ("a006", "a012", "va_x") and len(set(heads)) == len(heads)
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(
+        exposure_table(result, SYMBOLS, registry=model.registry)
+    )
+    text = out.getvalue()
+    header = next(line for line in text.splitlines() if line.lstrip().startswith("symbol"))
+    assert header.split() == ["symbol", *heads, "score", "act", "conf"]
+    assert "va_x Short volatility" in " ".join(text.split())
+    assert "a006 alpha006" in " ".join(text.split())

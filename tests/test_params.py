@@ -72,7 +72,7 @@ OUTSIDE = {
 
 
 #: sections of their own inside ``factors``, with their own tests below
-SECTIONS = {"analytics"}
+SECTIONS = {"analytics", "custom"}
 
 
 def test_every_field_has_a_bound_checked() -> None:
@@ -161,3 +161,88 @@ def test_the_analytics_factors_leave_the_model_tag_alone() -> None:
     assert subset.factors.analytics.factors == ("size", "momentum")
     assert subset.factors.tag() == plain.factors.tag()
     assert load_settings(factors={"beta_window": 200}).factors.tag() != plain.factors.tag()
+
+
+# -- factors.custom (ANALYTICS.md section 9) ------------------------------------------------
+
+
+def _custom(**spec: Any) -> dict[str, Any]:
+    return {"custom": {"rev": spec}}
+
+
+@pytest.mark.parametrize(
+    ("factors", "message"),
+    [
+        (_custom(expr="-1 * ts_sum(retuns, 24)"), "factors.custom.rev.expr: column 13: unknown"),
+        (
+            _custom(expr="ts_sum(returns)"),
+            "factors.custom.rev.expr: column 1: ts_sum(x, d) takes 2",
+        ),
+        (_custom(expr="ts_sum(returns, 2.5)"), "factors.custom.rev.expr: column 17: the window d"),
+        (_custom(expr="ts_mean(close, 0)"), "factors.custom.rev.expr: column 16: the window d"),
+        (_custom(expr="delay(close, -3)"), "factors.custom.rev.expr: column 14: the window d"),
+        ({"custom": {"market": {"expr": "close"}}}, "factors.custom.market: the name is already"),
+        ({"custom": {"close": {"expr": "open"}}}, "factors.custom.close: the name is an input"),
+        ({"custom": {"Rev": {"expr": "close"}}}, "factors.custom.Rev: a factor name must be"),
+        (_custom(expr="close", colour="red"), "factors.custom.rev.colour: Unexpected keyword"),
+        (_custom(mode="plugin"), "factors.custom.rev.class: mode 'plugin' needs class"),
+        (_custom(mode="plugin", **{"class": "nodots"}), "factors.custom.rev.class: expected"),
+        (_custom(mode="model", expr="close"), "factors.custom.rev.path: mode 'model' needs path"),
+        (_custom(expr="close", path="m.json"), "factors.custom.rev.path: not a key of mode 'expr'"),
+        (_custom(mode="magic"), "factors.custom.rev.mode: Input should be"),
+        (_custom(expr="close", weight=-0.1), "factors.custom.rev.weight: Input should be greater"),
+        (_custom(expr="close", direction=2), "factors.custom.rev.direction: Input should be"),
+        (_custom(expr="close", words=["losers"]), "factors.custom.rev.words"),
+        (_custom(expr="close", weight=0.5), "add up to 1.5: at most 1"),
+    ],
+)
+def test_custom_factors_are_checked_with_errors_naming_the_field(
+    factors: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(factors=factors)
+    text = str(raised.value)
+    assert text.startswith("config error: ") and "\n" not in text
+    assert message in text, text
+
+
+def test_custom_factors_join_the_view_the_warm_up_and_the_analytics_choice() -> None:
+    st = load_settings(
+        factors={
+            "custom": {
+                "rev": {"expr": "-1 * ts_sum(returns, 300)", "weight": 0.1, "direction": -1},
+                "hl": {"expr": "(high - low) / close"},
+            },
+            "analytics": {"factors": ["size", "rev"]},
+        },
+        signals={"weights": {"market": 0.1}},
+    )
+    assert list(st.factors.custom) == ["rev", "hl"]
+    assert st.factors.history_bars == 301  # the expression's 300 bars and the bar itself
+    view = st.signals.to_view(st.factors.custom)
+    assert view.names[6:] == ("rev", "hl")
+    assert list(view.weights[6:]) == [0.1, 0.0] and list(view.directions[6:]) == [-1.0, 1.0]
+    with pytest.raises(ConfigError, match=r"factors\.analytics\.factors: unknown factor\(s\) hl2"):
+        load_settings(
+            factors={"custom": {"hl": {"expr": "high"}}, "analytics": {"factors": ["hl2"]}}
+        )
+
+
+def test_the_model_tag_follows_the_custom_factors_definitions() -> None:
+    plain = load_settings().factors.tag()
+    one = load_settings(factors=_custom(expr="-1 * ts_sum(returns, 24)")).factors.tag()
+    respaced = load_settings(factors=_custom(expr="-1*ts_sum( (returns) ,24)")).factors.tag()
+    other = load_settings(factors=_custom(expr="-1 * ts_sum(returns, 25)")).factors.tag()
+    viewed = load_settings(
+        factors=_custom(expr="-1 * ts_sum(returns, 24)", weight=0.0, direction=-1, words=["a", "b"])
+    ).factors.tag()
+    renamed = load_settings(
+        factors={"custom": {"rev2": {"expr": "-1 * ts_sum(returns, 24)"}}}
+    ).factors.tag()
+    assert len({plain, one, other, renamed}) == 4
+    assert one == respaced == viewed  # the same definition, another spelling or view
+    assert FactorParams().tag() == plain  # no custom factor: the tag of before
+    plug = {"mode": "plugin", "class": "tests.custom_plugins:RangeMean"}
+    a = load_settings(factors=_custom(**plug, params={"window": 5})).factors.tag()
+    b = load_settings(factors=_custom(**plug, params={"window": 6})).factors.tag()
+    assert a != b

@@ -108,3 +108,31 @@ def test_a_factor_without_descriptor_is_refused() -> None:
         FactorModel(10, registry=registry)
     with pytest.raises(ValueError, match="already has a descriptor"):
         descriptor(CANONICAL[0])(DESCRIPTORS[CANONICAL[0]])
+
+
+def test_the_registry_of_a_configuration_with_custom_factors() -> None:
+    """The six, then the custom factors in the configuration's order, with their
+    labels and words; the shared registry is never changed."""
+    from factorcast.factors.custom import model_registry
+    from factorcast.factors.expressions.spec import CustomFactorSpec
+
+    custom = {
+        "rev": CustomFactorSpec(
+            expr="-1 * ts_sum(returns, 24)", words=("recent winners", "recent losers")
+        ),
+        "hl": CustomFactorSpec(expr="(high - low) / close", label="Bar range over close"),
+    }
+    params = FactorParams(custom=custom)
+    registry = model_registry(params)
+    assert registry.names == (*CANONICAL, "rev", "hl")
+    assert REGISTRY.names == CANONICAL
+    assert registry["rev"].tilt_word(+1) == "recent losers"
+    assert registry["rev"].tilt_word(-1) == "recent winners"
+    assert registry["rev"].positive_means == "recent losers"
+    assert registry["hl"].tilt_word(+1) == "high-hl" and registry["hl"].tilt_word(-1) == "low-hl"
+    assert registry["hl"].display_label(params) == "Bar range over close"
+    assert registry["rev"].display_label() == "rev"
+    model = FactorModel(5, params)
+    assert model.names == registry.names and model.registry.names == registry.names
+    with pytest.raises(ValueError, match=r"custom factor\(s\) rev, hl not in the registry"):
+        FactorModel(5, params, registry=REGISTRY)

@@ -234,3 +234,32 @@ def test_vectorized_batch_equals_one_by_one() -> None:
         assert one.action[0] == batch.action[i]
         assert one.confidence[0] == batch.confidence[i]
         assert one.reasons[0] == batch.reasons[i]
+
+
+def test_custom_factors_join_the_view_with_their_own_weight_and_direction() -> None:
+    """SIGNALS.md section 2 over the six and the custom factors: each custom factor's
+    weight and direction from its own table (``factors.custom.NAME``)."""
+    from factorcast.factors.expressions.spec import CustomFactorSpec
+
+    custom = {
+        "rev": CustomFactorSpec(expr="-1 * ts_sum(returns, 24)", weight=0.10, direction=1),
+        "vol2": CustomFactorSpec(expr="ts_std(returns, 5)", weight=0.05, direction=-1),
+    }
+    view = SignalSettings(weights={"market": 0.05}).to_view(custom)
+    assert view.names == (*CANONICAL, "rev", "vol2")
+    exposure = np.array(
+        [[0.5, -2.0, np.nan, 0.3, 1.0, -0.4, 0.8, 2.5], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -3, 1]]
+    )
+    weights = {"market": 0.05, "size": 0.15, "value": 0.15, "momentum": 0.20}
+    weights |= {"volatility": 0.15, "liquidity": 0.15, "rev": 0.10, "vol2": 0.05}
+    directions = {"market": 1, "size": -1, "value": 1, "momentum": 1, "volatility": -1}
+    directions |= {"liquidity": 1, "rev": 1, "vol2": -1}
+    expected = [
+        sum(
+            weights[k] * directions[k] * min(1.0, max(-1.0, float(e)))
+            for k, e in zip(view.names, row, strict=True)
+            if math.isfinite(e)
+        )
+        for row in exposure
+    ]
+    np.testing.assert_allclose(factor_score(exposure, view), expected, atol=1e-15)

@@ -23,13 +23,16 @@ The metadata file is JSON, format ``factorcast.custom_model/1``::
 * No other keys.  A later incompatible layout gets a new version number.
 
 Loading an estimator runs the unpickling code of the file: load only model files
-you trust, as with any pickle.  Errors are :class:`CustomModelError`, one line
-naming the factor and the file.  scikit-learn (and with it joblib) is needed only
-here, imported when a model is loaded or saved.
+you trust, as with any pickle.  The loaded factor's ``fingerprint`` is a SHA-256
+of both files: the ``model`` tag of the signals changes when either does.  Errors
+are :class:`CustomModelError`, one line naming the factor and the file.
+scikit-learn (and with it joblib) is needed only here, imported when a model is
+loaded or saved.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,7 +114,8 @@ def _joblib() -> Any:
 def load_custom_model(factor: str, metadata_path: Path) -> ModelFactor:
     """The :class:`ModelFactor` described by ``metadata_path``."""
     try:
-        raw = json.loads(metadata_path.read_text(encoding="utf-8"))
+        text = metadata_path.read_bytes()
+        raw = json.loads(text.decode("utf-8"))
     except OSError as e:
         raise _fail(factor, metadata_path, f"cannot read: {e.strerror or e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -128,12 +132,14 @@ def load_custom_model(factor: str, metadata_path: Path) -> ModelFactor:
     features = [feature_expression(factor, f.name, f.expression) for f in meta.features]
     estimator_path = metadata_path.parent / meta.estimator
     try:
+        digest = hashlib.sha256(text + b"\0" + estimator_path.read_bytes()).hexdigest()[:16]
         estimator = _joblib().load(estimator_path)
     except OSError as e:
         raise _fail(factor, estimator_path, f"cannot read: {e.strerror or e}") from None
     except Exception as e:  # unpickling runs arbitrary code; any failure is the file's
         raise _fail(factor, estimator_path, f"cannot load: {type(e).__name__}: {e}") from None
-    return ModelFactor(factor, _checked(factor, estimator_path, estimator, meta), features)
+    checked = _checked(factor, estimator_path, estimator, meta)
+    return ModelFactor(factor, checked, features, fingerprint=digest)
 
 
 def _checked(factor: str, path: Path, estimator: Any, meta: _Metadata) -> Estimator:

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from factorcast.adapters.observe.analytics_tables import live_health_table
 from factorcast.adapters.observe.terminal_log import flush_logs, logs_through
-from factorcast.factors import REASON_LABELS, REGISTRY
+from factorcast.factors import CANONICAL, REASON_LABELS, REGISTRY, FactorRegistry
 from factorcast.strategy.actions import ACTION_LABELS
 from factorcast.strategy.engine import StepResult
 from factorcast.strategy.wire import iso_ms
@@ -26,10 +26,12 @@ from factorcast.strategy.wire import iso_ms
 _ACTION_STYLE = {"buy": "green", "sell": "red", "hold": "dim"}
 
 
-def wide_console(stderr: bool = False) -> Console:
-    """A console; off a terminal, wide enough for the exposure table."""
+def wide_console(stderr: bool = False, factors: int = 6) -> Console:
+    """A console; off a terminal, wide enough for the exposure table of ``factors``
+    factors (the six, and the custom ones of a configuration)."""
     console = Console(stderr=stderr)
-    return console if console.is_terminal else Console(stderr=stderr, width=120)
+    width = max(120, 36 + 7 * factors)
+    return console if console.is_terminal else Console(stderr=stderr, width=width)
 
 
 def _fmt(x: float) -> str:
@@ -55,11 +57,38 @@ class SignalCounter:
         return None
 
 
+def headers(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Short column headers, one per factor, all different: the six's first four
+    letters (``mark``, ``size``, ...); a custom factor's too where no other factor's
+    are the same, else its first letter and last three (``alpha001``, ``alpha006``:
+    ``a001``, ``a006``), else its first six letters, else its whole name."""
+
+    def candidates(name: str) -> tuple[str, ...]:
+        return (name[:4], name[:1] + name[-3:], name[:6], name)
+
+    out = [name[:4] for name in names if name in CANONICAL]
+    for name in names:
+        if name in CANONICAL:
+            continue
+        firsts = {other[:4] for other in names if other != name}
+        taken = set(out) | firsts
+        out.append(next((c for c in candidates(name) if c not in taken), name))
+    order = [n for n in names if n in CANONICAL] + [n for n in names if n not in CANONICAL]
+    by_name = dict(zip(order, out, strict=True))
+    return tuple(by_name[name] for name in names)
+
+
 def exposure_table(
-    result: StepResult, symbols: tuple[str, ...], limit: int | None = None, title: str = ""
+    result: StepResult,
+    symbols: tuple[str, ...],
+    limit: int | None = None,
+    title: str = "",
+    registry: FactorRegistry = REGISTRY,
 ) -> Table:
-    """Latest exposures and signals, strongest factor scores first."""
+    """Latest exposures and signals, strongest factor scores first; the factors'
+    labels from ``registry`` (the model's: the six and the custom factors)."""
     snap, sig = result.factors, result.signals
+    short = headers(snap.names)
     rows = np.flatnonzero(result.xs.present | (result.xs.late if result.xs.late.size else False))
     rows = rows[np.argsort(-np.abs(sig.factor_score[rows]), kind="stable")]
     if limit is not None:
@@ -70,12 +99,15 @@ def exposure_table(
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
-        caption=" · ".join(f"{name[:4]} {REGISTRY[name].display_label()}" for name in snap.names),
+        caption=" · ".join(
+            f"{head} {registry[name].display_label()}"
+            for head, name in zip(short, snap.names, strict=True)
+        ),
         caption_justify="left",
     )
     table.add_column("symbol", no_wrap=True)
-    for name in snap.names:
-        table.add_column(name[:4], justify="right", no_wrap=True)
+    for head in short:
+        table.add_column(head, justify="right", no_wrap=True)
     table.add_column("score", justify="right", no_wrap=True)
     table.add_column("act", no_wrap=True)
     table.add_column("conf", justify="right", no_wrap=True)
@@ -154,12 +186,14 @@ class LiveDisplay:
         source_label: str,
         rows: int = 20,
         console: Console | None = None,
+        registry: FactorRegistry = REGISTRY,
     ) -> None:
         self.symbols = symbols
+        self.registry = registry
         self.source_label = source_label
         self.rows = rows
         self.counter = SignalCounter()
-        self.console = console or wide_console()
+        self.console = console or wide_console(factors=len(registry))
         self._live = Live(
             console=self.console,
             refresh_per_second=4,
@@ -179,7 +213,7 @@ class LiveDisplay:
             f"(buy {self.counter.by_action['buy']}, sell {self.counter.by_action['sell']}, "
             f"hold {self.counter.by_action['hold']})"
         )
-        exposures = exposure_table(last, self.symbols, self.rows, title="latest")
+        exposures = exposure_table(last, self.symbols, self.rows, "latest", self.registry)
         health = live_health_table(last)
         return Group(head, exposures) if health is None else Group(head, exposures, health)
 

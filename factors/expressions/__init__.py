@@ -15,7 +15,15 @@ Errors in any of them are :class:`CustomFactorError` (a ``ValueError``) with a
 one-line message naming the factor.
 """
 
-from factorcast.factors.expressions.bars import BAR_FIELDS, INPUTS, Bar, BarLike, bars_of_panel
+from factorcast.factors.expressions.bars import (
+    BAR_FIELDS,
+    INPUTS,
+    Bar,
+    BarLike,
+    CleanBar,
+    bars_of_panel,
+    clean_bar,
+)
 from factorcast.factors.expressions.compiled import Expression, evaluate_panel
 from factorcast.factors.expressions.grammar import MAX_LENGTH, check_name, parse
 from factorcast.factors.expressions.ml import Estimator, ModelFactor, feature_expression
@@ -45,6 +53,7 @@ __all__ = [
     "OPERATORS",
     "Bar",
     "BarLike",
+    "CleanBar",
     "CopyUndo",
     "CustomFactor",
     "CustomFactorError",
@@ -59,6 +68,7 @@ __all__ = [
     "UndoableFactor",
     "bars_of_panel",
     "check_name",
+    "clean_bar",
     "evaluate_panel",
     "feature_expression",
     "load_plugin",

@@ -31,7 +31,16 @@ from numpy.typing import NDArray
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
-__all__ = ["BAR_FIELDS", "INPUTS", "Bar", "BarLike", "bars_of_panel", "raw_inputs"]
+__all__ = [
+    "BAR_FIELDS",
+    "INPUTS",
+    "Bar",
+    "BarLike",
+    "CleanBar",
+    "bars_of_panel",
+    "clean_bar",
+    "raw_inputs",
+]
 
 #: The arrays a bar carries besides ``present``.
 BAR_FIELDS: Final[tuple[str, ...]] = ("open", "high", "low", "close", "volume", "quote_volume")
@@ -77,10 +86,25 @@ class Bar:
         return Bar(nan, nan, nan, nan, nan, nan, np.zeros(n_symbols, dtype=bool))
 
 
+@dataclass(frozen=True, slots=True)
+class CleanBar(Bar):
+    """A bar whose fields are the inputs already (:func:`clean_bar`): the custom
+    factors of one model read it without cleaning it again each."""
+
+
+def clean_bar(bar: BarLike) -> CleanBar:
+    """``bar`` as the inputs: every field NaN where the symbol has no bar or the
+    value is not finite, ``quote_volume`` filled with ``close * volume``."""
+    fields = raw_inputs(bar, BAR_FIELDS)
+    return CleanBar(**fields, present=np.asarray(bar.present, dtype=bool))
+
+
 def raw_inputs(bar: BarLike, names: tuple[str, ...]) -> dict[str, FloatArray]:
     """The bar fields among ``names`` (``vwap`` and ``returns`` are built from them
     by the compiled program), NaN where the symbol has no bar or the value is not
     finite."""
+    if isinstance(bar, CleanBar):
+        return {name: getattr(bar, name) for name in names}
     present = np.asarray(bar.present, dtype=bool)
     out: dict[str, FloatArray] = {}
     for name in names:

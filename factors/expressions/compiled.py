@@ -29,14 +29,18 @@ from factorcast.factors.expressions.bars import (
 )
 from factorcast.factors.expressions.grammar import check_name, parse
 from factorcast.factors.expressions.moments import CovarianceWindow, StdWindow
-from factorcast.factors.expressions.nodes import BINARY, CROSS_SECTIONAL, UNARY, finite_or_nan
+from factorcast.factors.expressions.nodes import (
+    BINARY,
+    CROSS_SECTIONAL,
+    FINITE,
+    UNARY,
+    finite_or_nan,
+)
+from factorcast.factors.expressions.order import MaxWindow, MinWindow, RankWindow
 from factorcast.factors.expressions.terms import Term
 from factorcast.factors.expressions.windows import (
     DecayLinearWindow,
     DelayWindow,
-    MaxWindow,
-    MinWindow,
-    RankWindow,
     SumWindow,
     Window,
 )
@@ -103,6 +107,12 @@ class _Program:
         return len(self.steps) - 1
 
     def _step(self, t: Term) -> _Step:
+        step = self._raw_step(t)
+        if t.op in FINITE or t.op in BAR_FIELDS or t.op == "number" or _shrinks(t):
+            return step
+        return lambda v, inputs, p: finite_or_nan(step(v, inputs, p))  # x / 0, overflow
+
+    def _raw_step(self, t: Term) -> _Step:
         op = t.op
         if op in BAR_FIELDS:
             self.fields = (*self.fields, op)
@@ -113,18 +123,23 @@ class _Program:
             return lambda v, inputs, p: const
         if op in UNARY:
             f1 = UNARY[op]
-            return lambda v, inputs, p: finite_or_nan(f1(v[0]))
+            return lambda v, inputs, p: f1(v[0])
         if op in BINARY:
             f2 = BINARY[op]
-            return lambda v, inputs, p: finite_or_nan(f2(v[0], v[1]))
+            left, right = (a.value if a.op == "number" else None for a in t.args)
+            if right is not None:  # a number: a scalar, not an array of it
+                return lambda v, inputs, p: f2(v[0], right)
+            if left is not None:
+                return lambda v, inputs, p: f2(left, v[1])
+            return lambda v, inputs, p: f2(v[0], v[1])
         if op in CROSS_SECTIONAL:
             fx = CROSS_SECTIONAL[op]
             a = 1.0 if t.value is None else t.value
-            return lambda v, inputs, p: finite_or_nan(fx(v[0], p & np.isfinite(v[0]), a))
+            return lambda v, inputs, p: fx(v[0], p & np.isfinite(v[0]), a)
         assert t.window is not None, op
         window = _WINDOWS[op](self.n, t.window)
         self.windows.append(window)
-        return lambda v, inputs, p: finite_or_nan(window.push(*v))  # a sum may overflow
+        return lambda v, inputs, p: window.push(*v)
 
     def run(self, bar: BarLike) -> FloatArray:
         present = np.asarray(bar.present, dtype=bool)
@@ -180,12 +195,17 @@ class Expression:
     # -- one grid step -----------------------------------------------------------
     def update(self, bar: BarLike) -> FloatArray:
         """Advance one grid step; the raw values ``(n,)``, NaN where none."""
+        with np.errstate(all="ignore"):
+            return self.update_unguarded(bar)
+
+    def update_unguarded(self, bar: BarLike) -> FloatArray:
+        """:meth:`update` for a caller already under ``np.errstate(all="ignore")`` (the
+        factor model: setting it costs more than a node)."""
         if self._program is None:
             self._program = _Program(self.term, len(np.asarray(bar.present)))
             for w in self._program.windows:
                 w.keep_undo(self._depth)
-        with np.errstate(all="ignore"):
-            out = self._program.run(bar)
+        out = self._program.run(bar)
         self.steps += 1
         if self._undoable < self._depth:
             self._undoable += 1
@@ -242,6 +262,18 @@ class Expression:
         head = f"{self.name} = {self.term}   (lookback {self.lookback} bars)"
         body = [f"{label:<{width}}{kind:<17}lookback {lb}" for label, kind, lb in rows]
         return "\n".join([head, *body])
+
+
+def _shrinks(t: Term) -> bool:
+    """``x * c``, ``c * x`` with ``|c| <= 1`` and ``x / c`` with ``|c| >= 1``: finite
+    wherever ``x`` is (no :func:`finite_or_nan` needed)."""
+    if t.op not in ("*", "/"):
+        return False
+    left, right = (a.value if a.op == "number" else None for a in t.args)
+    if t.op == "/":
+        return right is not None and abs(right) >= 1
+    scalar = right if right is not None else left
+    return scalar is not None and abs(scalar) <= 1
 
 
 def _label(t: Term) -> str:

@@ -46,7 +46,13 @@ class ModelFactor:
     """``estimator.predict`` on the features of each bar; a :class:`CustomFactor`
     with undo (its features' undo: the estimator holds no state)."""
 
-    def __init__(self, name: str, estimator: Estimator, features: Sequence[Expression]) -> None:
+    def __init__(
+        self,
+        name: str,
+        estimator: Estimator,
+        features: Sequence[Expression],
+        fingerprint: str = "",
+    ) -> None:
         if not features:
             raise CustomFactorError(f"factor {name!r}: a model needs at least one feature")
         if not callable(getattr(estimator, "predict", None)):
@@ -55,6 +61,8 @@ class ModelFactor:
         self.estimator = estimator
         self.features = tuple(features)
         self.lookback: int = max(f.lookback for f in self.features)
+        #: a digest of the files it was read from (part of the ``model`` tag), if any
+        self.fingerprint = fingerprint
 
     def update(self, bar: BarLike) -> FloatArray:
         columns = [f.update(bar) for f in self.features]

@@ -33,8 +33,10 @@ class _Moments(Window):
     all are finite, the count of the other rows, per column the run length of equal
     consecutive values, and the sums of the absolute values of every term added to
     or taken from the moments since their last exact computation (a bound on their
-    rounding error).  Accumulators, in this order: ``K (k), s (k), q (nq), bad (1),
-    run (k), qabs (nq), sabs (k)``, with ``q`` = ``[xx]`` or ``[xx, yy, xy]``.
+    rounding error).  Accumulators, in this order: ``K (k), s (k), q (nq), sabs (k),
+    qabs (nq), bad (1), run (k)``, with ``q`` = ``[xx]`` or ``[xx, yy, xy]``: the
+    sums ``[s, q]`` and their bounds ``[sabs, qabs]`` are one ``(2, k + nq, n)``
+    block, updated at once by a push.
 
     A running second moment loses digits when the window's dispersion collapses
     far below the spread of the values it has seen since the last recomputation
@@ -42,46 +44,58 @@ class _Moments(Window):
     much larger numbers.  Where the rounding bound exceeds :data:`REL_ERROR` of a
     centered sum (for ``xy``: of ``sqrt(xx yy)``), that symbol's moments are
     recomputed exactly from its ring, O(d) for that symbol on that bar.
+
+    ``_value`` runs under the caller's ``np.errstate`` (a compiled expression
+    ignores floating-point warnings: NaN and a division by zero are handled here).
     """
 
-    __slots__ = ("_bad", "_cols")
+    __slots__ = ("_bad", "_block", "_k", "_nq", "_run", "_terms")
 
     def __init__(self, n_symbols: int, d: int) -> None:
         k = self.k
         nq = 1 if k == 1 else 3
-        names = [("K", k), ("s", k), ("q", nq), ("bad", 1), ("run", k), ("qabs", nq), ("sabs", k)]
-        cols, at = {}, 0
-        for name, width in names:
-            cols[name] = slice(at, at + width)
-            at += width
-        assert at == self.m, (at, self.m)
-        self._cols = cols
-        self._bad = cols["bad"].start
+        self._nq = nq
+        assert self.m == 4 * k + 2 * nq + 1, self.m
+        self._k = slice(0, k)
+        self._block = slice(k, 2 * (k + nq) + k)  # [s, q, sabs, qabs]
+        self._bad = 2 * (k + nq) + k
+        self._run = slice(self._bad + 1, self._bad + 1 + k)
+        #: the terms of the entering and the leaving row: deviations, then products
+        self._terms: FloatArray = np.empty((2, k + nq, n_symbols))
         super().__init__(n_symbols, d)
 
-    @staticmethod
-    def _products(dev: FloatArray) -> FloatArray:
-        if dev.shape[-1] == 1:
-            return dev * dev
-        x, y = dev[..., 0], dev[..., 1]
-        return np.stack([x * x, y * y, x * y], axis=-1)
+    def _sums(self) -> FloatArray:
+        """``[[s, q], [sabs, qabs]]``, ``(2, k + nq, n)`` (a view of the accumulators)."""
+        block: FloatArray = self.acc[self._block].reshape(2, self.k + self._nq, -1)
+        return block
+
+    def _products(self, dev: FloatArray, out: FloatArray) -> None:
+        """``(..., k, n)`` deviations -> ``(..., nq, n)`` products in ``q`` order."""
+        if self.k == 1:
+            np.multiply(dev, dev, out=out)
+            return
+        x, y = dev[..., 0, :], dev[..., 1, :]
+        np.multiply(dev, dev, out=out[..., :2, :])
+        np.multiply(x, y, out=out[..., 2, :])
 
     def _advance(self, new: FloatArray, leaving: FloatArray) -> None:
-        c = self._cols
-        acc = self.acc
-        shift = acc[:, c["K"]]
-        fn, fo = valid_rows(new), valid_rows(leaving)
-        dn = np.where(fn[:, None], new - shift, 0.0)
-        do = np.where(fo[:, None], leaving - shift, 0.0)
-        pn, po = self._products(dn), self._products(do)
-        acc[:, c["s"]] += dn - do
-        acc[:, c["q"]] += pn - po
-        acc[:, c["sabs"]] += np.abs(dn) + np.abs(do)
-        acc[:, c["qabs"]] += np.abs(pn) + np.abs(po)
-        acc[:, self._bad] += fo.astype(np.float64) - fn.astype(np.float64)
+        acc, k = self.acc, self.k
+        both = self._io  # (2, k, n): entering, leaving
+        valid = valid_rows(both)  # (2, n)
+        terms = self._terms
+        dev = terms[:, :k]
+        np.subtract(both, acc[self._k], out=dev)
+        np.copyto(dev, 0.0, where=~valid[:, None])
+        self._products(dev, terms[:, k:])
+        sums = self._sums()
+        sums[0] += terms[0] - terms[1]
+        np.abs(terms, out=terms)
+        sums[1] += terms[0] + terms[1]
+        acc[self._bad] += valid[1]
+        acc[self._bad] -= valid[0]
         previous = self._ring[(self._pos - 1) % self.d]  # the push before this one
-        runs = acc[:, c["run"]]
-        acc[:, c["run"]] = np.where(new == previous, np.minimum(runs + 1.0, self.d), 1.0)
+        runs = acc[self._run]
+        acc[self._run] = np.where(new == previous, np.minimum(runs + 1.0, self.d), 1.0)
 
     def _recompute(self) -> None:
         self._refresh(slice(None))
@@ -89,54 +103,62 @@ class _Moments(Window):
     def _refresh(self, rows: slice | NDArray[np.intp]) -> None:
         """The moments of the symbols ``rows`` exactly from the ring (two passes),
         shifted by their window mean."""
-        c = self._cols
-        ring = self._ring[:, rows]
+        k, nq = self.k, self._nq
+        ring = self._ring[:, :, rows]  # (d, k, r)
         valid = valid_rows(ring)  # (d, r)
         count = valid.sum(axis=0)
         acc = self.acc
-        shift = acc[rows, c["K"]]
-        sums = np.where(valid[:, :, None], ring, 0.0).sum(axis=0)
+        shift = acc[self._k, rows]
+        sums = np.where(valid[:, None], ring, 0.0).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            shift = np.where(count[:, None] > 0, sums / count[:, None], shift)
-        dev = np.where(valid[:, :, None], ring - shift[None], 0.0)
-        products = self._products(dev)
-        acc[rows, c["K"]] = shift
-        acc[rows, c["s"]] = dev.sum(axis=0)
-        acc[rows, c["q"]] = products.sum(axis=0)
-        acc[rows, c["sabs"]] = np.abs(dev).sum(axis=0)
-        acc[rows, c["qabs"]] = np.abs(products).sum(axis=0)
-        acc[rows, self._bad] = self.d - count
+            shift = np.where(count > 0, sums / count, shift)
+        terms = np.empty((ring.shape[0], k + nq, ring.shape[2]))
+        dev = terms[:, :k]
+        np.copyto(dev, np.where(valid[:, None], ring - shift, 0.0))
+        self._products(dev, terms[:, k:])
+        acc[self._k, rows] = shift
+        block = np.concatenate((terms.sum(axis=0), np.abs(terms).sum(axis=0)))
+        acc[self._block, rows] = block
+        acc[self._bad, rows] = self.d - count
 
-    def _centered(self) -> tuple[FloatArray, BoolArray, FloatArray]:
-        """``(centered sums of products, ok, runs)``: ``q - s s' / d`` in ``q`` order
-        (exact again where rounding could matter), the symbols whose window is all
-        finite, and the run lengths."""
+    def _centered(self) -> tuple[FloatArray, BoolArray, BoolArray]:
+        """``(centered sums of products, ok, constant)``: ``q - s s' / d`` in ``q``
+        order (a new array; exact again where rounding could matter), the symbols
+        whose window is all finite, and those whose window is constant (a column's
+        ``d`` values all equal)."""
         centered, bound = self._centered_raw()
-        acc, c = self.acc, self._cols
-        ok = acc[:, self._bad] == 0
-        constant = (acc[:, c["run"]] >= self.d).any(axis=1)
-        scale = centered.copy()
+        acc, d = self.acc, self.d
+        ok = acc[self._bad] == 0
+        runs = acc[self._run]
+        constant = runs[0] >= d
         if self.k == 2:
-            scale[:, 2] = np.sqrt(np.abs(centered[:, 0] * centered[:, 1]))
-        doubtful = ok & ~constant & (bound > REL_ERROR * scale).any(axis=1)
+            constant |= runs[1] >= d
+            scale = centered.copy()
+            np.multiply(centered[0], centered[1], out=scale[2])
+            np.sqrt(np.abs(scale[2], out=scale[2]), out=scale[2])
+            scale *= REL_ERROR
+            over = bound > scale
+            doubtful = over[0] | over[1] | over[2]
+        else:
+            doubtful = bound[0] > REL_ERROR * centered[0]
+        doubtful &= ok
+        doubtful &= ~constant
         if doubtful.any():
             rows = np.flatnonzero(doubtful)
             self._refresh(rows)
-            centered[rows] = self._centered_raw()[0][rows]
-        return centered, ok, acc[:, c["run"]]
+            centered[:, rows] = self._centered_raw()[0][:, rows]
+        return centered, ok, constant
 
     def _centered_raw(self) -> tuple[FloatArray, FloatArray]:
-        """Centered sums and a bound on their rounding error."""
-        acc, c, d = self.acc, self._cols, self.d
-        s, q, sabs, qabs = acc[:, c["s"]], acc[:, c["q"]], acc[:, c["sabs"]], acc[:, c["qabs"]]
-        if self.k == 1:
-            ss, sa = s * s, sabs * sabs
-        else:
-            sx, sy, ax, ay = s[:, 0:1], s[:, 1:2], sabs[:, 0:1], sabs[:, 1:2]
-            ss = np.concatenate([sx * sx, sy * sy, sx * sy], axis=1)
-            sa = np.concatenate([ax * ax, ay * ay, ax * ay], axis=1)
-        bound = rounding_bound(qabs + sa / d, d)
-        return q - ss / d, bound
+        """Centered sums and a bound on their rounding error, ``(nq, n)`` each."""
+        k, d = self.k, self.d
+        sums = self._sums()
+        both = np.empty((2, self._nq, sums.shape[2]))  # [s s', sabs sabs']
+        self._products(sums[:, :k], both)
+        both /= d
+        centered: FloatArray = sums[0, k:] - both[0]
+        both[1] += sums[1, k:]
+        return centered, rounding_bound(both[1], self._period)
 
 
 class StdWindow(_Moments):
@@ -146,11 +168,13 @@ class StdWindow(_Moments):
     __slots__ = ()
 
     def _value(self, new: FloatArray, leaving: FloatArray) -> FloatArray:
-        centered, ok, runs = self._centered()
-        var = np.maximum(centered[:, 0], 0.0) / (self.d - 1)
-        var = np.where(runs[:, 0] >= self.d, 0.0, var)
-        out: FloatArray = np.where(ok, np.sqrt(var), np.nan)
-        return out
+        centered, ok, constant = self._centered()
+        var: FloatArray = np.maximum(centered[0], 0.0)
+        var /= self.d - 1
+        var[constant] = 0.0
+        np.sqrt(var, out=var)
+        var[~ok] = np.nan
+        return var
 
 
 class CovarianceWindow(_Moments):
@@ -166,15 +190,15 @@ class CovarianceWindow(_Moments):
         super().__init__(n_symbols, d)
 
     def _value(self, new: FloatArray, leaving: FloatArray) -> FloatArray:
-        centered, ok, runs = self._centered()
-        cxx, cyy, cxy = centered[:, 0], centered[:, 1], centered[:, 2]
-        constant = (runs >= self.d).any(axis=1)
+        centered, ok, constant = self._centered()
+        cxx, cyy, cxy = centered
         if not self.correlation:
-            cov = np.where(constant, 0.0, cxy / (self.d - 1))
-            out: FloatArray = np.where(ok, cov, np.nan)
-            return out
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.clip(cxy / np.sqrt(cxx * cyy), -1.0, 1.0)
-        spread = (cxx > 0) & (cyy > 0)
-        out = np.where(ok & ~constant & spread, corr, np.nan)
-        return out
+            cov: FloatArray = cxy / (self.d - 1)
+            cov[constant] = 0.0
+            cov[~ok] = np.nan
+            return cov
+        spread = cxx * cyy  # > 0: both > 0 (each is >= 0 up to the rounding checked above)
+        corr: FloatArray = cxy / np.sqrt(spread)
+        np.minimum(np.maximum(corr, -1.0, out=corr), 1.0, out=corr)
+        corr[~(ok & ~constant & (spread > 0))] = np.nan
+        return corr

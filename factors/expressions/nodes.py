@@ -22,21 +22,33 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.ranks import average_ranks
-
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
-__all__ = ["BINARY", "CROSS_SECTIONAL", "UNARY", "finite_or_nan"]
+__all__ = ["BINARY", "CROSS_SECTIONAL", "FINITE", "UNARY", "finite_or_nan"]
 
 
 def finite_or_nan(values: FloatArray) -> FloatArray:
-    """``values`` with every non-finite entry NaN (in place; returned)."""
-    values[~np.isfinite(values)] = np.nan
+    """``values`` with every infinite entry NaN (in place; returned)."""
+    infinite = np.isinf(values)
+    if infinite.any():
+        values[infinite] = np.nan
     return values
 
 
-def _signedpower(x: FloatArray, a: FloatArray) -> FloatArray:
+#: Operators whose result is finite or NaN wherever their arguments are: no
+#: :func:`finite_or_nan` after them.
+FINITE: Final = frozenset(
+    {"neg", "abs", "sign", "sqrt", "max", "min", "rank", "zscore", "demean", "delay"}
+    | {"ts_min", "ts_max", "ts_rank"}
+)
+
+
+#: an argument: an array, or a number of the expression taken as a scalar
+Operand = FloatArray | float
+
+
+def _signedpower(x: Operand, a: Operand) -> FloatArray:
     out: FloatArray = np.sign(x) * np.power(np.abs(x), a)
     return out
 
@@ -51,7 +63,7 @@ UNARY: Final[dict[str, Callable[[FloatArray], FloatArray]]] = {
 }
 
 #: Elementwise operators of two arguments.
-BINARY: Final[dict[str, Callable[[FloatArray, FloatArray], FloatArray]]] = {
+BINARY: Final[dict[str, Callable[[Operand, Operand], FloatArray]]] = {
     "+": np.add,
     "-": np.subtract,
     "*": np.multiply,
@@ -64,8 +76,23 @@ BINARY: Final[dict[str, Callable[[FloatArray, FloatArray], FloatArray]]] = {
 
 
 def _rank(x: FloatArray, members: BoolArray, a: float) -> FloatArray:
-    count = int(members.sum())
-    out: FloatArray = average_ranks(x[:, None], members[:, None])[:, 0] / max(count, 1)
+    """Average ranks (ties share the mean of their positions, as
+    ``scipy.stats.rankdata``) of the members, over their count."""
+    keyed = np.where(members, x, np.inf)  # the others sort last
+    order = np.argsort(keyed)  # the order within a run of ties leaves its mean alone
+    m = int(np.count_nonzero(members))
+    top = order[:m]
+    s = keyed[top]
+    out = np.full(x.shape, np.nan)
+    if m < 2 or (s[1:] != s[:-1]).all():  # no ties: the 1-based position
+        out[top] = np.arange(1.0, m + 1.0) / m
+        return out
+    new_run = np.empty(m, dtype=bool)
+    new_run[0] = True
+    np.not_equal(s[1:], s[:-1], out=new_run[1:])
+    starts = np.flatnonzero(new_run)
+    ends = np.append(starts[1:], m)
+    out[top] = np.repeat(0.5 * (starts + ends + 1), ends - starts) / m
     return out
 
 

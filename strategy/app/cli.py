@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 import orjson
 
 from factorcast.strategy.app import (
+    factor_check,
     factor_health,
     factor_regress,
     factor_returns,
@@ -47,6 +48,7 @@ COMMANDS: tuple[Command, ...] = (
     factor_regress.COMMAND,
     factor_scan.COMMAND,
     factor_suggest.COMMAND,
+    factor_check.COMMAND,
 )
 
 

@@ -20,6 +20,7 @@ from factorcast.factors.analytics.optimizer import (
 )
 from factorcast.factors.analytics.portfolio import PortfolioInputError, holdings_weights
 from factorcast.factors.analytics.scan import parse_factor_values
+from factorcast.factors.custom import model_registry
 from factorcast.strategy.app.commands import Command
 from factorcast.strategy.app.market import (
     add_market_arguments,
@@ -91,6 +92,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         max_weight=args.max_weight,
         long_only=not args.long_short,
         model=state.model,
+        registry=model_registry(settings.factors),
     )
     if args.json:
         print_json(obj)

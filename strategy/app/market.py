@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from factorcast.factors.analytics.portfolio import Holding, holdings_weights
 from factorcast.factors.analytics.riskattr import DEFAULT_VAR_WINDOW
-from factorcast.factors.registry import REGISTRY
+from factorcast.factors.custom import model_registry
 from factorcast.strategy.analytics import AnalyticsHistory
 from factorcast.strategy.app.commands import UsageError, timestamp_ms
 from factorcast.strategy.app.offline import OfflineRun, Recorded, analyze, load
@@ -210,7 +210,7 @@ def regression_names(settings: Settings) -> tuple[str, ...]:
     ``universe``) the settings ask for: ``factors.analytics.factors`` or every model
     factor, in registry order."""
     chosen = settings.factors.analytics.factors
-    return tuple(n for n in REGISTRY.names if chosen is None or n in chosen)
+    return tuple(n for n in model_registry(settings.factors).names if chosen is None or n in chosen)
 
 
 def positive_float(text: str) -> float:

@@ -24,7 +24,7 @@ import structlog
 from numpy.typing import NDArray
 
 from factorcast.strategy.analytics import AnalyticsHistory, RecordingAnalytics
-from factorcast.strategy.app import preflight
+from factorcast.strategy.app import custom, preflight
 from factorcast.strategy.app.commands import UsageError
 from factorcast.strategy.app.settings import Settings
 from factorcast.strategy.app.wiring import build_engine
@@ -86,6 +86,7 @@ def load(args: argparse.Namespace, settings: Settings) -> Recorded:
     from factorcast.adapters.files.replay import Panel
 
     preflight.check_strategy(settings)  # the engine runs it, as replay does
+    custom.check(settings)
     candles = load_directory(
         args.data, args.timeframe, size_limit=preflight.candle_size_limit(settings)
     )
@@ -158,7 +159,7 @@ async def analyze(
         )
     engine = offline_engine(settings, panel.symbols, data.timeframe_ms, history)
     assert engine.analytics is not None
-    model = engine.model.params.tag()
+    model = engine.model.tag
     log.info(
         "analytics_started",
         symbols=len(panel.symbols),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from factorcast.factors.analytics.portfolio import PortfolioInputError
 from factorcast.factors.analytics.riskattr import DEFAULT_VAR_WINDOW
+from factorcast.factors.custom import model_registry
 from factorcast.strategy.app.commands import Command, positive_int
 from factorcast.strategy.app.market import add_market_arguments, check_holdings, market_state
 from factorcast.strategy.app.offline import print_json, print_tables
@@ -48,7 +49,12 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
     mapping = None if args.groups is None else read_groups(args.groups)
     state = await market_state(args, settings, check_holdings(holdings))
     report = portfolio_report(
-        state, holdings, mapping, horizon=args.horizon, var_window=DEFAULT_VAR_WINDOW
+        state,
+        holdings,
+        mapping,
+        horizon=args.horizon,
+        var_window=DEFAULT_VAR_WINDOW,
+        registry=model_registry(settings.factors),
     )
     if args.json:
         print_json(report)

@@ -8,7 +8,7 @@ import time
 
 import structlog
 
-from factorcast.strategy.app import preflight
+from factorcast.strategy.app import custom, preflight
 from factorcast.strategy.app.settings import Settings
 from factorcast.strategy.app.wiring import build_engine, file_outputs
 from factorcast.strategy.publish import WireContext
@@ -31,6 +31,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> RunStats:
     from factorcast.adapters.observe.terminal_log import flush_logs
 
     preflight.check_strategy(settings)  # before the candles are read
+    custom.check(settings)
     candles = load_directory(
         args.data, args.timeframe, size_limit=preflight.candle_size_limit(settings)
     )
@@ -43,7 +44,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> RunStats:
         exchange=args.exchange or settings.exchange.id,
         timeframe=candles.timeframe,
         symbols=panel.symbols,
-        model=engine.model.params.tag(),
+        model=engine.model.tag,
     )
     counter = SignalCounter()
     outputs: list[Output] = [*file_outputs(args, ctx), counter]
@@ -70,8 +71,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> RunStats:
     )
     if not args.quiet and counter.last is not None:
         flush_logs()  # the log lines still held (replay_finished) before the summary
-        console = wide_console()
-        console.print(exposure_table(counter.last, panel.symbols, title="latest exposures"))
+        console = wide_console(factors=len(engine.model.names))
+        registry = engine.model.registry
+        latest = exposure_table(counter.last, panel.symbols, None, "latest exposures", registry)
+        console.print(latest)
         console.print(counts_table(counter.by_action))
         if candles.rejected:
             console.print(f"rejected candles: {dict(candles.rejected)}")

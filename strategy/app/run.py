@@ -78,7 +78,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> RunStats:
                 telemetry,
             ]
             if not getattr(args, "quiet", False):
-                outputs.append(LiveDisplay(symbols, where))
+                outputs.append(LiveDisplay(symbols, where, registry=engine.model.registry))
             left = None if args.max_bars is None else args.max_bars - total.live_cross_sections
             changed = asyncio.create_task(
                 watch_universe(market.resolve, symbols, market.refresh_wall_s),

@@ -9,7 +9,10 @@ SIGNALS.md).
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -32,6 +35,7 @@ from pydantic_settings import (
 
 from factorcast.factors import CANONICAL, FactorParams
 from factorcast.factors.analytics.params import HealthParams, RiskParams
+from factorcast.factors.expressions.spec import CustomFactorSpec
 from factorcast.factors.registry import LIQUIDITY, MARKET, MOMENTUM, SIZE, VALUE, VOLATILITY
 from factorcast.strategy.service import EventLoopChoice
 from factorcast.strategy.signals import FactorView
@@ -77,11 +81,14 @@ class SignalSettings(_Section):
             raise ValueError("weights must be >= 0")
         return self
 
-    def to_view(self) -> FactorView:
+    def to_view(self, custom: Mapping[str, CustomFactorSpec] | None = None) -> FactorView:
+        """The factor view: the six factors' weights and directions from here, then
+        each custom factor's own (``factors.custom``, in their order)."""
+        custom = custom or {}
         return FactorView.build(
-            CANONICAL,
-            self.weights,
-            self.directions,
+            (*CANONICAL, *custom),
+            {**self.weights, **{name: spec.weight for name, spec in custom.items()}},
+            {**self.directions, **{name: spec.direction for name, spec in custom.items()}},
             threshold=self.threshold,
             confidence_step=self.confidence_step,
             min_confidence=self.min_confidence,
@@ -272,12 +279,26 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _known_analytics_factors(self) -> Settings:
+        known = (*CANONICAL, *self.factors.custom)
         chosen = self.factors.analytics.factors or ()
-        unknown = [f for f in chosen if f not in CANONICAL]
+        unknown = [f for f in chosen if f not in known]
         if unknown:
             raise ValueError(
                 f"factors.analytics.factors: unknown factor(s) {', '.join(unknown)}"
-                f" (known: {', '.join(CANONICAL)})"
+                f" (known: {', '.join(known)})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _score_within_one(self) -> Settings:
+        """``factor_score`` is within [-1, 1] on the wire (SIGNALS.md section 4): the
+        weights of the six and of the custom factors add up to at most 1."""
+        total = sum(self.signals.weights.values())
+        total += sum(spec.weight for spec in self.factors.custom.values())
+        if total > 1 + 1e-9:
+            raise ValueError(
+                f"the factor weights (signals.weights and factors.custom.*.weight) add up"
+                f" to {total:g}: at most 1, so that factor_score stays within [-1, 1]"
             )
         return self
 
@@ -326,10 +347,22 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 _SECRET_FIELDS = frozenset({"password", "secret", "api_key", "signing_key"})
 
 
+#: a custom factor's rules name the key (``expr: column 9: ...``) or the factor
+#: (``custom.market: ...``) they are about: it joins the field
+_CUSTOM_KEY = re.compile(
+    "^(?P<key>" + "|".join(f.name.rstrip("_") for f in fields(CustomFactorSpec)) + "): "
+)
+_CUSTOM_NAME = re.compile(r"^(?P<key>custom\.[^:]+): ")
+
+
 def describe_validation_error(e: ValidationError) -> str:
     err = e.errors()[0]
     field = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
+    head = _CUSTOM_KEY if field.startswith("factors.custom.") else _CUSTOM_NAME
+    found = head.match(msg) if field.startswith("factors") else None
+    if found:
+        field, msg = f"{field}.{found['key']}", msg[found.end() :]
     extra = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
     if not field:  # a rule between sections: its message names the fields
         return f"config error: {msg}{extra}"

@@ -20,7 +20,7 @@ import structlog
 
 from factorcast.factors import FactorModel
 from factorcast.factors.analytics.pipeline import FactorAnalytics
-from factorcast.strategy.app import preflight
+from factorcast.strategy.app import custom, preflight
 from factorcast.strategy.app.settings import ConfigError, Settings
 from factorcast.strategy.engine import Engine, StepResult
 from factorcast.strategy.events import AMEND_BARS
@@ -51,13 +51,16 @@ def build_engine(
 ) -> Engine:
     """The engine of a command.  ``amend_bars=0`` where no bar can come late (replay):
     no undo log is kept then.  ``analytics``: factor returns, health and risk at every
-    grid step (ANALYTICS.md sections 1-3)."""
-    model = FactorModel(len(symbols), settings.factors, supply=supply)
+    grid step (ANALYTICS.md sections 1-3).  The custom factors of ``factors.custom``
+    are rows of the model after the six, and of the view with their own weights and
+    directions."""
+    built = custom.build(settings)
+    model = FactorModel(len(symbols), settings.factors, supply=supply, custom=built)
     try:
         strategy = load_strategy(settings.strategy.name, symbols, settings.strategy.params)
     except StrategyError as e:  # past preflight.check_strategy: refused this universe
         raise preflight.strategy_config_error(e) from None
-    view = settings.signals.to_view()
+    view = settings.signals.to_view(settings.factors.custom)
     return Engine(
         symbols,
         timeframe_ms,
@@ -72,7 +75,8 @@ def build_engine(
 def warmup_bars(settings: Settings, analytics: bool = True) -> int:
     """Bars of history a live run backfills before its first live bar.
 
-    The factor model needs ``factors.history_bars`` before its exposures are those
+    The factor model needs ``factors.history_bars`` (with the custom factors'
+    lookbacks: :func:`custom.history_bars`) before its exposures are those
     of a run that never stopped.  The analytics (ANALYTICS.md sections 2 and 3) then
     need their own windows of such exposures: the health statistics at bar ``T``
     read the ICs of the exposures of ``T - window - h + 1 ..`` and the factor returns
@@ -86,7 +90,7 @@ def warmup_bars(settings: Settings, analytics: bool = True) -> int:
     first exposures are missing for want of history).  REST serves the history in
     pages of 1000 candles per symbol (``RestFeed.fetch_range``), so any length is
     one or a few requests per symbol."""
-    bars = settings.factors.history_bars
+    bars = custom.history_bars(settings)
     if not analytics:
         return bars
     health, risk = settings.health, settings.risk
@@ -426,6 +430,6 @@ def wire_context(settings: Settings, engine: Engine, market: Market) -> WireCont
         exchange=market.label,
         timeframe=market.timeframe,
         symbols=engine.symbols,
-        model=engine.model.params.tag(),
+        model=engine.model.tag,
         signing_key=key.get_secret_value().encode() if key is not None else None,
     )
