@@ -18,9 +18,9 @@ Choices the contract leaves open, documented here:
 - Statistics need at least ``max(min_obs, 2)`` finite ICs (``std_ic`` has
   ddof=1).
 - The factor-return track keeps the last ``window`` factor returns in a ring and
-  recomputes the cumulative return and drawdown from it at each bar: O(W x K), a
-  few vectorized passes over contiguous rows (track.py); the drawdown needs the
-  path, so there is no O(K) running form of it over a sliding window.
+  recomputes the cumulative return and drawdown from it at each bar: O(W x K), one
+  compiled pass over the window (track.py); the drawdown needs the path, so there
+  is no O(K) running form of it over a sliding window.
 - Rank ICs: ranks.py (one sort of every factor and of the returns per bar).
 - The quintile spread (decay.py) is taken at horizon 1: the mean over bars of
   ``mean(R[top quintile, t+1]) - mean(R[bottom quintile, t+1])``, the
@@ -38,7 +38,8 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.ranks import rank_ic
+from factorcast.factors.analytics.jit import kernel
+from factorcast.factors.analytics.ranks import rank_ic_rows
 from factorcast.factors.analytics.track import (
     IcWindow,
     IcWindowToken,
@@ -57,10 +58,22 @@ MIN_QUINTILE_SYMBOLS: Final = 10
 
 
 def forward_return(close_now: FloatArray, close_then: FloatArray) -> FloatArray:
-    """``C[t+h] / C[t] - 1``, NaN where either close is missing."""
-    with np.errstate(all="ignore"):
-        out: FloatArray = close_now / close_then - 1.0
-    out[~np.isfinite(out)] = np.nan
+    """``C[t+h] / C[t] - 1``, NaN where either close is missing (or the ratio is not
+    finite)."""
+    return _simple_returns(
+        np.ascontiguousarray(close_now, dtype=np.float64),
+        np.ascontiguousarray(close_then, dtype=np.float64),
+    )
+
+
+@kernel
+def _simple_returns(now: FloatArray, then: FloatArray) -> FloatArray:
+    """:func:`forward_return`, compiled: one loop rather than numpy calls under an
+    ``errstate`` (whose cost is most of this for a few hundred symbols)."""
+    out = np.empty(now.shape[0])
+    for i in range(now.shape[0]):
+        r = now[i] / then[i] - 1.0
+        out[i] = r if math.isfinite(r) else np.nan
     return out
 
 
@@ -160,60 +173,6 @@ class IcStats:
     reason: NDArray[np.int8]
 
 
-#: a variance below this share of the mean square of the ICs counts as zero
-_REL_ZERO_VAR = 1e-12
-_INSUFFICIENT = int(Reason.INSUFFICIENT_HISTORY)
-_NO_DISPERSION = int(Reason.NO_DISPERSION)
-
-
-def ic_statistics(
-    s1: FloatArray, s2: FloatArray, hits: FloatArray, n: IntArray, min_obs: int
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.int8]]:
-    """``mean_ic, std_ic, icir, t_stat, hit_rate, reason`` from the sums of the
-    finite ICs, their squares and their hits over a window of ``n`` of them.
-
-    Factor by factor in plain floats (the same IEEE operations numpy would do: a
-    handful of factors cost less this way than a numpy call per figure)."""
-    least = max(min_obs, 2)
-    nan = math.nan
-    mean, std, icir, t_stat, hit, reason = [], [], [], [], [], []
-    for a, b, h, c in zip(s1.tolist(), s2.tolist(), hits.tolist(), n.tolist(), strict=True):
-        if c < least:
-            mean.append(nan)
-            std.append(nan)
-            icir.append(nan)
-            t_stat.append(nan)
-            hit.append(nan)
-            reason.append(_INSUFFICIENT)
-            continue
-        m = a / c
-        var = max((b - a * a / c) / (c - 1.0), 0.0)
-        # the sums leave a few ulps of s2 where every IC is the same: that is no spread
-        if var <= _REL_ZERO_VAR * b / c:
-            var = 0.0
-        sd = math.sqrt(var)
-        mean.append(m)
-        std.append(sd)
-        hit.append(h / c)
-        if sd > 0:
-            ir = m / sd
-            icir.append(ir)
-            t_stat.append(ir * math.sqrt(c))
-            reason.append(0)
-        else:
-            icir.append(nan)
-            t_stat.append(nan)
-            reason.append(_NO_DISPERSION)
-    return (
-        np.array(mean),
-        np.array(std),
-        np.array(icir),
-        np.array(t_stat),
-        np.array(hit),
-        np.array(reason, dtype=np.int8),
-    )
-
-
 def drawdown_track(returns: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Cumulative return ``prod(1 + f) - 1`` and maximum drawdown (section 10:
     ``min(E_t / max_{s<=t} E_s - 1)`` with ``E_0 = 1`` in the running maximum)
@@ -291,7 +250,7 @@ class HealthTracker:
         self._depth = max(self.horizons) + 1
         self._x: list[FloatArray | None] = [None] * self._depth
         self._c: list[FloatArray | None] = [None] * self._depth
-        self._ic = {h: IcWindow(k, window) for h in self.horizons}
+        self._ic = {h: IcWindow(k, window, min_obs) for h in self.horizons}
         self._track = ReturnTrack(k, window)
         self._direction_list: list[float] = self.directions.tolist()
         self._steps = 0
@@ -306,11 +265,23 @@ class HealthTracker:
     ) -> HealthSnapshot:
         """Bar ``T`` closed: its exposures ``(n, K)``, closes ``(n,)`` (NaN where
         absent) and, if known, the factor returns of bar ``T`` ``(K,)``."""
+        xt = np.array(np.asarray(exposures, dtype=np.float64).T, order="C")
+        return self.update_rows(bar_ts, xt, np.array(close, dtype=np.float64), factor_returns)
+
+    def update_rows(
+        self,
+        bar_ts: int,
+        xt: FloatArray,
+        close: FloatArray,
+        factor_returns: FloatArray | None = None,
+    ) -> HealthSnapshot:
+        """:meth:`update` with the exposures as a row per factor, ``xt`` ``(K, n)``
+        C-contiguous float64, and float64 closes: both are kept as they are (the
+        caller hands them over and changes them no more)."""
         k = len(self.names)
         slot = self._steps % self._depth
-        self._x[slot] = np.array(exposures, dtype=np.float64)
-        c_now: FloatArray = np.array(close, dtype=np.float64)
-        self._c[slot] = c_now
+        self._x[slot] = xt
+        self._c[slot] = close
         stats: dict[int, IcStats] = {}
         for h in self.horizons:
             then = self._steps - h
@@ -318,19 +289,13 @@ class HealthTracker:
                 x_then = self._x[then % self._depth]
                 c_then = self._c[then % self._depth]
                 assert x_then is not None and c_then is not None
-                with np.errstate(all="ignore"):  # rank_ic leaves out what is not finite
-                    forward = c_now / c_then - 1.0
-                ic, ic_reason, _ = rank_ic(x_then, forward)
-                self._ic[h].push(ic, self.directions)
+                ic, ic_reason, _ = rank_ic_rows(x_then, _simple_returns(close, c_then))
+                figures = self._ic[h].push(ic, self.directions)
             else:
                 ic = np.full(k, np.nan)
                 ic_reason = np.full(k, Reason.INSUFFICIENT_HISTORY, dtype=np.int8)
-            sums = self._ic[h].sums
-            n = sums[0].astype(np.int64)  # sums of ones and zeros: exact
-            mean, std, icir, t_stat, hit, reason = ic_statistics(
-                sums[1], sums[2], sums[3], n, self.min_obs
-            )
-            stats[h] = IcStats(h, ic, ic_reason, n, mean, std, icir, t_stat, hit, reason)
+                figures = self._ic[h].statistics()
+            stats[h] = IcStats(h, ic, ic_reason, *figures)
         cum, mdd = self._track.push(factor_returns)
         self._steps += 1
         alerts = self._advance_states(bar_ts, stats[1])

@@ -1,9 +1,13 @@
 """The rolling windows of the health tracker (ANALYTICS.md section 2), one push per
 grid step: the sums of the ICs and the factor-return track.
 
-Both keep their state in arrays that a push replaces and never changes in place,
-so that a checkpoint (the engine's undo log keeps one per step) is a handful of
-references and the few values of the ring slot the next push overwrites.
+Both keep their sums in arrays that a push replaces and never changes in place,
+and write one ring slot, so that a checkpoint (the engine's undo log keeps one per
+step) is a handful of references and the few values of the ring slot the next
+push overwrites.
+
+A push is one compiled kernel (:mod:`~factorcast.factors.analytics.jit`): a
+handful of factors per step cost less in one loop than in a numpy call per row.
 """
 
 from __future__ import annotations
@@ -13,69 +17,157 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from factorcast.factors.analytics.jit import kernel
+from factorcast.factors.reasons import Reason
+
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 IntArray = NDArray[np.int64]
 
 
-#: What :meth:`IcWindow.restore` needs: the sums, the slot the next push
+#: What :meth:`IcWindow.restore` needs: the sums, the ring slot the next push
 #: overwrites, the position and the count of pushes (a tuple: cheaper than an object).
-IcWindowToken = tuple[FloatArray, FloatArray | None, int, int]
+IcWindowToken = tuple[FloatArray, FloatArray, int, int]
+
+#: The rolling IC statistics of ANALYTICS.md section 2: ``n, mean_ic, std_ic, icir,
+#: t_stat, hit_rate, reason`` per factor.
+IcFigures = tuple[
+    IntArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.int8]
+]
 
 
 class IcWindow:
     """Sums of ``[finite, ic, ic^2, hit]`` per factor over the last ``window``
     pushes, O(K) per push; recomputed exactly from the ring every ``window``
-    pushes to bound add/subtract drift (as factors/rolling.py does)."""
+    pushes to bound add/subtract drift (as factors/rolling.py does).  A push
+    returns the rolling statistics (:func:`ic_statistics`) of the window."""
 
-    __slots__ = ("_k", "_pos", "_pushes", "_ring", "sums", "window")
+    __slots__ = ("_pos", "_pushes", "_ring", "min_obs", "sums", "window")
 
-    def __init__(self, k: int, window: int) -> None:
+    def __init__(self, k: int, window: int, min_obs: int) -> None:
         self.window = window
-        self._k = k
-        self._ring: list[FloatArray | None] = [None] * window  # None: nothing pushed there
+        self.min_obs = min_obs
+        self._ring: FloatArray = np.zeros((window, 4, k))  # zeros: nothing pushed there
         self.sums: FloatArray = np.zeros((4, k))
         self._pos = 0
         self._pushes = 0
 
-    def push(self, ic: FloatArray, directions: FloatArray) -> None:
-        # K values: plain floats cost less than a numpy call per row
-        fin, val, sq, hit = [], [], [], []
-        for v, d in zip(ic.tolist(), directions.tolist(), strict=True):
-            if math.isfinite(v):
-                fin.append(1.0)
-                val.append(v)
-                sq.append(v * v)
-                hit.append(1.0 if (v > 0) - (v < 0) == d else 0.0)  # sign(v) == d
-            else:
-                fin.append(0.0)
-                val.append(0.0)
-                sq.append(0.0)
-                hit.append(0.0)
-        new = np.array((fin, val, sq, hit))
-        old = self._ring[self._pos]
-        self.sums = self.sums + (new if old is None else new - old)
-        self._ring[self._pos] = new
-        self._pos = (self._pos + 1) % self.window
+    def push(self, ic: FloatArray, directions: FloatArray) -> IcFigures:
+        """The ICs of the next bar (NaN where none) into the window; its statistics."""
         self._pushes += 1
-        if self._pushes % self.window == 0:
-            self.sums = np.stack([r for r in self._ring if r is not None]).sum(axis=0)
+        self.sums, figures = _ic_push(
+            ic,
+            directions,
+            self._ring,
+            self._pos,
+            self.sums,
+            self._pushes % self.window == 0,  # every W pushes, the sums afresh
+            self.min_obs,
+        )
+        self._pos = (self._pos + 1) % self.window
+        return figures
+
+    def statistics(self) -> IcFigures:
+        """The statistics of the window as it is."""
+        return _window_statistics(self.sums, self.min_obs)
 
     def checkpoint(self) -> IcWindowToken:
-        """The state before the next push: references only."""
-        return (self.sums, self._ring[self._pos], self._pos, self._pushes)
+        """The state before the next push: the slot it overwrites, and references."""
+        return (self.sums, self._ring[self._pos].copy(), self._pos, self._pushes)
 
     def restore(self, token: IcWindowToken) -> None:
         self.sums, slot, self._pos, self._pushes = token
         self._ring[self._pos] = slot
 
 
+@kernel
+def _ic_push(
+    ic: FloatArray,
+    directions: FloatArray,
+    ring: FloatArray,
+    pos: int,
+    sums: FloatArray,
+    recompute: bool,
+    min_obs: int,
+) -> tuple[FloatArray, IcFigures]:
+    """Ring slot ``pos`` takes the row ``[finite, ic, ic^2, hit]`` of ``ic`` (0 where
+    it is not finite; a hit where the sign of ``ic`` is the factor's direction); the
+    window's sums with it in and the slot's old row out (where ``recompute``, the
+    sum of the ring's rows in slot order) and their statistics."""
+    k = ic.shape[0]
+    out = np.empty((4, k))
+    for j in range(k):
+        v = ic[j]
+        row = (0.0, 0.0, 0.0, 0.0)
+        if math.isfinite(v):
+            sign = (v > 0) - (v < 0)
+            row = (1.0, v, v * v, 1.0 if sign == directions[j] else 0.0)
+        for r in range(4):
+            out[r, j] = sums[r, j] + (row[r] - ring[pos, r, j])
+            ring[pos, r, j] = row[r]
+    if recompute:
+        out[:, :] = 0.0
+        for s in range(ring.shape[0]):
+            out += ring[s]
+    return out, _window_statistics(out, min_obs)
+
+
+@kernel
+def _window_statistics(sums: FloatArray, min_obs: int) -> IcFigures:
+    """:func:`ic_statistics` of the sums ``[finite, ic, ic^2, hit]``, with ``n``."""
+    n = np.empty(sums.shape[1], dtype=np.int64)
+    for j in range(n.shape[0]):
+        n[j] = np.int64(sums[0, j])  # a sum of ones and zeros: exact
+    mean, std, icir, t_stat, hit, reason = ic_statistics(sums[1], sums[2], sums[3], n, min_obs)
+    return n, mean, std, icir, t_stat, hit, reason
+
+
+#: a variance below this share of the mean square of the ICs counts as zero
+_REL_ZERO_VAR = 1e-12
+_INSUFFICIENT = int(Reason.INSUFFICIENT_HISTORY)
+_NO_DISPERSION = int(Reason.NO_DISPERSION)
+
+
+@kernel
+def ic_statistics(
+    s1: FloatArray, s2: FloatArray, hits: FloatArray, n: IntArray, min_obs: int
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.int8]]:
+    """``mean_ic, std_ic, icir, t_stat, hit_rate, reason`` from the sums of the
+    finite ICs, their squares and their hits over a window of ``n`` of them."""
+    k = s1.shape[0]
+    least = max(min_obs, 2)
+    mean = np.full(k, np.nan)
+    std = np.full(k, np.nan)
+    icir = np.full(k, np.nan)
+    t_stat = np.full(k, np.nan)
+    hit = np.full(k, np.nan)
+    reason = np.zeros(k, dtype=np.int8)
+    for j in range(k):
+        a, b, c = s1[j], s2[j], n[j]
+        if c < least:
+            reason[j] = _INSUFFICIENT
+            continue
+        m = a / c
+        var = max((b - a * a / c) / (c - 1.0), 0.0)
+        # the sums leave a few ulps of s2 where every IC is the same: that is no spread
+        if var <= _REL_ZERO_VAR * b / c:
+            var = 0.0
+        sd = math.sqrt(var)
+        mean[j] = m
+        std[j] = sd
+        hit[j] = hits[j] / c
+        if sd > 0:
+            icir[j] = m / sd
+            t_stat[j] = icir[j] * math.sqrt(c)
+        else:
+            reason[j] = _NO_DISPERSION
+    return mean, std, icir, t_stat, hit, reason
+
+
 #: What :meth:`ReturnTrack.restore` needs: the count of pushes, the growth factors of
 #: the slot the next push overwrites and which of them were finite, the counts of
-#: finite returns, whether every factor has one, the last figures.
-ReturnTrackToken = tuple[
-    int, FloatArray, BoolArray | None, IntArray, bool, tuple[FloatArray, FloatArray]
-]
+#: finite returns, the last figures.
+ReturnTrackToken = tuple[int, FloatArray, BoolArray, IntArray, tuple[FloatArray, FloatArray]]
 
 
 class ReturnTrack:
@@ -83,99 +175,99 @@ class ReturnTrack:
     returns (NaN ones skipped), the cumulative return and the maximum drawdown of
     :func:`factorcast.factors.analytics.health.drawdown_track`, the same numbers.
 
-    The ring holds the growth factors ``1 + f`` (1 where ``f`` is NaN) as ``K``
-    rows, twice over (slot ``s`` and ``s + window``), so that the window, oldest
-    first, is always one contiguous slice of each row: a push is one running
-    product (after a column of ones, ``E_0 = 1``), one running maximum, a
-    division and a minimum over ``window x K`` values, into buffers kept from push
-    to push.  A growth factor of 1 changes neither the products nor the maxima, so
-    where no finite return enters or leaves the window, the figures are those of
-    the previous push, kept.
+    The ring holds the growth factors ``1 + f`` (1 where ``f`` is NaN), a row of
+    ``K`` per slot, twice over (slot ``s`` and ``s + window``), so that the window,
+    oldest first, is always one contiguous block.  A push (:func:`_track_push`)
+    writes its slot and walks the window once: the running product (from
+    ``E_0 = 1``), its running maximum and the least ratio of the two.  A growth
+    factor of 1 changes neither the products nor the maxima, so where no finite
+    return enters or leaves the window, the figures are those of the previous
+    push, kept.
     """
 
-    __slots__ = (
-        "_all",
-        "_count",
-        "_growth",
-        "_ok",
-        "_path",
-        "_peak",
-        "_result",
-        "_seen",
-        "_steps",
-        "window",
-    )
+    __slots__ = ("_count", "_growth", "_nan", "_ok", "_result", "_steps", "window")
 
     def __init__(self, k: int, window: int) -> None:
         self.window = window
-        self._growth: FloatArray = np.ones((k, 2 * window))
-        # per slot: which returns were finite (None: none; ``_all``: every one)
-        self._ok: list[BoolArray | None] = [None] * window
-        self._all: BoolArray = np.ones(k, dtype=bool)
+        self._growth: FloatArray = np.ones((2 * window, k))
+        self._ok: BoolArray = np.zeros((window, k), dtype=np.bool_)  # per slot: finite returns
         self._count: IntArray = np.zeros(k, dtype=np.int64)  # finite returns in the window
-        self._seen = False  # every factor has one
-        self._path: FloatArray = np.ones((k, window + 1))  # E_0 = 1, then E_1 .. E_W
-        self._peak: FloatArray = np.empty((k, window + 1))
-        nan = np.full(k, np.nan)
-        self._result: tuple[FloatArray, FloatArray] = (nan, nan)
+        self._nan: FloatArray = np.full(k, np.nan)  # the returns of a push without any
+        self._result: tuple[FloatArray, FloatArray] = (self._nan, self._nan)
         self._steps = 0
 
     def push(self, returns: FloatArray | None) -> tuple[FloatArray, FloatArray]:
         """The factor returns of the next bar (None: none); the cumulative return
         and maximum drawdown over the window that ends with it."""
-        w = self.window
-        slot = self._steps % w
-        old = self._ok[slot]
-        ok: BoolArray | None = None
-        growth: FloatArray | None = None  # None: every factor 1
-        if returns is not None:
-            f = np.asarray(returns, dtype=np.float64)
-            ok = np.isfinite(f)
-            if ok.all():
-                ok, growth = self._all, 1.0 + f
-            elif ok.any():
-                growth = np.where(ok, 1.0 + f, 1.0)
-            else:
-                ok = None
-        self._growth[:, slot] = 1.0 if growth is None else growth
-        self._growth[:, slot + w] = self._growth[:, slot]
-        self._ok[slot] = ok
+        f = self._nan if returns is None else np.ascontiguousarray(returns, dtype=np.float64)
+        slot = self._steps % self.window
         self._steps += 1
-        if ok is None and old is None:  # the window's finite returns are the same
+        self._count, cum, mdd, changed = _track_push(self._growth, self._ok, self._count, slot, f)
+        if not changed:  # the window's finite returns are the same
             cum, mdd = self._result
             return cum.copy(), mdd.copy()
-        if ok is not self._all or old is not self._all:  # else the counts stay
-            count = self._count
-            if old is not None:
-                count = count - old
-            if ok is not None:
-                count = count + ok
-            self._count = count
-            self._seen = bool(count.all())
-        start = self._steps % w
-        e, p = self._path, self._peak
-        np.multiply.accumulate(self._growth[:, start : start + w], axis=1, out=e[:, 1:])
-        np.maximum.accumulate(e, axis=1, out=p)
-        np.divide(e, p, out=p)
-        # min(E / peak) - 1 is min(E / peak - 1): subtracting 1 keeps the order
-        cum = e[:, -1] - 1.0
-        mdd = p.min(axis=1) - 1.0
-        if not self._seen:
-            seen = self._count > 0
-            cum = np.where(seen, cum, np.nan)
-            mdd = np.where(seen, mdd, np.nan)
         self._result = (cum, mdd)
         return cum, mdd
 
     def checkpoint(self) -> ReturnTrackToken:
         """The state before the next push: the slot it overwrites, and references."""
         slot = self._steps % self.window
-        growth = self._growth[:, slot].copy()
-        return (self._steps, growth, self._ok[slot], self._count, self._seen, self._result)
+        growth = self._growth[slot].copy()
+        return (self._steps, growth, self._ok[slot].copy(), self._count, self._result)
 
     def restore(self, token: ReturnTrackToken) -> None:
-        self._steps, growth, ok, self._count, self._seen, self._result = token
+        self._steps, growth, ok, self._count, self._result = token
         slot = self._steps % self.window
-        self._growth[:, slot] = growth
-        self._growth[:, slot + self.window] = growth
+        self._growth[slot] = growth
+        self._growth[slot + self.window] = growth
         self._ok[slot] = ok
+
+
+@kernel
+def _track_push(
+    growth: FloatArray, ok: BoolArray, count: IntArray, slot: int, f: FloatArray
+) -> tuple[IntArray, FloatArray, FloatArray, bool]:
+    """Write ``f``'s growth factors and finiteness into ring slot ``slot`` (in
+    place); return the new counts of finite returns, the cumulative return and the
+    maximum drawdown over the window (NaN where a factor has no finite return), and
+    whether a finite return entered or left (else the figures are not computed:
+    NaN)."""
+    w, k = ok.shape
+    new_count = count.copy()
+    changed = False
+    for j in range(k):
+        now = math.isfinite(f[j])
+        was = ok[slot, j]
+        g = 1.0 + f[j] if now else 1.0
+        growth[slot, j] = g
+        growth[slot + w, j] = g
+        ok[slot, j] = now
+        new_count[j] += np.int64(now) - np.int64(was)
+        changed = changed or now or was
+    cum = np.full(k, np.nan)
+    mdd = np.full(k, np.nan)
+    if not changed:
+        return new_count, cum, mdd, False
+    # E_t and the least E_s / max(E_0 .. E_s), with E_0 = 1, oldest first; between two
+    # new maxima the least ratio is that of the least E (a division by a positive
+    # constant keeps the order), so a ratio is taken only when a new maximum starts
+    e = np.ones(k)
+    peak = np.ones(k)
+    low = np.ones(k)  # the least E since the maximum
+    least = np.ones(k)
+    start = (slot + 1) % w
+    for t in range(start, start + w):
+        for j in range(k):  # the factors side by side: independent chains of products
+            v = e[j] * growth[t, j]
+            e[j] = v
+            if v > peak[j]:
+                least[j] = min(least[j], low[j] / peak[j])
+                peak[j] = v
+                low[j] = v
+            elif v < low[j]:
+                low[j] = v
+    for j in range(k):
+        if new_count[j] > 0:
+            cum[j] = e[j] - 1.0
+            mdd[j] = min(least[j], low[j] / peak[j]) - 1.0  # min(E / peak) - 1
+    return new_count, cum, mdd, True
