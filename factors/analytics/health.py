@@ -50,6 +50,7 @@ from factorcast.factors.reasons import Reason
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+CodeArray = NDArray[np.int8]
 
 #: Horizons of the offline decay curve.
 DECAY_HORIZONS: Final[tuple[int, ...]] = (1, 2, 4, 8, 16, 32, 64)
@@ -102,20 +103,52 @@ def next_state(
     t_exit: float = 1.0,
 ) -> HealthState:
     """One step of the hysteresis of ANALYTICS.md section 2, with ``s = d * t_stat``."""
+    code = _next_code(_CODES[state], float(t_stat), float(direction), t_enter, t_exit)
+    return _STATES[code]
+
+
+#: the states by the codes of the compiled state machine
+_STATES: Final = (
+    HealthState.UNKNOWN,
+    HealthState.UNRATED,
+    HealthState.WORKING,
+    HealthState.FLAT,
+    HealthState.INVERTED,
+)
+_CODES: Final = {state: code for code, state in enumerate(_STATES)}
+_UNKNOWN, _UNRATED, _WORKING, _FLAT, _INVERTED = range(5)
+
+
+@kernel
+def _next_code(state: int, t_stat: float, direction: float, t_enter: float, t_exit: float) -> int:
+    """:func:`next_state` on the states' codes."""
     if math.isnan(t_stat):
-        return HealthState.UNKNOWN
+        return _UNKNOWN
     if direction == 0:
-        return HealthState.UNRATED
+        return _UNRATED
     s = direction * t_stat
-    if state is HealthState.WORKING and s >= t_exit:
-        return HealthState.WORKING
-    if state is HealthState.INVERTED and s <= -t_exit:
-        return HealthState.INVERTED
+    if state == _WORKING and s >= t_exit:
+        return _WORKING
+    if state == _INVERTED and s <= -t_exit:
+        return _INVERTED
     if s >= t_enter:
-        return HealthState.WORKING
+        return _WORKING
     if s <= -t_enter:
-        return HealthState.INVERTED
-    return HealthState.FLAT
+        return _INVERTED
+    return _FLAT
+
+
+@kernel
+def _next_codes(
+    codes: CodeArray, t_stats: FloatArray, directions: FloatArray, t_enter: float, t_exit: float
+) -> tuple[CodeArray, int]:
+    """:func:`next_state` of every factor, on the codes; and how many changed."""
+    out = np.empty_like(codes)
+    changed = 0
+    for j in range(codes.shape[0]):
+        out[j] = _next_code(codes[j], t_stats[j], directions[j], t_enter, t_exit)
+        changed += out[j] != codes[j]
+    return out, changed
 
 
 def transition_alert(before: HealthState, after: HealthState) -> AlertKind | None:
@@ -215,6 +248,7 @@ _HealthToken = tuple[
     tuple[IcWindowToken, ...],
     ReturnTrackToken,
     tuple[HealthState, ...],
+    CodeArray,
 ]
 
 
@@ -252,9 +286,9 @@ class HealthTracker:
         self._c: list[FloatArray | None] = [None] * self._depth
         self._ic = {h: IcWindow(k, window, min_obs) for h in self.horizons}
         self._track = ReturnTrack(k, window)
-        self._direction_list: list[float] = self.directions.tolist()
         self._steps = 0
-        self.states: list[HealthState] = [HealthState.UNKNOWN] * k
+        self.states: tuple[HealthState, ...] = (HealthState.UNKNOWN,) * k
+        self._codes: CodeArray = np.full(k, _UNKNOWN, dtype=np.int8)
 
     def update(
         self,
@@ -299,7 +333,7 @@ class HealthTracker:
         cum, mdd = self._track.push(factor_returns)
         self._steps += 1
         alerts = self._advance_states(bar_ts, stats[1])
-        return HealthSnapshot(bar_ts, stats, cum, mdd, tuple(self.states), alerts)
+        return HealthSnapshot(bar_ts, stats, cum, mdd, self.states, alerts)
 
     def checkpoint(self) -> _HealthToken:
         """What :meth:`restore` needs to put the tracker back as it is now, before the
@@ -311,36 +345,36 @@ class HealthTracker:
             self._c[slot],
             tuple([self._ic[h].checkpoint() for h in self.horizons]),
             self._track.checkpoint(),
-            tuple(self.states),
+            self.states,
+            self._codes,
         )
 
     def restore(self, token: _HealthToken) -> None:
-        self._steps, x, c, ic, track, states = token
+        self._steps, x, c, ic, track, self.states, self._codes = token
         slot = self._steps % self._depth
         self._x[slot] = x
         self._c[slot] = c
         for h, t in zip(self.horizons, ic, strict=True):
             self._ic[h].restore(t)
         self._track.restore(track)
-        self.states = list(states)
 
     def _advance_states(self, bar_ts: int, s: IcStats) -> tuple[FactorAlert, ...]:
+        codes, changed = _next_codes(
+            self._codes, s.t_stat, self.directions, self.t_enter, self.t_exit
+        )
+        if not changed:
+            return ()
         alerts: list[FactorAlert] = []
-        t_stats: list[float] = s.t_stat.tolist()
-        for j, name in enumerate(self.names):
-            before = self.states[j]
-            after = next_state(
-                before, t_stats[j], self._direction_list[j], self.t_enter, self.t_exit
-            )
-            if after is before:
-                continue
-            self.states[j] = after
+        before_states = self.states
+        self._codes = codes
+        self.states = tuple([_STATES[c] for c in codes.tolist()])
+        for j, (before, after) in enumerate(zip(before_states, self.states, strict=True)):
             kind = transition_alert(before, after)
             if kind is not None:
                 alerts.append(
                     FactorAlert(
                         kind,
-                        name,
+                        self.names[j],
                         bar_ts,
                         before,
                         after,

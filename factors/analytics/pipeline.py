@@ -47,7 +47,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from factorcast.factors.analytics.factor_returns import FactorReturnBar, FactorReturns
-from factorcast.factors.analytics.health import FactorAlert, HealthSnapshot, HealthTracker
+from factorcast.factors.analytics.health import (
+    FactorAlert,
+    HealthSnapshot,
+    HealthState,
+    HealthTracker,
+    next_state,
+)
 from factorcast.factors.analytics.params import HealthParams, RegressionFactors, RiskParams
 from factorcast.factors.analytics.ranks import average_ranks
 from factorcast.factors.analytics.risk import RiskModel, RiskSnapshot
@@ -98,6 +104,7 @@ def compile_kernels() -> float:
         health.update_rows(step, xt, close, fr.returns[1:])
         risk.update(fr.returns, fr.residuals)
     risk.snapshot()
+    next_state(HealthState.UNKNOWN, 0.0, 1.0)
     average_ranks(x, np.isfinite(x))  # the expressions' rank
     return time.perf_counter() - start
 
