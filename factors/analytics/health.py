@@ -17,10 +17,10 @@ Choices the contract leaves open, documented here:
   ``unknown`` or ``unrated`` the next state follows the ``unknown`` rule.
 - Statistics need at least ``max(min_obs, 2)`` finite ICs (``std_ic`` has
   ddof=1).
-- The factor-return track keeps the last ``window`` factor returns in a ring and
-  recomputes the cumulative return and drawdown from it at each bar: O(W x K), one
-  compiled pass over the window (track.py); the drawdown needs the path, so there
-  is no O(K) running form of it over a sliding window.
+- The factor-return track keeps the last ``window`` factor returns in a ring, and
+  the cumulative return and drawdown of the window in O(K) per bar from figures of
+  its two parts, the older one built once per ``window`` bars (track.py); the
+  same numbers as :func:`drawdown_track` over the window up to rounding.
 - Rank ICs: ranks.py (one sort of every factor and of the returns per bar).
 - The quintile spread (decay.py) is taken at horizon 1: the mean over bars of
   ``mean(R[top quintile, t+1]) - mean(R[bottom quintile, t+1])``, the

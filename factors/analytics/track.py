@@ -165,33 +165,59 @@ def ic_statistics(
 
 
 #: What :meth:`ReturnTrack.restore` needs: the count of pushes, the growth factors of
-#: the slot the next push overwrites and which of them were finite, the counts of
-#: finite returns, the last figures.
-ReturnTrackToken = tuple[int, FloatArray, BoolArray, IntArray, tuple[FloatArray, FloatArray]]
+#: the slot the next push overwrites and which of them were finite, the counts, the
+#: aggregates of the block and of the one before it, the last figures.
+ReturnTrackToken = tuple[
+    int, FloatArray, BoolArray, IntArray, FloatArray, FloatArray, tuple[FloatArray, FloatArray]
+]
 
 
 class ReturnTrack:
     """The factor-return track: over the last ``window`` pushes of ``K`` factor
     returns (NaN ones skipped), the cumulative return and the maximum drawdown of
-    :func:`factorcast.factors.analytics.health.drawdown_track`, the same numbers.
+    :func:`factorcast.factors.analytics.health.drawdown_track`.
 
-    The ring holds the growth factors ``1 + f`` (1 where ``f`` is NaN), a row of
-    ``K`` per slot, twice over (slot ``s`` and ``s + window``), so that the window,
-    oldest first, is always one contiguous block.  A push (:func:`_track_push`)
-    writes its slot and walks the window once: the running product (from
-    ``E_0 = 1``), its running maximum and the least ratio of the two.  A growth
-    factor of 1 changes neither the products nor the maxima, so where no finite
-    return enters or leaves the window, the figures are those of the previous
-    push, kept.
+    A push costs O(K), not a walk over the window (O(W K), most of it cache misses
+    at a few hundred bars).  The ring holds the growth factors ``g = 1 + f`` (1
+    where ``f`` is NaN) of a block of ``window`` pushes; after slot ``o`` is written,
+    the window is the previous block's slots ``o + 1 ..`` followed by this block's
+    slots ``.. o``.  Each part is summed up, per factor, by four figures of its
+    growth factors ``g_1 .. g_L`` with the products ``b_t = g_1 .. g_t``: ``P = b_L``,
+    ``M = max(1, b_1 .. b_L)``, ``m = min(b_1 .. b_L)`` and the least drawdown ratio
+    ``D = min_t b_t / max(1, b_1 .. b_t)``.  A part ``A`` followed by ``B`` has
+    ``P = P_A P_B``, ``M = max(M_A, P_A M_B)``, ``m = min(m_A, P_A m_B)`` and
+    ``D = min(D_A, D_B, P_A m_B / M_A)`` (each ``E / max(...)`` of ``B`` is the least
+    of ``E / M_A`` and ``B``'s own ratio, for ``E >= 0``).  This block's part grows by
+    one growth factor per push; the previous block's parts, from each slot to its
+    end, are built once, when the block is complete.  The window's cumulative
+    return is ``P - 1``, its maximum drawdown ``D - 1``: the numbers of the walk
+    over the window up to rounding (the products are grouped otherwise).  A factor
+    with a negative growth factor in the window (a return below -100 %) is walked.
+    Where no finite return enters or leaves the window, the figures are those of the
+    previous push, kept.
     """
 
-    __slots__ = ("_count", "_growth", "_nan", "_ok", "_result", "_steps", "window")
+    __slots__ = (
+        "_counts",
+        "_growth",
+        "_nan",
+        "_ok",
+        "_prefix",
+        "_result",
+        "_steps",
+        "_suffix",
+        "window",
+    )
 
     def __init__(self, k: int, window: int) -> None:
         self.window = window
-        self._growth: FloatArray = np.ones((2 * window, k))
+        self._growth: FloatArray = np.ones((window, k))
         self._ok: BoolArray = np.zeros((window, k), dtype=np.bool_)  # per slot: finite returns
-        self._count: IntArray = np.zeros(k, dtype=np.int64)  # finite returns in the window
+        # per factor, the finite returns and the negative growth factors in the window
+        self._counts: IntArray = np.zeros((2, k), dtype=np.int64)
+        # the previous block's parts from each slot on (ones), this block's part (empty)
+        self._suffix: FloatArray = np.ones((window, 4, k))
+        self._prefix: FloatArray = _empty_part(k)
         self._nan: FloatArray = np.full(k, np.nan)  # the returns of a push without any
         self._result: tuple[FloatArray, FloatArray] = (self._nan, self._nan)
         self._steps = 0
@@ -202,7 +228,12 @@ class ReturnTrack:
         f = self._nan if returns is None else np.ascontiguousarray(returns, dtype=np.float64)
         slot = self._steps % self.window
         self._steps += 1
-        self._count, cum, mdd, changed = _track_push(self._growth, self._ok, self._count, slot, f)
+        self._counts, self._prefix, cum, mdd, changed = _track_push(
+            self._growth, self._ok, self._counts, self._suffix, self._prefix, slot, f
+        )
+        if slot == self.window - 1:  # the block is complete: its parts, a new block
+            self._suffix = _suffixes(self._growth)
+            self._prefix = _empty_part(self._growth.shape[1])
         if not changed:  # the window's finite returns are the same
             cum, mdd = self._result
             return cum.copy(), mdd.copy()
@@ -212,62 +243,126 @@ class ReturnTrack:
     def checkpoint(self) -> ReturnTrackToken:
         """The state before the next push: the slot it overwrites, and references."""
         slot = self._steps % self.window
-        growth = self._growth[slot].copy()
-        return (self._steps, growth, self._ok[slot].copy(), self._count, self._result)
+        return (
+            self._steps,
+            self._growth[slot].copy(),
+            self._ok[slot].copy(),
+            self._counts,
+            self._suffix,
+            self._prefix,
+            self._result,
+        )
 
     def restore(self, token: ReturnTrackToken) -> None:
-        self._steps, growth, ok, self._count, self._result = token
+        self._steps, growth, ok, self._counts, self._suffix, self._prefix, self._result = token
         slot = self._steps % self.window
         self._growth[slot] = growth
-        self._growth[slot + self.window] = growth
         self._ok[slot] = ok
+
+
+def _empty_part(k: int) -> FloatArray:
+    """The figures ``P, M, m, D`` of no growth factor (``m`` infinite: no product)."""
+    part = np.ones((4, k))
+    part[2] = np.inf
+    return part
+
+
+@kernel
+def _single(g: float, j: int, out: FloatArray) -> None:
+    """``out[:, j]``: the figures ``P, M, m, D`` of the one growth factor ``g``."""
+    out[0, j] = g
+    out[1, j] = max(1.0, g)
+    out[2, j] = g
+    out[3, j] = g / max(1.0, g)
+
+
+@kernel
+def _join(a: FloatArray, b: FloatArray, j: int, out: FloatArray) -> None:
+    """``out[:, j]``: the figures of part ``a`` followed by part ``b`` (factor ``j``)."""
+    p, m, low, d = a[0, j], a[1, j], a[2, j], a[3, j]
+    out[0, j] = p * b[0, j]
+    out[1, j] = max(m, p * b[1, j])
+    out[2, j] = min(low, p * b[2, j])
+    out[3, j] = min(d, b[3, j], p * b[2, j] / m)
 
 
 @kernel
 def _track_push(
-    growth: FloatArray, ok: BoolArray, count: IntArray, slot: int, f: FloatArray
-) -> tuple[IntArray, FloatArray, FloatArray, bool]:
+    growth: FloatArray,
+    ok: BoolArray,
+    counts: IntArray,
+    suffix: FloatArray,
+    prefix: FloatArray,
+    slot: int,
+    f: FloatArray,
+) -> tuple[IntArray, FloatArray, FloatArray, FloatArray, bool]:
     """Write ``f``'s growth factors and finiteness into ring slot ``slot`` (in
-    place); return the new counts of finite returns, the cumulative return and the
-    maximum drawdown over the window (NaN where a factor has no finite return), and
-    whether a finite return entered or left (else the figures are not computed:
-    NaN)."""
+    place); return the new counts, this block's part with them, the cumulative
+    return and the maximum drawdown over the window (NaN where a factor has no
+    finite return), and whether a finite return entered or left (else the figures
+    are not computed: NaN)."""
     w, k = ok.shape
-    new_count = count.copy()
+    new_counts = counts.copy()
+    part = np.empty((4, k))
+    single = np.empty((4, k))
     changed = False
     for j in range(k):
         now = math.isfinite(f[j])
         was = ok[slot, j]
         g = 1.0 + f[j] if now else 1.0
+        new_counts[0, j] += np.int64(now) - np.int64(was)
+        new_counts[1, j] += np.int64(g < 0) - np.int64(growth[slot, j] < 0)
         growth[slot, j] = g
-        growth[slot + w, j] = g
         ok[slot, j] = now
-        new_count[j] += np.int64(now) - np.int64(was)
         changed = changed or now or was
+        _single(g, j, single)
+        _join(prefix, single, j, part)
     cum = np.full(k, np.nan)
     mdd = np.full(k, np.nan)
     if not changed:
-        return new_count, cum, mdd, False
-    # E_t and the least E_s / max(E_0 .. E_s), with E_0 = 1, oldest first; between two
-    # new maxima the least ratio is that of the least E (a division by a positive
-    # constant keeps the order), so a ratio is taken only when a new maximum starts
-    e = np.ones(k)
-    peak = np.ones(k)
-    low = np.ones(k)  # the least E since the maximum
-    least = np.ones(k)
-    start = (slot + 1) % w
-    for t in range(start, start + w):
-        for j in range(k):  # the factors side by side: independent chains of products
-            v = e[j] * growth[t, j]
-            e[j] = v
-            if v > peak[j]:
-                least[j] = min(least[j], low[j] / peak[j])
-                peak[j] = v
-                low[j] = v
-            elif v < low[j]:
-                low[j] = v
+        return new_counts, part, cum, mdd, False
+    window = part
+    if slot + 1 < w:  # the previous block's slots after this one come first
+        window = np.empty((4, k))
+        for j in range(k):
+            _join(suffix[slot + 1], part, j, window)
     for j in range(k):
-        if new_count[j] > 0:
-            cum[j] = e[j] - 1.0
-            mdd[j] = min(least[j], low[j] / peak[j]) - 1.0  # min(E / peak) - 1
-    return new_count, cum, mdd, True
+        if new_counts[0, j] == 0:
+            continue
+        if new_counts[1, j] > 0:  # a negative growth factor: walk the window
+            e, least = _walk(growth, j, slot)
+        else:
+            e, least = window[0, j], window[3, j]
+        cum[j] = e - 1.0
+        mdd[j] = least - 1.0
+    return new_counts, part, cum, mdd, True
+
+
+@kernel
+def _walk(growth: FloatArray, j: int, slot: int) -> tuple[float, float]:
+    """``E`` and ``min E_t / max(E_0 .. E_t)`` (with ``E_0 = 1``) of factor ``j``
+    over the window that ends at ``slot``, oldest first: the definition."""
+    w = growth.shape[0]
+    e = 1.0
+    peak = 1.0
+    least = 1.0
+    for t in range(slot + 1, slot + 1 + w):
+        e *= growth[t % w, j]
+        peak = max(peak, e)
+        least = min(least, e / peak)
+    return e, least
+
+
+@kernel
+def _suffixes(growth: FloatArray) -> FloatArray:
+    """The parts of a complete block from each slot to its end: ``(W, 4, K)``."""
+    w, k = growth.shape
+    out = np.empty((w, 4, k))
+    single = np.empty((4, k))
+    for j in range(k):
+        _single(growth[w - 1, j], j, out[w - 1])
+    for o in range(w - 2, -1, -1):
+        for j in range(k):
+            _single(growth[o, j], j, single)
+            _join(single, out[o + 1], j, out[o])
+    return out
