@@ -36,7 +36,6 @@ feeding empty steps there).
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,15 +77,14 @@ class AnalyticsBar:
 
 
 @cache
-def compile_kernels() -> float:
+def compile_kernels() -> None:
     """Run every compiled kernel of the analytics once, on a few symbols, so that
-    each is compiled (or loaded from numba's cache) before the first bar; the
-    seconds it took.  Once per process (later calls return at once).
+    each is compiled (or loaded from numba's cache) before the first bar.  Once per
+    process (later calls return at once).
 
     The kernels are compiled for the types of their arguments, which do not depend
     on the universe, the factors or the parameters: float64 C-contiguous arrays,
     with and without weights, through both solvers of the regression."""
-    start = time.perf_counter()
     names = CANONICAL[:2]
     rng = np.random.default_rng(0)
     n = 12
@@ -106,7 +104,6 @@ def compile_kernels() -> float:
     risk.snapshot()
     next_state(HealthState.UNKNOWN, 0.0, 1.0)
     average_ranks(x, np.isfinite(x))  # the expressions' rank
-    return time.perf_counter() - start
 
 
 class UndoExhausted(RuntimeError):

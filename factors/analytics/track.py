@@ -164,11 +164,11 @@ def ic_statistics(
     return mean, std, icir, t_stat, hit, reason
 
 
-#: What :meth:`ReturnTrack.restore` needs: the count of pushes, the growth factors of
-#: the slot the next push overwrites and which of them were finite, the counts, the
-#: aggregates of the block and of the one before it, the last figures.
+#: What :meth:`ReturnTrack.restore` needs: the count of pushes, the returns of the
+#: slot the next push overwrites, the counts, the figures of the previous block's tails
+#: and of this block's head, the last figures.
 ReturnTrackToken = tuple[
-    int, FloatArray, BoolArray, IntArray, FloatArray, FloatArray, tuple[FloatArray, FloatArray]
+    int, FloatArray, IntArray, FloatArray, FloatArray, tuple[FloatArray, FloatArray]
 ]
 
 
@@ -178,8 +178,9 @@ class ReturnTrack:
     :func:`factorcast.factors.analytics.health.drawdown_track`.
 
     A push costs O(K), not a walk over the window (O(W K), most of it cache misses
-    at a few hundred bars).  The ring holds the growth factors ``g = 1 + f`` (1
-    where ``f`` is NaN) of a block of ``window`` pushes; after slot ``o`` is written,
+    at a few hundred bars).  The ring holds the returns of a block of ``window``
+    pushes, whose growth factors are ``g = 1 + f`` (1 where ``f`` is NaN); after
+    slot ``o`` is written,
     the window is the previous block's slots ``o + 1 ..`` followed by this block's
     slots ``.. o``.  Each part is summed up, per factor, by four figures of its
     growth factors ``g_1 .. g_L`` with the products ``b_t = g_1 .. g_t``: ``P = b_L``,
@@ -199,11 +200,10 @@ class ReturnTrack:
 
     __slots__ = (
         "_counts",
-        "_growth",
         "_nan",
-        "_ok",
         "_prefix",
         "_result",
+        "_returns",
         "_steps",
         "_suffix",
         "window",
@@ -211,8 +211,7 @@ class ReturnTrack:
 
     def __init__(self, k: int, window: int) -> None:
         self.window = window
-        self._growth: FloatArray = np.ones((window, k))
-        self._ok: BoolArray = np.zeros((window, k), dtype=np.bool_)  # per slot: finite returns
+        self._returns: FloatArray = np.full((window, k), np.nan)
         # per factor, the finite returns and the negative growth factors in the window
         self._counts: IntArray = np.zeros((2, k), dtype=np.int64)
         # the previous block's parts from each slot on (ones), this block's part (empty)
@@ -229,11 +228,11 @@ class ReturnTrack:
         slot = self._steps % self.window
         self._steps += 1
         self._counts, self._prefix, cum, mdd, changed = _track_push(
-            self._growth, self._ok, self._counts, self._suffix, self._prefix, slot, f
+            self._returns, self._counts, self._suffix, self._prefix, slot, f
         )
         if slot == self.window - 1:  # the block is complete: its parts, a new block
-            self._suffix = _suffixes(self._growth)
-            self._prefix = _empty_part(self._growth.shape[1])
+            self._suffix = _suffixes(self._returns)
+            self._prefix = _empty_part(f.shape[0])
         if not changed:  # the window's finite returns are the same
             cum, mdd = self._result
             return cum.copy(), mdd.copy()
@@ -245,8 +244,7 @@ class ReturnTrack:
         slot = self._steps % self.window
         return (
             self._steps,
-            self._growth[slot].copy(),
-            self._ok[slot].copy(),
+            self._returns[slot].copy(),
             self._counts,
             self._suffix,
             self._prefix,
@@ -254,10 +252,8 @@ class ReturnTrack:
         )
 
     def restore(self, token: ReturnTrackToken) -> None:
-        self._steps, growth, ok, self._counts, self._suffix, self._prefix, self._result = token
-        slot = self._steps % self.window
-        self._growth[slot] = growth
-        self._ok[slot] = ok
+        self._steps, returns, self._counts, self._suffix, self._prefix, self._result = token
+        self._returns[self._steps % self.window] = returns
 
 
 def _empty_part(k: int) -> FloatArray:
@@ -288,32 +284,30 @@ def _join(a: FloatArray, b: FloatArray, j: int, out: FloatArray) -> None:
 
 @kernel
 def _track_push(
-    growth: FloatArray,
-    ok: BoolArray,
+    ring: FloatArray,
     counts: IntArray,
     suffix: FloatArray,
     prefix: FloatArray,
     slot: int,
     f: FloatArray,
 ) -> tuple[IntArray, FloatArray, FloatArray, FloatArray, bool]:
-    """Write ``f``'s growth factors and finiteness into ring slot ``slot`` (in
-    place); return the new counts, this block's part with them, the cumulative
+    """Write the returns ``f`` into ring slot ``slot`` (in place); return the new
+    counts, this block's part with them, the cumulative
     return and the maximum drawdown over the window (NaN where a factor has no
     finite return), and whether a finite return entered or left (else the figures
     are not computed: NaN)."""
-    w, k = ok.shape
+    w, k = ring.shape
     new_counts = counts.copy()
     part = np.empty((4, k))
     single = np.empty((4, k))
     changed = False
     for j in range(k):
         now = math.isfinite(f[j])
-        was = ok[slot, j]
-        g = 1.0 + f[j] if now else 1.0
+        was = math.isfinite(ring[slot, j])
+        g = _growth(f[j])
         new_counts[0, j] += np.int64(now) - np.int64(was)
-        new_counts[1, j] += np.int64(g < 0) - np.int64(growth[slot, j] < 0)
-        growth[slot, j] = g
-        ok[slot, j] = now
+        new_counts[1, j] += np.int64(g < 0) - np.int64(_growth(ring[slot, j]) < 0)
+        ring[slot, j] = f[j]
         changed = changed or now or was
         _single(g, j, single)
         _join(prefix, single, j, part)
@@ -330,7 +324,7 @@ def _track_push(
         if new_counts[0, j] == 0:
             continue
         if new_counts[1, j] > 0:  # a negative growth factor: walk the window
-            e, least = _walk(growth, j, slot)
+            e, least = _walk(ring, j, slot)
         else:
             e, least = window[0, j], window[3, j]
         cum[j] = e - 1.0
@@ -339,30 +333,36 @@ def _track_push(
 
 
 @kernel
-def _walk(growth: FloatArray, j: int, slot: int) -> tuple[float, float]:
+def _growth(f: float) -> float:
+    """The growth factor of a return: ``1 + f``, 1 where ``f`` is not finite."""
+    return 1.0 + f if math.isfinite(f) else 1.0
+
+
+@kernel
+def _walk(ring: FloatArray, j: int, slot: int) -> tuple[float, float]:
     """``E`` and ``min E_t / max(E_0 .. E_t)`` (with ``E_0 = 1``) of factor ``j``
     over the window that ends at ``slot``, oldest first: the definition."""
-    w = growth.shape[0]
+    w = ring.shape[0]
     e = 1.0
     peak = 1.0
     least = 1.0
     for t in range(slot + 1, slot + 1 + w):
-        e *= growth[t % w, j]
+        e *= _growth(ring[t % w, j])
         peak = max(peak, e)
         least = min(least, e / peak)
     return e, least
 
 
 @kernel
-def _suffixes(growth: FloatArray) -> FloatArray:
+def _suffixes(ring: FloatArray) -> FloatArray:
     """The parts of a complete block from each slot to its end: ``(W, 4, K)``."""
-    w, k = growth.shape
+    w, k = ring.shape
     out = np.empty((w, 4, k))
     single = np.empty((4, k))
     for j in range(k):
-        _single(growth[w - 1, j], j, out[w - 1])
+        _single(_growth(ring[w - 1, j]), j, out[w - 1])
     for o in range(w - 2, -1, -1):
         for j in range(k):
-            _single(growth[o, j], j, single)
+            _single(_growth(ring[o, j]), j, single)
             _join(single, out[o + 1], j, out[o])
     return out
