@@ -30,7 +30,6 @@ from factorcast.factors.analytics.health import (
     IcStats,
     drawdown_track,
     forward_return,
-    ic_statistics,
     next_state,
     transition_alert,
 )
@@ -45,7 +44,12 @@ from factorcast.factors.analytics.optimizer import (
     suggest,
 )
 from factorcast.factors.analytics.params import HealthParams, RegressionFactors, RiskParams
-from factorcast.factors.analytics.pipeline import AnalyticsBar, FactorAnalytics, UndoExhausted
+from factorcast.factors.analytics.pipeline import (
+    AnalyticsBar,
+    FactorAnalytics,
+    UndoExhausted,
+    compile_kernels,
+)
 from factorcast.factors.analytics.portfolio import (
     CASH,
     UNCLASSIFIED,
@@ -102,6 +106,7 @@ from factorcast.factors.analytics.scan import (
     want_vector,
 )
 from factorcast.factors.analytics.tilt import FactorTilt, Tilt, sentence, strength, tilt
+from factorcast.factors.analytics.track import ic_statistics
 
 __all__: list[str] = [
     "BUDGET",
@@ -159,6 +164,7 @@ __all__: list[str] = [
     "asset_variances",
     "average_ranks",
     "bars_per_year",
+    "compile_kernels",
     "decay_curve",
     "diversification",
     "drawdown_track",

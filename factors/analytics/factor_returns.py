@@ -23,16 +23,16 @@ Choices ANALYTICS.md leaves open, made here:
   weight at ``t-1`` is left out of the sample, as it is left out of ``m[t]`` and
   of ``mu`` in FACTORS.md.
 * The regression is solved from the normal equations ``X'VX f = X'VR`` (one
-  product of the design and the returns, one 7x7 inverse: the cost of a bar is
-  numpy's per-call overhead, and ``lstsq`` was most of it) where ``X'VX`` is well
-  conditioned: ``trace(X'VX) trace((X'VX)^-1)``, at least its condition number,
-  below 10^4.  Then the weighted design ``V^(1/2) X`` has a condition number
-  below 100, its smallest singular value is far above ``numpy.linalg.matrix_rank``'s
-  tolerance (``max(n, K + 1)`` ulps of the largest), and the solution agrees
-  with an SVD's to about 10^-12 of the returns.  Elsewhere (near collinear
-  exposures, few symbols) it is ``numpy.linalg.lstsq`` on the design and returns
-  multiplied row-wise by ``sqrt(v_i)``, after ``numpy.linalg.matrix_rank``
-  (default tolerance) on that weighted design says it has full column rank.
+  compiled pass over the symbols and a Cholesky factor: wls.py) where ``X'VX`` is
+  well conditioned: ``trace(X'VX) trace((X'VX)^-1)``, at least its condition
+  number, below 10^4.  Then the weighted design ``V^(1/2) X`` has a condition
+  number below 100, its smallest singular value is far above
+  ``numpy.linalg.matrix_rank``'s tolerance (``max(n, K + 1)`` ulps of the
+  largest), and the solution agrees with an SVD's to about 10^-12 of the returns.
+  Elsewhere (near collinear exposures, few symbols) it is ``numpy.linalg.lstsq``
+  on the design and returns multiplied row-wise by ``sqrt(v_i)``, after
+  ``numpy.linalg.matrix_rank`` (default tolerance) on that weighted design says
+  it has full column rank.
 * Weighted ``R^2`` is statsmodels' ``WLS(...).rsquared`` (with a constant):
   ``1 - sum_i v_i u_i^2 / sum_i v_i (R_i - Rbar)^2`` with the weighted mean
   ``Rbar = sum_i v_i R_i / sum_i v_i``.  NaN when the returns of the sample are
@@ -49,6 +49,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from factorcast.factors.analytics.health import forward_return
+from factorcast.factors.analytics.wls import NEEDS_SVD, TOO_FEW, wls_fit, wls_normal
 from factorcast.factors.params import Weighting
 from factorcast.factors.reasons import Reason
 from factorcast.factors.registry import UNIVERSE
@@ -65,6 +67,7 @@ CodeArray = NDArray[np.uint8]
 _OK = int(Reason.OK)
 _TOO_FEW = int(Reason.TOO_FEW_SYMBOLS)
 _SINGULAR = int(Reason.SINGULAR)
+_REASON_OK = Reason.OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,8 @@ class FactorReturns:
         self.names: tuple[str, ...] = (UNIVERSE, *chosen)
         self._columns = np.array([model_names.index(f) for f in chosen], dtype=np.intp)
         self._prev_close: FloatArray = np.full(n_symbols, np.nan)
-        self._prev_x: FloatArray = np.full((n_symbols, len(chosen)), np.nan)
+        # the previous bar's exposures as a row per regression factor (K, n_symbols)
+        self._prev_x: FloatArray = np.full((len(chosen), n_symbols), np.nan)
         self._prev_v: FloatArray | None = None
         self._every_column = chosen == model_names
 
@@ -161,6 +165,20 @@ class FactorReturns:
             raise ValueError("close or exposure does not fit the universe and the factors")
         if present is not None:
             close = np.where(present, close, np.nan)
+        # a row per factor (for the model's exposures, stored by factor, a plain copy)
+        xt = np.array(exposure.T, order="C")
+        return self.update_rows(close, xt, weights)
+
+    def update_rows(
+        self, close: FloatArray, xt: FloatArray, weights: FloatArray | None = None
+    ) -> FactorReturnBar:
+        """:meth:`update` with the exposures as a row per model factor, ``xt``
+        ``(n_model_factors, n_symbols)`` C-contiguous float64, and float64 closes
+        (NaN where no bar): both are kept as they are (the caller hands them over
+        and changes them no more)."""
+        n = self.n_symbols
+        if close.shape != (n,) or xt.shape != (len(self.model_names), n):
+            raise ValueError("close or exposure does not fit the universe and the factors")
         v: FloatArray | None = None  # equal weights
         if self.weighting != "equal":
             if weights is None:
@@ -170,12 +188,11 @@ class FactorReturns:
                 raise ValueError("weights must have one entry per symbol")
             with np.errstate(invalid="ignore"):
                 v = np.where(np.isfinite(w) & (w > 0), np.sqrt(w), np.nan)
-        # a copy in the caller's layout (the model's exposures are stored by factor)
-        x = exposure.copy(order="K") if self._every_column else exposure[:, self._columns]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = close / self._prev_close - 1.0
-        result = regress(r, self._prev_x, self._prev_v, self.names)
-        self._prev_close, self._prev_x, self._prev_v = close, x, v
+        if not self._every_column:
+            xt = xt[self._columns]
+        r = forward_return(close, self._prev_close)
+        result = _regress_rows(r, self._prev_x, self._prev_v, self.names)
+        self._prev_close, self._prev_x, self._prev_v = close, xt, v
         return result
 
 
@@ -185,38 +202,7 @@ def regress(
     """One cross-sectional WLS: returns ``r`` (n,), exposures ``x`` (n, K) and
     regression weights ``v`` (n,), NaN where missing (``None``: equal weights);
     minimizes ``sum v_i u_i^2`` over the symbols where all three are finite."""
-    n_sym, k = x.shape
-    sample = np.isfinite(x).all(axis=1)
-    sample &= np.isfinite(r)
-    if v is not None:
-        sample &= np.isfinite(v)
-    n = int(np.count_nonzero(sample))
-    if n < k + 2:
-        return _no_regression(names, n_sym, n, _TOO_FEW)
-    # the design and the returns as rows [1, X_1 .. X_K, R], zero outside the sample,
-    # so that one product gives X'VX, X'VR and R'VR
-    rows = np.zeros((k + 2, n_sym))
-    rows[0] = sample
-    np.copyto(rows[1:-1], x.T, where=sample)
-    np.copyto(rows[-1], r, where=sample)
-    w = rows[0] if v is None else np.where(sample, v, 0.0)
-    moments = (rows if v is None else rows * w) @ rows.T
-    gram, xvy = moments[:-1, :-1], moments[:-1, -1]
-    f = _solve_normal(gram, xvy)
-    if f is None:
-        design = np.empty((n, k + 1))
-        design[:, 0] = 1.0
-        design[:, 1:] = x[sample]
-        f = _solve_svd(design, r[sample], None if v is None else v[sample])
-        if f is None:
-            return _no_regression(names, n_sym, n, _SINGULAR)
-    u = rows[-1] - f @ rows[:-1]  # 0 outside the sample
-    dev = rows[-1] - xvy[0] / gram[0, 0]  # about the weighted mean sum v R / sum v
-    tss = float((dev * w) @ dev)  # w = 0 outside the sample
-    rss = float((u * w) @ u)
-    r2 = 1.0 - rss / tss if tss > 0 else np.nan
-    residuals = np.where(sample, u, np.nan)
-    return FactorReturnBar(names, f, residuals, r2, n, Reason(_OK))
+    return _regress_rows(r, np.array(np.asarray(x, dtype=np.float64).T, order="C"), v, names)
 
 
 #: the normal equations are solved where ``trace(X'VX) * trace((X'VX)^-1)`` (at
@@ -225,22 +211,30 @@ def regress(
 _MAX_CONDITION_BOUND = 1e4
 
 
-def _solve_normal(gram: FloatArray, xvy: FloatArray) -> FloatArray | None:
-    """``f`` from the normal equations ``X'VX f = X'Vy``, or None where ``X'VX`` is
-    not clearly well conditioned.
+def _regress_rows(
+    r: FloatArray, xt: FloatArray, v: FloatArray | None, names: tuple[str, ...]
+) -> FactorReturnBar:
+    """:func:`regress` with the exposures as a C-contiguous row per factor (K, n)."""
+    k, n_sym = xt.shape
+    y = np.ascontiguousarray(r, dtype=np.float64)
+    w = _EQUAL if v is None else np.ascontiguousarray(v, dtype=np.float64)
+    outcome, sample, n, mean, f, residuals, r2 = wls_normal(y, xt, w, _MAX_CONDITION_BOUND)
+    if outcome == TOO_FEW:
+        return _no_regression(names, n_sym, n, _TOO_FEW)
+    if outcome == NEEDS_SVD:
+        design = np.empty((n, k + 1))
+        design[:, 0] = 1.0
+        design[:, 1:] = xt[:, sample].T
+        solved = _solve_svd(design, y[sample], None if v is None else w[sample])
+        if solved is None:
+            return _no_regression(names, n_sym, n, _SINGULAR)
+        f = np.ascontiguousarray(solved)
+        r2 = wls_fit(y, xt, w, sample, f, mean, residuals)
+    return FactorReturnBar(names, f, residuals, r2, n, _REASON_OK)
 
-    The bound takes the absolute values of the computed inverse's diagonal: where
-    ``X'VX`` is near singular, its inverse has a huge diagonal entry (along the
-    near null vector), whatever the rounding did to its sign."""
-    try:
-        inverse = np.linalg.inv(gram)
-    except np.linalg.LinAlgError:  # exactly singular, or not finite
-        return None
-    bound = float(gram.trace()) * sum(map(abs, inverse.diagonal().tolist()))
-    if not bound < _MAX_CONDITION_BOUND:  # also False where it is NaN
-        return None
-    f: FloatArray = inverse @ xvy
-    return f
+
+#: the weights of ``equal`` weighting, for the kernels: none (every ``v_i`` is 1)
+_EQUAL: FloatArray = np.empty(0)
 
 
 def _solve_svd(design: FloatArray, y: FloatArray, vs: FloatArray | None) -> FloatArray | None:

@@ -17,10 +17,10 @@ Choices the contract leaves open, documented here:
   ``unknown`` or ``unrated`` the next state follows the ``unknown`` rule.
 - Statistics need at least ``max(min_obs, 2)`` finite ICs (``std_ic`` has
   ddof=1).
-- The factor-return track keeps the last ``window`` factor returns in a ring and
-  recomputes the cumulative return and drawdown from it at each bar: O(W x K), a
-  few vectorized passes over contiguous rows (track.py); the drawdown needs the
-  path, so there is no O(K) running form of it over a sliding window.
+- The factor-return track keeps the last ``window`` factor returns in a ring, and
+  the cumulative return and drawdown of the window in O(K) per bar from figures of
+  its two parts, the older one built once per ``window`` bars (track.py); the
+  same numbers as :func:`drawdown_track` over the window up to rounding.
 - Rank ICs: ranks.py (one sort of every factor and of the returns per bar).
 - The quintile spread (decay.py) is taken at horizon 1: the mean over bars of
   ``mean(R[top quintile, t+1]) - mean(R[bottom quintile, t+1])``, the
@@ -38,7 +38,8 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.ranks import rank_ic
+from factorcast.factors.analytics.jit import kernel
+from factorcast.factors.analytics.ranks import rank_ic_rows
 from factorcast.factors.analytics.track import (
     IcWindow,
     IcWindowToken,
@@ -49,6 +50,7 @@ from factorcast.factors.reasons import Reason
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+CodeArray = NDArray[np.int8]
 
 #: Horizons of the offline decay curve.
 DECAY_HORIZONS: Final[tuple[int, ...]] = (1, 2, 4, 8, 16, 32, 64)
@@ -57,10 +59,22 @@ MIN_QUINTILE_SYMBOLS: Final = 10
 
 
 def forward_return(close_now: FloatArray, close_then: FloatArray) -> FloatArray:
-    """``C[t+h] / C[t] - 1``, NaN where either close is missing."""
-    with np.errstate(all="ignore"):
-        out: FloatArray = close_now / close_then - 1.0
-    out[~np.isfinite(out)] = np.nan
+    """``C[t+h] / C[t] - 1``, NaN where either close is missing (or the ratio is not
+    finite)."""
+    return _simple_returns(
+        np.ascontiguousarray(close_now, dtype=np.float64),
+        np.ascontiguousarray(close_then, dtype=np.float64),
+    )
+
+
+@kernel
+def _simple_returns(now: FloatArray, then: FloatArray) -> FloatArray:
+    """:func:`forward_return`, compiled: one loop rather than numpy calls under an
+    ``errstate`` (whose cost is most of this for a few hundred symbols)."""
+    out = np.empty(now.shape[0])
+    for i in range(now.shape[0]):
+        r = now[i] / then[i] - 1.0
+        out[i] = r if math.isfinite(r) else np.nan
     return out
 
 
@@ -89,20 +103,52 @@ def next_state(
     t_exit: float = 1.0,
 ) -> HealthState:
     """One step of the hysteresis of ANALYTICS.md section 2, with ``s = d * t_stat``."""
+    code = _next_code(_CODES[state], float(t_stat), float(direction), t_enter, t_exit)
+    return _STATES[code]
+
+
+#: the states by the codes of the compiled state machine
+_STATES: Final = (
+    HealthState.UNKNOWN,
+    HealthState.UNRATED,
+    HealthState.WORKING,
+    HealthState.FLAT,
+    HealthState.INVERTED,
+)
+_CODES: Final = {state: code for code, state in enumerate(_STATES)}
+_UNKNOWN, _UNRATED, _WORKING, _FLAT, _INVERTED = range(5)
+
+
+@kernel
+def _next_code(state: int, t_stat: float, direction: float, t_enter: float, t_exit: float) -> int:
+    """:func:`next_state` on the states' codes."""
     if math.isnan(t_stat):
-        return HealthState.UNKNOWN
+        return _UNKNOWN
     if direction == 0:
-        return HealthState.UNRATED
+        return _UNRATED
     s = direction * t_stat
-    if state is HealthState.WORKING and s >= t_exit:
-        return HealthState.WORKING
-    if state is HealthState.INVERTED and s <= -t_exit:
-        return HealthState.INVERTED
+    if state == _WORKING and s >= t_exit:
+        return _WORKING
+    if state == _INVERTED and s <= -t_exit:
+        return _INVERTED
     if s >= t_enter:
-        return HealthState.WORKING
+        return _WORKING
     if s <= -t_enter:
-        return HealthState.INVERTED
-    return HealthState.FLAT
+        return _INVERTED
+    return _FLAT
+
+
+@kernel
+def _next_codes(
+    codes: CodeArray, t_stats: FloatArray, directions: FloatArray, t_enter: float, t_exit: float
+) -> tuple[CodeArray, int]:
+    """:func:`next_state` of every factor, on the codes; and how many changed."""
+    out = np.empty_like(codes)
+    changed = 0
+    for j in range(codes.shape[0]):
+        out[j] = _next_code(codes[j], t_stats[j], directions[j], t_enter, t_exit)
+        changed += out[j] != codes[j]
+    return out, changed
 
 
 def transition_alert(before: HealthState, after: HealthState) -> AlertKind | None:
@@ -160,60 +206,6 @@ class IcStats:
     reason: NDArray[np.int8]
 
 
-#: a variance below this share of the mean square of the ICs counts as zero
-_REL_ZERO_VAR = 1e-12
-_INSUFFICIENT = int(Reason.INSUFFICIENT_HISTORY)
-_NO_DISPERSION = int(Reason.NO_DISPERSION)
-
-
-def ic_statistics(
-    s1: FloatArray, s2: FloatArray, hits: FloatArray, n: IntArray, min_obs: int
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.int8]]:
-    """``mean_ic, std_ic, icir, t_stat, hit_rate, reason`` from the sums of the
-    finite ICs, their squares and their hits over a window of ``n`` of them.
-
-    Factor by factor in plain floats (the same IEEE operations numpy would do: a
-    handful of factors cost less this way than a numpy call per figure)."""
-    least = max(min_obs, 2)
-    nan = math.nan
-    mean, std, icir, t_stat, hit, reason = [], [], [], [], [], []
-    for a, b, h, c in zip(s1.tolist(), s2.tolist(), hits.tolist(), n.tolist(), strict=True):
-        if c < least:
-            mean.append(nan)
-            std.append(nan)
-            icir.append(nan)
-            t_stat.append(nan)
-            hit.append(nan)
-            reason.append(_INSUFFICIENT)
-            continue
-        m = a / c
-        var = max((b - a * a / c) / (c - 1.0), 0.0)
-        # the sums leave a few ulps of s2 where every IC is the same: that is no spread
-        if var <= _REL_ZERO_VAR * b / c:
-            var = 0.0
-        sd = math.sqrt(var)
-        mean.append(m)
-        std.append(sd)
-        hit.append(h / c)
-        if sd > 0:
-            ir = m / sd
-            icir.append(ir)
-            t_stat.append(ir * math.sqrt(c))
-            reason.append(0)
-        else:
-            icir.append(nan)
-            t_stat.append(nan)
-            reason.append(_NO_DISPERSION)
-    return (
-        np.array(mean),
-        np.array(std),
-        np.array(icir),
-        np.array(t_stat),
-        np.array(hit),
-        np.array(reason, dtype=np.int8),
-    )
-
-
 def drawdown_track(returns: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Cumulative return ``prod(1 + f) - 1`` and maximum drawdown (section 10:
     ``min(E_t / max_{s<=t} E_s - 1)`` with ``E_0 = 1`` in the running maximum)
@@ -256,6 +248,7 @@ _HealthToken = tuple[
     tuple[IcWindowToken, ...],
     ReturnTrackToken,
     tuple[HealthState, ...],
+    CodeArray,
 ]
 
 
@@ -291,11 +284,11 @@ class HealthTracker:
         self._depth = max(self.horizons) + 1
         self._x: list[FloatArray | None] = [None] * self._depth
         self._c: list[FloatArray | None] = [None] * self._depth
-        self._ic = {h: IcWindow(k, window) for h in self.horizons}
+        self._ic = {h: IcWindow(k, window, min_obs) for h in self.horizons}
         self._track = ReturnTrack(k, window)
-        self._direction_list: list[float] = self.directions.tolist()
         self._steps = 0
-        self.states: list[HealthState] = [HealthState.UNKNOWN] * k
+        self.states: tuple[HealthState, ...] = (HealthState.UNKNOWN,) * k
+        self._codes: CodeArray = np.full(k, _UNKNOWN, dtype=np.int8)
 
     def update(
         self,
@@ -306,11 +299,23 @@ class HealthTracker:
     ) -> HealthSnapshot:
         """Bar ``T`` closed: its exposures ``(n, K)``, closes ``(n,)`` (NaN where
         absent) and, if known, the factor returns of bar ``T`` ``(K,)``."""
+        xt = np.array(np.asarray(exposures, dtype=np.float64).T, order="C")
+        return self.update_rows(bar_ts, xt, np.array(close, dtype=np.float64), factor_returns)
+
+    def update_rows(
+        self,
+        bar_ts: int,
+        xt: FloatArray,
+        close: FloatArray,
+        factor_returns: FloatArray | None = None,
+    ) -> HealthSnapshot:
+        """:meth:`update` with the exposures as a row per factor, ``xt`` ``(K, n)``
+        C-contiguous float64, and float64 closes: both are kept as they are (the
+        caller hands them over and changes them no more)."""
         k = len(self.names)
         slot = self._steps % self._depth
-        self._x[slot] = np.array(exposures, dtype=np.float64)
-        c_now: FloatArray = np.array(close, dtype=np.float64)
-        self._c[slot] = c_now
+        self._x[slot] = xt
+        self._c[slot] = close
         stats: dict[int, IcStats] = {}
         for h in self.horizons:
             then = self._steps - h
@@ -318,23 +323,17 @@ class HealthTracker:
                 x_then = self._x[then % self._depth]
                 c_then = self._c[then % self._depth]
                 assert x_then is not None and c_then is not None
-                with np.errstate(all="ignore"):  # rank_ic leaves out what is not finite
-                    forward = c_now / c_then - 1.0
-                ic, ic_reason, _ = rank_ic(x_then, forward)
-                self._ic[h].push(ic, self.directions)
+                ic, ic_reason, _ = rank_ic_rows(x_then, _simple_returns(close, c_then))
+                figures = self._ic[h].push(ic, self.directions)
             else:
                 ic = np.full(k, np.nan)
                 ic_reason = np.full(k, Reason.INSUFFICIENT_HISTORY, dtype=np.int8)
-            sums = self._ic[h].sums
-            n = sums[0].astype(np.int64)  # sums of ones and zeros: exact
-            mean, std, icir, t_stat, hit, reason = ic_statistics(
-                sums[1], sums[2], sums[3], n, self.min_obs
-            )
-            stats[h] = IcStats(h, ic, ic_reason, n, mean, std, icir, t_stat, hit, reason)
+                figures = self._ic[h].statistics()
+            stats[h] = IcStats(h, ic, ic_reason, *figures)
         cum, mdd = self._track.push(factor_returns)
         self._steps += 1
         alerts = self._advance_states(bar_ts, stats[1])
-        return HealthSnapshot(bar_ts, stats, cum, mdd, tuple(self.states), alerts)
+        return HealthSnapshot(bar_ts, stats, cum, mdd, self.states, alerts)
 
     def checkpoint(self) -> _HealthToken:
         """What :meth:`restore` needs to put the tracker back as it is now, before the
@@ -346,36 +345,36 @@ class HealthTracker:
             self._c[slot],
             tuple([self._ic[h].checkpoint() for h in self.horizons]),
             self._track.checkpoint(),
-            tuple(self.states),
+            self.states,
+            self._codes,
         )
 
     def restore(self, token: _HealthToken) -> None:
-        self._steps, x, c, ic, track, states = token
+        self._steps, x, c, ic, track, self.states, self._codes = token
         slot = self._steps % self._depth
         self._x[slot] = x
         self._c[slot] = c
         for h, t in zip(self.horizons, ic, strict=True):
             self._ic[h].restore(t)
         self._track.restore(track)
-        self.states = list(states)
 
     def _advance_states(self, bar_ts: int, s: IcStats) -> tuple[FactorAlert, ...]:
+        codes, changed = _next_codes(
+            self._codes, s.t_stat, self.directions, self.t_enter, self.t_exit
+        )
+        if not changed:
+            return ()
         alerts: list[FactorAlert] = []
-        t_stats: list[float] = s.t_stat.tolist()
-        for j, name in enumerate(self.names):
-            before = self.states[j]
-            after = next_state(
-                before, t_stats[j], self._direction_list[j], self.t_enter, self.t_exit
-            )
-            if after is before:
-                continue
-            self.states[j] = after
+        before_states = self.states
+        self._codes = codes
+        self.states = tuple([_STATES[c] for c in codes.tolist()])
+        for j, (before, after) in enumerate(zip(before_states, self.states, strict=True)):
             kind = transition_alert(before, after)
             if kind is not None:
                 alerts.append(
                     FactorAlert(
                         kind,
-                        name,
+                        self.names[j],
                         bar_ts,
                         before,
                         after,

@@ -20,12 +20,14 @@ grid steps:
 
 Speed: the engine runs this at every grid step, for a few hundred symbols and a
 handful of factors, where numpy's cost per call (and the caches the factor model
-leaves cold) outweigh the arithmetic.  So each part works on whole arrays in few
-calls: one sort of all the rank-IC rows (ranks.py), one product and one 7x7
-inverse for the regression (factor_returns.py), one row per bar for the risk
-model's residual sums (risk.py), contiguous rows for the factor-return track
-(track.py), plain floats for the K-sized figures.  ``bench/replay.py`` measures
-their share of the step.
+leaves cold) outweigh the arithmetic.  So each part is one or two compiled
+kernels (jit.py) that loop over the symbols once: the regression's moments and
+Cholesky solve (wls.py), the rank ICs around one numpy sort of every row
+(ranks.py), the risk model's sums, ring and figures (risk_kernels.py), the IC
+window with its statistics and the factor-return track (track.py).  The exposures
+are copied once per step, as a row per factor, and shared by the regression and
+the health tracker.  :func:`compile_kernels` compiles them when the analytics are
+built.  ``bench/replay.py`` measures their share of the step.
 
 After :attr:`FactorAnalytics.saturation` grid steps without any bar nothing it
 holds is from before them: more such steps change nothing (the engine stops
@@ -37,16 +39,25 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from factorcast.factors.analytics.factor_returns import FactorReturnBar, FactorReturns
-from factorcast.factors.analytics.health import FactorAlert, HealthSnapshot, HealthTracker
+from factorcast.factors.analytics.health import (
+    FactorAlert,
+    HealthSnapshot,
+    HealthState,
+    HealthTracker,
+    next_state,
+)
 from factorcast.factors.analytics.params import HealthParams, RegressionFactors, RiskParams
+from factorcast.factors.analytics.ranks import average_ranks
 from factorcast.factors.analytics.risk import RiskModel, RiskSnapshot
 from factorcast.factors.params import Weighting
+from factorcast.factors.registry import CANONICAL
 
 FloatArray = NDArray[np.float64]
 
@@ -63,6 +74,36 @@ class AnalyticsBar:
     @property
     def alerts(self) -> tuple[FactorAlert, ...]:
         return self.health.alerts
+
+
+@cache
+def compile_kernels() -> None:
+    """Run every compiled kernel of the analytics once, on a few symbols, so that
+    each is compiled (or loaded from numba's cache) before the first bar.  Once per
+    process (later calls return at once).
+
+    The kernels are compiled for the types of their arguments, which do not depend
+    on the universe, the factors or the parameters: float64 C-contiguous arrays,
+    with and without weights, through both solvers of the regression."""
+    names = CANONICAL[:2]
+    rng = np.random.default_rng(0)
+    n = 12
+    returns = FactorReturns(n, names, "adv")
+    health = HealthTracker(names, np.zeros(len(names)), window=2, min_obs=2)
+    risk = RiskModel(names, n, window=2, min_obs=1)
+    x = rng.normal(size=(n, len(names)))
+    near = x.copy()
+    near[:, 1] = near[:, 0] + 1e-6 * rng.normal(size=n)  # the SVD's path
+    for step, exposure in enumerate((x, near, x, x)):
+        close = 100.0 * np.exp(0.01 * rng.normal(size=n))
+        close[step] = np.nan
+        xt = np.array(exposure.T, order="C")
+        fr = returns.update_rows(close, xt, np.exp(rng.normal(size=n)))
+        health.update_rows(step, xt, close, fr.returns[1:])
+        risk.update(fr.returns, fr.residuals)
+    risk.snapshot()
+    next_state(HealthState.UNKNOWN, 0.0, 1.0)
+    average_ranks(x, np.isfinite(x))  # the expressions' rank
 
 
 class UndoExhausted(RuntimeError):
@@ -116,6 +157,9 @@ class FactorAnalytics:
             [self.names.index(f) for f in self.returns.names[1:]], dtype=np.intp
         )
         self._undo: deque[tuple[Any, Any, Any]] = deque(maxlen=0)
+        # the first call of a kernel compiles it (seconds; or loads it from numba's
+        # cache): here, once per process, rather than inside a live bar's deadline
+        compile_kernels()
 
     @property
     def saturation(self) -> int:
@@ -135,13 +179,17 @@ class FactorAnalytics:
             self._undo.append(
                 (self.returns.checkpoint(), self.health.checkpoint(), self.risk.checkpoint())
             )
-        fr = self.returns.update(close, exposure, weights)
+        # one copy of each, kept by both parts: the exposures as a row per factor (for
+        # the model's, stored by factor, a plain copy), the closes
+        xt = np.array(np.asarray(exposure, dtype=np.float64).T, order="C")
+        c = np.array(close, dtype=np.float64)
+        fr = self.returns.update_rows(c, xt, weights)
         if self._track_columns.size == len(self.names):  # the regression has every factor
             track = fr.returns[1:]
         else:
             track = np.full(len(self.names), np.nan)
             track[self._track_columns] = fr.returns[1:]
-        health = self.health.update(bar_ts, exposure, close, track)
+        health = self.health.update_rows(bar_ts, xt, c, track)
         risk = self.risk.update(fr.returns, fr.residuals)
         return AnalyticsBar(bar_ts, fr, health, risk)
 

@@ -1,45 +1,56 @@
 """Average ranks and rank ICs of one cross-section (ANALYTICS.md section 2), every
 column at once.
 
-The engine takes a rank IC per horizon at every grid step, so this is written for
-a few hundred symbols and a handful of factors, where the cost is numpy's per-call
-overhead and the sort:
+The engine takes a rank IC per horizon at every grid step, for a few hundred
+symbols and a handful of factors.  Done in numpy that is dozens of calls whose
+fixed cost outweighs the arithmetic, so the work is two compiled kernels
+(:mod:`~factorcast.factors.analytics.jit`) around one numpy sort:
 
-- every column to rank is a *row* of one C-contiguous ``(rows, n)`` array (a
-  contiguous row sorts several times faster than a strided column), sorted by one
-  ``argsort`` along the rows with numpy's default (unstable) sort: the order
-  within a run of ties does not change its average rank, so the ranks are those of
-  a stable sort, exactly;
-- the symbols left out of a column are keyed ``+inf`` (they sort last), never NaN:
-  numpy's vectorized sort does not take NaN, and its fallback is four times slower;
-- ties: a run of equal sorted values starts where a value differs from the one
-  before it; each run's average rank is ``first + (length - 1) / 2``, repeated
-  over the run;
-- the rank IC of factor ``k`` stays in the sorted order of its exposures: the
-  returns' ranks are gathered in that order, so only the returns' ranks (one
-  ranking per distinct mask, usually one or two) go back to the symbols' order;
-- Spearman's sums are taken as ``sum r_x r_y - n m^2`` with ``m = (n + 1) / 2``:
-  average ranks are multiples of 1/2, so every product, sum and difference here is
-  a multiple of 1/4 below ``n^3``, exact in float64 up to about 10^5 symbols, and
-  the correlation is, bit for bit, the one the centred sums give.
+1. *keys*: every row to rank (a factor's exposures; the returns over each
+   distinct mask of the factors, usually one or two) becomes a row of float64
+   sort keys: the value with the index of its symbol written over the low bits of
+   its mantissa (``ceil(log2 n)`` bits, 9 for 500 symbols), ``+inf`` where the
+   symbol is left out (it sorts last);
+2. numpy sorts the rows of keys in place: its vectorized sort of float64 takes a
+   fraction of the time of an argsort, or of numba's own sort, and a sorted key
+   still names its symbol;
+3. *ranks*: the symbols are read back from the sorted keys.  Keys order the
+   values except among values that agree above the index bits (relative
+   difference below ``2^-43`` for 500 symbols), which come out in the order of
+   their symbols: each such run, nearly always a run of equal values, is put in
+   order of the exact values (an insertion sort, which moves nothing where the
+   values are equal).  Then each run of equal values gets its average rank
+   ``(first + last) / 2`` (1-based positions), the ranks of
+   ``scipy.stats.rankdata(method="average")`` exactly, whatever order the sort
+   left within the run.
+
+Spearman's correlation is ``(sum r_x r_y - c m^2) / sqrt((sum r_x^2 - c m^2)
+(sum r_y^2 - c m^2))`` over the ``c`` symbols of the column, with ``m = (c +
+1) / 2``: average ranks are multiples of 1/2, so every product, sum and
+difference here is a multiple of 1/4 below ``c^3``, exact in float64 up to about
+10^5 symbols, and the correlation is, bit for bit, the one the centred sums give
+(in any order of summation).
+
+``-0.0`` is keyed as ``0.0`` (they are equal values).  Non-finite values are
+always left out: an infinity or NaN with index bits would not be a key.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
+from factorcast.factors.analytics.jit import kernel
 from factorcast.factors.reasons import Reason
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 IntArray = NDArray[np.int64]
 CodeArray = NDArray[np.int8]
-IndexArray = NDArray[np.intp]
+KeyArray = NDArray[np.uint64]
 
 #: Fewest symbols for a rank IC.
 MIN_IC_SYMBOLS: Final = 3
@@ -47,79 +58,242 @@ MIN_IC_SYMBOLS: Final = 3
 _TOO_FEW: Final = int(Reason.TOO_FEW_SYMBOLS)
 _NO_DISPERSION: Final = int(Reason.NO_DISPERSION)
 
+#: the bits of the key of a left-out symbol: +inf, after every finite key
+_LEFT_OUT = np.uint64(0x7FF0_0000_0000_0000)
 
-@lru_cache(maxsize=32)
-def _positions(rows: int, n: int) -> FloatArray:
-    """``1, 2, ..., n`` on each of ``rows`` rows, flat (read-only, shared)."""
-    out = np.tile(np.arange(1.0, n + 1.0), rows)
-    out.flags.writeable = False
+
+# --------------------------------------------------------------------------- kernels
+
+
+@kernel
+def _index_bits(n: int) -> int:
+    """The low mantissa bits that hold a symbol index below ``n``."""
+    bits = 0
+    while (1 << bits) < n:
+        bits += 1
+    return bits
+
+
+@kernel
+def _key(value: float, index: int, shift: int) -> np.uint64:
+    """The sort key of a finite ``value`` at symbol ``index``: its bits (those of
+    ``0.0`` for ``-0.0``) with the index in the low ``shift`` of them."""
+    bits = np.float64(value + 0.0).view(np.uint64)  # -0.0 + 0.0 is 0.0
+    low = (np.uint64(1) << np.uint64(shift)) - np.uint64(1)
+    return (bits & ~low) | np.uint64(index)
+
+
+@kernel
+def _rank_sorted(
+    keys: KeyArray, values: FloatArray, count: int, shift: int, order: IntArray, rank: FloatArray
+) -> None:
+    """From one sorted row of keys (its first ``count`` entries are symbols of the
+    row, the rest left out): ``order[p]``, the symbol of the ``p``-th smallest value
+    of ``values``, and ``rank[p]``, its average rank (1-based)."""
+    s = np.uint64(shift)
+    low = (np.uint64(1) << s) - np.uint64(1)
+    for p in range(count):
+        order[p] = np.int64(keys[p] & low)
+        rank[p] = p + 1.0
+    # runs of keys that agree above the index bits (rare but for ties): settle each
+    p = 1
+    while p < count:
+        if (keys[p] ^ keys[p - 1]) >> s:
+            p += 1
+            continue
+        q = p + 1
+        while q < count and not (keys[q] ^ keys[q - 1]) >> s:
+            q += 1
+        _settle_run(values, order, rank, p - 1, q)
+        p = q + 1
+
+
+@kernel
+def _settle_run(
+    values: FloatArray, order: IntArray, rank: FloatArray, start: int, stop: int
+) -> None:
+    """Positions ``start .. stop - 1`` hold values that came out in symbol order:
+    sort them (an insertion sort: nothing moves where they are equal), then give
+    each run of equal values at positions ``a + 1 .. b`` their mean ``(a + 1 + b) / 2``."""
+    for a in range(start + 1, stop):
+        i = order[a]
+        v = values[i]
+        b = a - 1
+        while b >= start and values[order[b]] > v:
+            order[b + 1] = order[b]
+            b -= 1
+        order[b + 1] = i
+    a = start
+    while a < stop:
+        v = values[order[a]]
+        b = a + 1
+        while b < stop and values[order[b]] == v:
+            b += 1
+        mean = (a + 1 + b) * 0.5
+        for e in range(a, b):
+            rank[e] = mean
+        a = b
+
+
+@kernel
+def _masked_keys(values: FloatArray, mask: BoolArray) -> tuple[KeyArray, IntArray, int]:
+    """The keys of each row of ``values`` ``(rows, n)`` over the finite values where
+    ``mask`` holds; the count of each row and the index bits."""
+    rows, n = values.shape
+    shift = _index_bits(n)
+    keys = np.empty((rows, n), dtype=np.uint64)
+    counts = np.zeros(rows, dtype=np.int64)
+    for r in range(rows):
+        for i in range(n):
+            keep = mask[r, i] & math.isfinite(values[r, i])
+            keys[r, i] = _key(values[r, i], i, shift) if keep else _LEFT_OUT
+            counts[r] += keep
+    return keys, counts, shift
+
+
+@kernel
+def _ranks_of_rows(keys: KeyArray, values: FloatArray, counts: IntArray, shift: int) -> FloatArray:
+    """The average ranks of each row from its sorted keys, in the symbols' order
+    (NaN where left out)."""
+    rows, n = values.shape
+    out = np.full((rows, n), np.nan)
+    order = np.empty(n, dtype=np.int64)
+    rank = np.empty(n)
+    for r in range(rows):
+        c = counts[r]
+        _rank_sorted(keys[r], values[r], c, shift, order, rank)
+        for p in range(c):
+            out[r, order[p]] = rank[p]
     return out
 
 
-@lru_cache(maxsize=32)
-def _row_starts(rows: int, n: int) -> IndexArray:
-    """``r * n`` for each row ``r``, as a column (read-only, shared)."""
-    out = (np.arange(rows, dtype=np.intp) * n)[:, None]
-    out.flags.writeable = False
-    return out
+@kernel
+def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[KeyArray, IntArray, IntArray, int]:
+    """The keys of the rank IC of each factor (a row of ``xt`` ``(K, n)``) with the
+    returns ``y``: a row per factor, over the symbols where both are finite, then a
+    row of the returns per distinct mask of those.  Also the counts of the rows,
+    ``ymap[k]`` (the returns' row of factor ``k``, less ``K``) and the index bits."""
+    k, n = xt.shape
+    shift = _index_bits(n)
+    keys = np.empty((2 * k, n), dtype=np.uint64)  # at most one returns' row per factor
+    counts = np.zeros(2 * k, dtype=np.int64)
+    ymap = np.empty(k, dtype=np.int64)
+    firsts = np.empty(k, dtype=np.int64)  # the first factor of each distinct mask
+    masks = 0
+    for j in range(k):
+        c = 0
+        for i in range(n):
+            keep = math.isfinite(y[i]) & math.isfinite(xt[j, i])
+            keys[j, i] = _key(xt[j, i], i, shift) if keep else _LEFT_OUT
+            c += keep
+        counts[j] = c
+        ymap[j] = -1
+        for m in range(masks):
+            f = firsts[m]
+            if counts[f] != c:
+                continue
+            differ = 0
+            for i in range(n):
+                differ += (keys[f, i] == _LEFT_OUT) != (keys[j, i] == _LEFT_OUT)
+            if differ == 0:
+                ymap[j] = m
+                break
+        if ymap[j] < 0:
+            firsts[masks] = j
+            ymap[j] = masks
+            masks += 1
+    for m in range(masks):
+        f = firsts[m]
+        for i in range(n):
+            keys[k + m, i] = _LEFT_OUT if keys[f, i] == _LEFT_OUT else _key(y[i], i, shift)
+        counts[k + m] = counts[f]
+    return keys[: k + masks], counts[: k + masks], ymap, shift
 
 
-@lru_cache(maxsize=32)
-def _column(values: tuple[int, ...]) -> IndexArray:
-    """``values`` as a column (read-only, shared)."""
-    out = np.array(values, dtype=np.intp)[:, None]
-    out.flags.writeable = False
-    return out
+@kernel
+def _rank_ic_sorted(
+    keys: KeyArray, xt: FloatArray, y: FloatArray, counts: IntArray, ymap: IntArray, shift: int
+) -> tuple[FloatArray, CodeArray]:
+    """Spearman's correlation and its reason code per factor from the sorted keys of
+    :func:`_rank_ic_keys`."""
+    k, n = xt.shape
+    masks = keys.shape[0] - k
+    order = np.empty(n, dtype=np.int64)
+    rank = np.empty(n)
+    ry = np.empty((masks, n))  # the returns' ranks per mask, in the symbols' order
+    syy = np.zeros(masks)
+    gathered = np.empty(n)
+    for m in range(masks):
+        c = counts[k + m]
+        _rank_sorted(keys[k + m], y, c, shift, order, rank)
+        for p in range(c):
+            ry[m, order[p]] = rank[p]
+        syy[m] = _dot(rank, rank, c)
+    rho = np.full(k, np.nan)
+    reason = np.zeros(k, dtype=np.int8)
+    for j in range(k):
+        c = counts[j]
+        if c < MIN_IC_SYMBOLS:
+            reason[j] = _TOO_FEW
+            continue
+        _rank_sorted(keys[j], xt[j], c, shift, order, rank)
+        row = ry[ymap[j]]
+        for p in range(c):
+            gathered[p] = row[order[p]]  # the returns' ranks in the factor's order
+        sxx = _dot(rank, rank, c)
+        sxy = _dot(rank, gathered, c)
+        centre = c * ((c + 1) * 0.5) ** 2  # c m^2
+        vx = sxx - centre
+        vy = syy[ymap[j]] - centre
+        if vx == 0 or vy == 0:
+            reason[j] = _NO_DISPERSION
+        else:
+            rho[j] = (sxy - centre) / math.sqrt(vx * vy)
+    return rho, reason
 
 
-def sorted_ranks(keys: FloatArray) -> tuple[IndexArray, FloatArray]:
-    """Sort each row of ``keys`` ``(rows, n)`` (C-contiguous, no NaN): returns
-    ``flat``, where ``flat[r, p]`` is the index into ``keys.ravel()`` of the ``p``-th
-    smallest value of row ``r``, and ``ranks[r, p]``, that value's average rank
-    (1-based, ties share the mean of their ranks) within its row."""
-    rows, n = keys.shape
-    flat = np.argsort(keys, axis=1)
-    if rows == 0 or n == 0:
-        return flat, np.zeros((rows, n))
-    flat += _row_starts(rows, n)
-    return flat, _run_ranks(keys.ravel()[flat])
+@kernel
+def _dot(a: FloatArray, b: FloatArray, count: int) -> float:
+    """``sum a[:count] b[:count]`` in four running sums (not one chain of additions):
+    sums of products of ranks are exact in any order (see the module docstring)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    p = 0
+    while p + 4 <= count:
+        s0 += a[p] * b[p]
+        s1 += a[p + 1] * b[p + 1]
+        s2 += a[p + 2] * b[p + 2]
+        s3 += a[p + 3] * b[p + 3]
+        p += 4
+    while p < count:
+        s0 += a[p] * b[p]
+        p += 1
+    return (s0 + s1) + (s2 + s3)
 
 
-def _run_ranks(s: FloatArray) -> FloatArray:
-    """The average ranks (1-based) of the values of each sorted row of ``s``: the
-    positions, but for the runs of equal values (a few dozen), which get their mean."""
-    rows, n = s.shape
-    new = np.empty((rows, n), dtype=bool)  # where a run of equal values starts
-    new[:, 0] = True
-    np.not_equal(s[:, 1:], s[:, :-1], out=new[:, 1:])
-    positions = _positions(rows, n)
-    tied = np.flatnonzero(~new)  # the positions that continue a run, ascending
-    if not tied.size:
-        return positions.reshape(rows, n)
-    # a run is its start and a block of consecutive continuations
-    gaps = np.flatnonzero(tied[1:] - tied[:-1] != 1)
-    last = np.concatenate((tied[gaps], tied[-1:]))
-    first = np.concatenate((tied[:1], tied[gaps + 1])) - 1
-    mean = (positions[first] + positions[last]) * 0.5
-    ranks = positions.copy()
-    ranks[first] = mean
-    ranks[tied] = np.repeat(mean, last - first)
-    return ranks.reshape(rows, n)
+# --------------------------------------------------------------------------- the API
+
+
+def _sort_keys(keys: KeyArray) -> None:
+    """Sort each row of keys in place, as float64 (see the module docstring)."""
+    keys.view(np.float64).sort(axis=1)
 
 
 def average_ranks(values: FloatArray, mask: BoolArray) -> FloatArray:
     """Average ranks (1-based, ties share the mean of their ranks) of each column
-    of ``values`` over the rows where ``mask`` holds; NaN elsewhere.
+    of ``values`` over the rows where ``mask`` holds and the value is finite; NaN
+    elsewhere.
 
     The same ranks as ``scipy.stats.rankdata(method="average")`` column by
     column, computed for all columns at once."""
-    n, k = values.shape
-    keys = np.full((k, n), np.inf)  # masked rows sort last, after every value
-    np.copyto(keys, values.T, where=mask.T)
-    flat, ranks = sorted_ranks(keys)
-    out = np.empty(k * n)
-    out[flat] = ranks
-    return np.where(mask, out.reshape(k, n).T, np.nan)
+    vt = np.ascontiguousarray(np.asarray(values, dtype=np.float64).T)
+    mt = np.ascontiguousarray(np.asarray(mask, dtype=np.bool_).T)
+    keys, counts, shift = _masked_keys(vt, mt)
+    _sort_keys(keys)
+    ranks: FloatArray = _ranks_of_rows(keys, vt, counts, shift).T
+    return ranks
 
 
 def spearman_columns(x: FloatArray, y: FloatArray) -> tuple[FloatArray, CodeArray, IntArray]:
@@ -148,61 +322,18 @@ def rank_ic(
     One sort for everything: a row per factor, and a row of the returns per
     distinct mask of the factors (usually one or two: the symbols with every
     exposure, and those without some of them)."""
-    x = np.asarray(exposures, dtype=np.float64)
-    y = np.asarray(forward_returns, dtype=np.float64)
-    n, k = x.shape
-    xt = x.T  # contiguous rows for the model's exposures (they are stored by factor)
-    mask = np.isfinite(xt)
-    mask &= np.isfinite(y)
-    counts = mask.sum(axis=1)
-    count_list: list[int] = counts.tolist()
-    if max(count_list, default=0) < MIN_IC_SYMBOLS:
-        return np.full(k, np.nan), np.full(k, _TOO_FEW, dtype=np.int8), counts
-    # the distinct masks: row k + ymap[j] of ``keys`` ranks the returns over mask j
-    seen: dict[bytes, int] = {}
-    firsts: list[int] = []
-    ymap: list[int] = []
-    for j in range(k):
-        key = mask[j].tobytes()
-        if key not in seen:
-            seen[key] = len(firsts)
-            firsts.append(j)
-        ymap.append(seen[key])
-    rows = k + len(firsts)
-    keys = np.empty((rows, n))
-    keys.fill(np.inf)  # left out: +inf, after every value
-    np.copyto(keys[:k], xt, where=mask)
-    np.copyto(keys[k:], y, where=mask[firsts])
-    flat = np.argsort(keys, axis=1)
-    flat += _row_starts(rows, n)
-    ranks = _run_ranks(keys.ravel()[flat])
-    # the returns' ranks in the symbols' order, then in each factor's sorted order
-    back = np.empty(rows * n)
-    back[flat[k:]] = ranks[k:]
-    ry = back[flat[:k] + _column(tuple((k + m - j) * n for j, m in enumerate(ymap)))]
-    # Spearman's sums over all n: the left-out symbols of factor j are the last
-    # n - count[j] of its row and of its returns' row, all tied at one rank c
-    squares: list[float] = np.einsum("ij,ij->i", ranks, ranks).tolist()
-    cross: list[float] = np.einsum("ij,ij->i", ranks[:k], ry).tolist()
-    rho: list[float] = []
-    reason: list[int] = []
-    for count, sq_x, sxy, m in zip(count_list, squares[:k], cross, ymap, strict=True):
-        if count < MIN_IC_SYMBOLS:
-            rho.append(math.nan)
-            reason.append(_TOO_FEW)
-            continue
-        out = n - count
-        c = count + (out + 1) * 0.5
-        centre = count * ((count + 1) * 0.5) ** 2 + out * c * c  # n m^2 + the left-out
-        sxx = sq_x - centre
-        syy = squares[k + m] - centre
-        if sxx == 0 or syy == 0:
-            rho.append(math.nan)
-            reason.append(_NO_DISPERSION)
-        else:
-            rho.append((sxy - centre) / math.sqrt(sxx * syy))
-            reason.append(0)
-    return np.array(rho), np.array(reason, dtype=np.int8), counts
+    # the factors as contiguous rows: no copy for the model's exposures (stored by factor)
+    xt = np.ascontiguousarray(np.asarray(exposures, dtype=np.float64).T)
+    return rank_ic_rows(xt, np.ascontiguousarray(forward_returns, dtype=np.float64))
+
+
+def rank_ic_rows(xt: FloatArray, y: FloatArray) -> tuple[FloatArray, CodeArray, IntArray]:
+    """:func:`rank_ic` with the exposures as a row per factor, ``xt`` ``(K, n)``, and
+    the returns ``y``, both C-contiguous float64."""
+    keys, counts, ymap, shift = _rank_ic_keys(xt, y)
+    _sort_keys(keys)
+    rho, reason = _rank_ic_sorted(keys, xt, y, counts, ymap, shift)
+    return rho, reason, counts[: xt.shape[0]]
 
 
 def _correlation(

@@ -27,11 +27,12 @@ with weight ``g^W = 2^(-W/H)``.  Per symbol the same three sums are kept over th
 residuals: ``sum g^(T-t) u^2``, ``sum g^(T-t)`` and the count.  The normalization
 of the contract cancels in the ratios ``F = S / Z`` and ``D_i = Su_i / Sw_i``, so
 nothing needs renormalizing per bar.  A ring of the last ``W`` factor-return
-vectors and of the residuals' rows ``[u^2; 1; 1]`` (zero where ``u`` is missing)
-supplies the terms that leave: the three residual sums move together, one decay
-``[g; g; 1]`` and one leaving weight ``[g^W; g^W; 1]`` per row, in a few numpy
-calls per bar.  An update replaces the sums rather than change them in place, so
-that a checkpoint (the engine's undo log) is a handful of references.
+vectors and residual vectors supplies the terms that leave (a residual's are the
+row ``[u^2; 1; 1]``, zero where ``u`` is missing): the three residual sums move together, one decay
+``[g; g; 1]`` and one leaving weight ``[g^W; g^W; 1]`` per row.  An update is one
+compiled call (risk_kernels.py).  It replaces the sums rather than change them in
+place and writes one ring slot, so that a checkpoint (the engine's undo log) is a
+handful of references and a copy of that slot.
 
 Choices this page makes where the contract leaves them open:
 
@@ -63,6 +64,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from factorcast.factors.analytics.risk_kernels import risk_figures, risk_update
 from factorcast.factors.reasons import Reason
 from factorcast.factors.registry import UNIVERSE
 
@@ -75,6 +77,9 @@ DEFAULT_HALF_LIFE = 90.0
 DEFAULT_MIN_OBS = 60
 #: Fewer residuals than this in the window: the specific variance falls back to the median.
 MIN_RESIDUALS = 30
+
+_OK = Reason.OK
+_INSUFFICIENT = Reason.INSUFFICIENT_HISTORY
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +105,8 @@ class RiskSnapshot:
 
 #: What :meth:`RiskModel.restore` needs: position and pushes, the factor sums, their
 #: normalizer and count, the residual sums, and the ring slot the next update
-#: overwrites (its factor returns, whether they were finite, its residual row).
-_RiskToken = tuple[
-    int, int, FloatArray, float, int, FloatArray, FloatArray, bool, FloatArray | None
-]
+#: overwrites (its factor returns, whether they were finite, its residuals).
+_RiskToken = tuple[int, int, FloatArray, float, int, FloatArray, FloatArray, bool, FloatArray]
 
 
 class RiskModel:
@@ -121,7 +124,6 @@ class RiskModel:
         "_leave",
         "_pos",
         "_pushes",
-        "_u_rates",
         "_u_ring",
         "_u_sums",
         "half_life",
@@ -156,20 +158,16 @@ class RiskModel:
         self._d = d
         self._decay = float(np.exp2(-1.0 / self.half_life))
         self._leave = float(np.exp2(-window / self.half_life))
+        # the ring: per slot, the bar's factor returns, whether they were all finite, and
+        # its residuals (NaN where none, or no bar)
         self._f_ring: FloatArray = np.full((window, d), np.nan)
-        self._f_ok: list[bool] = [False] * window
+        self._f_ok: BoolArray = np.zeros(window, dtype=np.bool_)
+        self._u_ring: FloatArray = np.full((window, n_symbols), np.nan)
+        # the decayed sums of f f', their normalizer and count; of u^2, of 1, and the count
         self._f_sum: FloatArray = np.zeros((d, d))
         self._f_z = 0.0
         self._f_count = 0
-        # per slot, the bar's [u^2; 1; 1] where u exists and [0; 0; 0] where not (None:
-        # no bar); the sums are the decayed sums of u^2 and of 1, and the count
-        self._u_ring: list[FloatArray | None] = [None] * window
         self._u_sums: FloatArray = np.zeros((3, n_symbols))
-        # per row of the sums: the decay of a bar, and the weight of the bar leaving
-        self._u_rates: tuple[FloatArray, FloatArray] = (
-            np.array([[self._decay], [self._decay], [1.0]]),
-            np.array([[self._leave], [self._leave], [1.0]]),
-        )
         self._pos = 0
         self._pushes = 0
 
@@ -177,59 +175,34 @@ class RiskModel:
         """Take bar ``T``'s factor returns (``K + 1``) and residuals (symbols); return
         the risk model at ``T``.
 
-        The state's arrays are replaced, never changed in place, so that
-        :meth:`checkpoint` is a handful of references."""
-        f = np.asarray(factor_returns, dtype=np.float64)
-        u = np.asarray(residuals, dtype=np.float64)
+        The sums are replaced, never changed in place, and one ring slot is written,
+        so that :meth:`checkpoint` is a handful of references and a copy of that slot."""
+        f = np.ascontiguousarray(factor_returns, dtype=np.float64)
+        u = np.ascontiguousarray(residuals, dtype=np.float64)
         if f.shape != (self._d,):
             raise ValueError(f"factor returns: expected shape ({self._d},), got {f.shape}")
         if u.shape != (self.n_symbols,):
             raise ValueError(f"residuals: expected shape ({self.n_symbols},), got {u.shape}")
-        g, pos = self._decay, self._pos
-        # factor covariance sums (outer products are symmetric bit for bit, so is the sum)
-        f_ok = bool(np.isfinite(f).all())
-        f_sum = self._f_sum * g
-        self._f_z *= g
-        if self._f_ok[pos]:
-            old_f = self._f_ring[pos]
-            f_sum -= self._leave * np.multiply.outer(old_f, old_f)
-            self._f_z -= self._leave
-            self._f_count -= 1
-        if f_ok:
-            f_sum += np.multiply.outer(f, f)
-            self._f_z += 1.0
-            self._f_count += 1
-        if self._f_count == 0:
-            f_sum[...] = 0.0
-            self._f_z = 0.0
-        self._f_sum = f_sum
-        self._f_ring[pos] = f
-        self._f_ok[pos] = f_ok
-        # specific variance sums and counts, all three rows at once
-        entering = np.isfinite(u)
-        row = np.zeros((3, self.n_symbols))
-        np.multiply(u, u, out=row[0], where=entering)
-        row[1:] = entering
-        decay, leave = self._u_rates
-        u_sums = self._u_sums * decay
-        old_u = self._u_ring[pos]
-        if old_u is not None:
-            u_sums -= old_u * leave
-        u_sums += row
-        gone = u_sums[2] == 0
-        if gone.any():
-            u_sums[:, gone] = 0.0
-        self._u_sums = u_sums
-        self._u_ring[pos] = row
-        self._pos = 0 if pos + 1 == self.window else pos + 1
+        pos = self._pos
         self._pushes += 1
-        if self._pushes % self.window == 0:
-            self._recompute()
-        return self.snapshot()
+        sums, figures = risk_update(
+            f,
+            u,
+            (self._f_sum, self._f_z, self._f_count, self._u_sums),
+            (self._f_ring, self._f_ok, self._u_ring),
+            pos,
+            (self._decay, self._leave, self.half_life),
+            self._pushes % self.window == 0,  # every W bars, the sums afresh from the ring
+            (self.min_obs, self.min_residuals),
+        )
+        self._f_sum, self._f_z, self._f_count, self._u_sums = sums
+        self._pos = 0 if pos + 1 == self.window else pos + 1
+        return self._snapshot(*figures)
 
     def checkpoint(self) -> _RiskToken:
         """What :meth:`restore` needs to put the model back as it is now, before the
-        next :meth:`update`: references and one row of ``K + 1`` factor returns."""
+        next :meth:`update`: references and the ring slot it overwrites (``K + 1``
+        factor returns and the residuals)."""
         pos = self._pos
         return (
             pos,
@@ -239,8 +212,8 @@ class RiskModel:
             self._f_count,
             self._u_sums,
             self._f_ring[pos].copy(),
-            self._f_ok[pos],
-            self._u_ring[pos],
+            bool(self._f_ok[pos]),
+            self._u_ring[pos].copy(),
         )
 
     def restore(self, token: _RiskToken) -> None:
@@ -250,49 +223,34 @@ class RiskModel:
         self._f_ok[pos] = ok
         self._u_ring[pos] = u
 
-    def _recompute(self) -> None:
-        """All sums afresh from the ring (bounds the drift of add/subtract)."""
-        # slot (pos - 1 - j) mod W holds bar T - j
-        age = (self._pos - 1 - np.arange(self.window)) % self.window
-        weight = np.empty(self.window)
-        weight[age] = np.exp2(-np.arange(self.window) / self.half_life)
-        f_ok = np.array(self._f_ok)
-        fw = self._f_ring[f_ok]
-        f_sum = (fw * weight[f_ok, None]).T @ fw
-        self._f_sum = 0.5 * (f_sum + f_sum.T)
-        self._f_z = float(weight[f_ok].sum())
-        self._f_count = int(f_ok.sum())
-        rows = [(w, r) for w, r in zip(weight, self._u_ring, strict=True) if r is not None]
-        if rows:
-            stacked = np.stack([r for _, r in rows])  # (bars, 3, n)
-            u_sums = np.tensordot(np.array([w for w, _ in rows]), stacked[:, :2], axes=1)
-            self._u_sums = np.concatenate((u_sums, stacked[:, 2].sum(axis=0)[None, :]))
-        else:
-            self._u_sums = np.zeros((3, self.n_symbols))
-
     def snapshot(self) -> RiskSnapshot:
         """The risk model at the last bar updated."""
-        if self._f_count >= self.min_obs:
-            cov = self._f_sum / self._f_z  # symmetric: so is the sum
-            reason = Reason.OK
-        else:
-            cov = np.full((self._d, self._d), np.nan)
-            reason = Reason.INSUFFICIENT_HISTORY
-        sq, weight, count = self._u_sums
-        own = count >= self.min_residuals
-        specific = np.full(self.n_symbols, np.nan)
-        np.divide(sq, weight, out=specific, where=own)
-        fallback = ~own
-        if fallback.any() and own.any():  # the median only where some symbol needs it
-            specific[fallback] = np.median(specific[own])
+        return self._snapshot(
+            *risk_figures(
+                self._f_sum,
+                self._f_z,
+                self._f_count >= self.min_obs,
+                self._u_sums,
+                self.min_residuals,
+            )
+        )
+
+    def _snapshot(
+        self,
+        covariance: FloatArray,
+        specific: FloatArray,
+        fallback: BoolArray,
+        n_residuals: NDArray[np.int64],
+    ) -> RiskSnapshot:
+        ok = self._f_count >= self.min_obs
         return RiskSnapshot(
-            names=self.names,
-            covariance=cov,
-            reason=reason,
-            n_obs=self._f_count,
-            specific=specific,
-            fallback=fallback,
-            n_residuals=count.astype(np.int64),
+            self.names,
+            covariance,
+            _OK if ok else _INSUFFICIENT,
+            self._f_count,
+            specific,
+            fallback,
+            n_residuals,
         )
 
 

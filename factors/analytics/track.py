@@ -1,9 +1,13 @@
 """The rolling windows of the health tracker (ANALYTICS.md section 2), one push per
 grid step: the sums of the ICs and the factor-return track.
 
-Both keep their state in arrays that a push replaces and never changes in place,
-so that a checkpoint (the engine's undo log keeps one per step) is a handful of
-references and the few values of the ring slot the next push overwrites.
+Both keep their sums in arrays that a push replaces and never changes in place,
+and write one ring slot, so that a checkpoint (the engine's undo log keeps one per
+step) is a handful of references and the few values of the ring slot the next
+push overwrites.
+
+A push is one compiled kernel (:mod:`~factorcast.factors.analytics.jit`): a
+handful of factors per step cost less in one loop than in a numpy call per row.
 """
 
 from __future__ import annotations
@@ -13,169 +17,352 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from factorcast.factors.analytics.jit import kernel
+from factorcast.factors.reasons import Reason
+
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 IntArray = NDArray[np.int64]
 
 
-#: What :meth:`IcWindow.restore` needs: the sums, the slot the next push
+#: What :meth:`IcWindow.restore` needs: the sums, the ring slot the next push
 #: overwrites, the position and the count of pushes (a tuple: cheaper than an object).
-IcWindowToken = tuple[FloatArray, FloatArray | None, int, int]
+IcWindowToken = tuple[FloatArray, FloatArray, int, int]
+
+#: The rolling IC statistics of ANALYTICS.md section 2: ``n, mean_ic, std_ic, icir,
+#: t_stat, hit_rate, reason`` per factor.
+IcFigures = tuple[
+    IntArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.int8]
+]
 
 
 class IcWindow:
     """Sums of ``[finite, ic, ic^2, hit]`` per factor over the last ``window``
     pushes, O(K) per push; recomputed exactly from the ring every ``window``
-    pushes to bound add/subtract drift (as factors/rolling.py does)."""
+    pushes to bound add/subtract drift (as factors/rolling.py does).  A push
+    returns the rolling statistics (:func:`ic_statistics`) of the window."""
 
-    __slots__ = ("_k", "_pos", "_pushes", "_ring", "sums", "window")
+    __slots__ = ("_pos", "_pushes", "_ring", "min_obs", "sums", "window")
 
-    def __init__(self, k: int, window: int) -> None:
+    def __init__(self, k: int, window: int, min_obs: int) -> None:
         self.window = window
-        self._k = k
-        self._ring: list[FloatArray | None] = [None] * window  # None: nothing pushed there
+        self.min_obs = min_obs
+        self._ring: FloatArray = np.zeros((window, 4, k))  # zeros: nothing pushed there
         self.sums: FloatArray = np.zeros((4, k))
         self._pos = 0
         self._pushes = 0
 
-    def push(self, ic: FloatArray, directions: FloatArray) -> None:
-        # K values: plain floats cost less than a numpy call per row
-        fin, val, sq, hit = [], [], [], []
-        for v, d in zip(ic.tolist(), directions.tolist(), strict=True):
-            if math.isfinite(v):
-                fin.append(1.0)
-                val.append(v)
-                sq.append(v * v)
-                hit.append(1.0 if (v > 0) - (v < 0) == d else 0.0)  # sign(v) == d
-            else:
-                fin.append(0.0)
-                val.append(0.0)
-                sq.append(0.0)
-                hit.append(0.0)
-        new = np.array((fin, val, sq, hit))
-        old = self._ring[self._pos]
-        self.sums = self.sums + (new if old is None else new - old)
-        self._ring[self._pos] = new
-        self._pos = (self._pos + 1) % self.window
+    def push(self, ic: FloatArray, directions: FloatArray) -> IcFigures:
+        """The ICs of the next bar (NaN where none) into the window; its statistics."""
         self._pushes += 1
-        if self._pushes % self.window == 0:
-            self.sums = np.stack([r for r in self._ring if r is not None]).sum(axis=0)
+        self.sums, figures = _ic_push(
+            ic,
+            directions,
+            self._ring,
+            self._pos,
+            self.sums,
+            self._pushes % self.window == 0,  # every W pushes, the sums afresh
+            self.min_obs,
+        )
+        self._pos = (self._pos + 1) % self.window
+        return figures
+
+    def statistics(self) -> IcFigures:
+        """The statistics of the window as it is."""
+        return _window_statistics(self.sums, self.min_obs)
 
     def checkpoint(self) -> IcWindowToken:
-        """The state before the next push: references only."""
-        return (self.sums, self._ring[self._pos], self._pos, self._pushes)
+        """The state before the next push: the slot it overwrites, and references."""
+        return (self.sums, self._ring[self._pos].copy(), self._pos, self._pushes)
 
     def restore(self, token: IcWindowToken) -> None:
         self.sums, slot, self._pos, self._pushes = token
         self._ring[self._pos] = slot
 
 
-#: What :meth:`ReturnTrack.restore` needs: the count of pushes, the growth factors of
-#: the slot the next push overwrites and which of them were finite, the counts of
-#: finite returns, whether every factor has one, the last figures.
+@kernel
+def _ic_push(
+    ic: FloatArray,
+    directions: FloatArray,
+    ring: FloatArray,
+    pos: int,
+    sums: FloatArray,
+    recompute: bool,
+    min_obs: int,
+) -> tuple[FloatArray, IcFigures]:
+    """Ring slot ``pos`` takes the row ``[finite, ic, ic^2, hit]`` of ``ic`` (0 where
+    it is not finite; a hit where the sign of ``ic`` is the factor's direction); the
+    window's sums with it in and the slot's old row out (where ``recompute``, the
+    sum of the ring's rows in slot order) and their statistics."""
+    k = ic.shape[0]
+    out = np.empty((4, k))
+    for j in range(k):
+        v = ic[j]
+        row = (0.0, 0.0, 0.0, 0.0)
+        if math.isfinite(v):
+            sign = (v > 0) - (v < 0)
+            row = (1.0, v, v * v, 1.0 if sign == directions[j] else 0.0)
+        for r in range(4):
+            out[r, j] = sums[r, j] + (row[r] - ring[pos, r, j])
+            ring[pos, r, j] = row[r]
+    if recompute:
+        out[:, :] = 0.0
+        for s in range(ring.shape[0]):
+            out += ring[s]
+    return out, _window_statistics(out, min_obs)
+
+
+@kernel
+def _window_statistics(sums: FloatArray, min_obs: int) -> IcFigures:
+    """:func:`ic_statistics` of the sums ``[finite, ic, ic^2, hit]``, with ``n``."""
+    n = np.empty(sums.shape[1], dtype=np.int64)
+    for j in range(n.shape[0]):
+        n[j] = np.int64(sums[0, j])  # a sum of ones and zeros: exact
+    mean, std, icir, t_stat, hit, reason = ic_statistics(sums[1], sums[2], sums[3], n, min_obs)
+    return n, mean, std, icir, t_stat, hit, reason
+
+
+#: a variance below this share of the mean square of the ICs counts as zero
+_REL_ZERO_VAR = 1e-12
+_INSUFFICIENT = int(Reason.INSUFFICIENT_HISTORY)
+_NO_DISPERSION = int(Reason.NO_DISPERSION)
+
+
+@kernel
+def ic_statistics(
+    s1: FloatArray, s2: FloatArray, hits: FloatArray, n: IntArray, min_obs: int
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.int8]]:
+    """``mean_ic, std_ic, icir, t_stat, hit_rate, reason`` from the sums of the
+    finite ICs, their squares and their hits over a window of ``n`` of them."""
+    k = s1.shape[0]
+    least = max(min_obs, 2)
+    mean = np.full(k, np.nan)
+    std = np.full(k, np.nan)
+    icir = np.full(k, np.nan)
+    t_stat = np.full(k, np.nan)
+    hit = np.full(k, np.nan)
+    reason = np.zeros(k, dtype=np.int8)
+    for j in range(k):
+        a, b, c = s1[j], s2[j], n[j]
+        if c < least:
+            reason[j] = _INSUFFICIENT
+            continue
+        m = a / c
+        var = max((b - a * a / c) / (c - 1.0), 0.0)
+        # the sums leave a few ulps of s2 where every IC is the same: that is no spread
+        if var <= _REL_ZERO_VAR * b / c:
+            var = 0.0
+        sd = math.sqrt(var)
+        mean[j] = m
+        std[j] = sd
+        hit[j] = hits[j] / c
+        if sd > 0:
+            icir[j] = m / sd
+            t_stat[j] = icir[j] * math.sqrt(c)
+        else:
+            reason[j] = _NO_DISPERSION
+    return mean, std, icir, t_stat, hit, reason
+
+
+#: What :meth:`ReturnTrack.restore` needs: the count of pushes, the returns of the
+#: slot the next push overwrites, the counts, the figures of the previous block's tails
+#: and of this block's head, the last figures.
 ReturnTrackToken = tuple[
-    int, FloatArray, BoolArray | None, IntArray, bool, tuple[FloatArray, FloatArray]
+    int, FloatArray, IntArray, FloatArray, FloatArray, tuple[FloatArray, FloatArray]
 ]
 
 
 class ReturnTrack:
     """The factor-return track: over the last ``window`` pushes of ``K`` factor
     returns (NaN ones skipped), the cumulative return and the maximum drawdown of
-    :func:`factorcast.factors.analytics.health.drawdown_track`, the same numbers.
+    :func:`factorcast.factors.analytics.health.drawdown_track`.
 
-    The ring holds the growth factors ``1 + f`` (1 where ``f`` is NaN) as ``K``
-    rows, twice over (slot ``s`` and ``s + window``), so that the window, oldest
-    first, is always one contiguous slice of each row: a push is one running
-    product (after a column of ones, ``E_0 = 1``), one running maximum, a
-    division and a minimum over ``window x K`` values, into buffers kept from push
-    to push.  A growth factor of 1 changes neither the products nor the maxima, so
-    where no finite return enters or leaves the window, the figures are those of
-    the previous push, kept.
+    A push costs O(K), not a walk over the window (O(W K), most of it cache misses
+    at a few hundred bars).  The ring holds the returns of a block of ``window``
+    pushes, whose growth factors are ``g = 1 + f`` (1 where ``f`` is NaN); after
+    slot ``o`` is written,
+    the window is the previous block's slots ``o + 1 ..`` followed by this block's
+    slots ``.. o``.  Each part is summed up, per factor, by four figures of its
+    growth factors ``g_1 .. g_L`` with the products ``b_t = g_1 .. g_t``: ``P = b_L``,
+    ``M = max(1, b_1 .. b_L)``, ``m = min(b_1 .. b_L)`` and the least drawdown ratio
+    ``D = min_t b_t / max(1, b_1 .. b_t)``.  A part ``A`` followed by ``B`` has
+    ``P = P_A P_B``, ``M = max(M_A, P_A M_B)``, ``m = min(m_A, P_A m_B)`` and
+    ``D = min(D_A, D_B, P_A m_B / M_A)`` (each ``E / max(...)`` of ``B`` is the least
+    of ``E / M_A`` and ``B``'s own ratio, for ``E >= 0``).  This block's part grows by
+    one growth factor per push; the previous block's parts, from each slot to its
+    end, are built once, when the block is complete.  The window's cumulative
+    return is ``P - 1``, its maximum drawdown ``D - 1``: the numbers of the walk
+    over the window up to rounding (the products are grouped otherwise).  A factor
+    with a negative growth factor in the window (a return below -100 %) is walked.
+    Where no finite return enters or leaves the window, the figures are those of the
+    previous push, kept.
     """
 
     __slots__ = (
-        "_all",
-        "_count",
-        "_growth",
-        "_ok",
-        "_path",
-        "_peak",
+        "_counts",
+        "_nan",
+        "_prefix",
         "_result",
-        "_seen",
+        "_returns",
         "_steps",
+        "_suffix",
         "window",
     )
 
     def __init__(self, k: int, window: int) -> None:
         self.window = window
-        self._growth: FloatArray = np.ones((k, 2 * window))
-        # per slot: which returns were finite (None: none; ``_all``: every one)
-        self._ok: list[BoolArray | None] = [None] * window
-        self._all: BoolArray = np.ones(k, dtype=bool)
-        self._count: IntArray = np.zeros(k, dtype=np.int64)  # finite returns in the window
-        self._seen = False  # every factor has one
-        self._path: FloatArray = np.ones((k, window + 1))  # E_0 = 1, then E_1 .. E_W
-        self._peak: FloatArray = np.empty((k, window + 1))
-        nan = np.full(k, np.nan)
-        self._result: tuple[FloatArray, FloatArray] = (nan, nan)
+        self._returns: FloatArray = np.full((window, k), np.nan)
+        # per factor, the finite returns and the negative growth factors in the window
+        self._counts: IntArray = np.zeros((2, k), dtype=np.int64)
+        # the previous block's parts from each slot on (ones), this block's part (empty)
+        self._suffix: FloatArray = np.ones((window, 4, k))
+        self._prefix: FloatArray = _empty_part(k)
+        self._nan: FloatArray = np.full(k, np.nan)  # the returns of a push without any
+        self._result: tuple[FloatArray, FloatArray] = (self._nan, self._nan)
         self._steps = 0
 
     def push(self, returns: FloatArray | None) -> tuple[FloatArray, FloatArray]:
         """The factor returns of the next bar (None: none); the cumulative return
         and maximum drawdown over the window that ends with it."""
-        w = self.window
-        slot = self._steps % w
-        old = self._ok[slot]
-        ok: BoolArray | None = None
-        growth: FloatArray | None = None  # None: every factor 1
-        if returns is not None:
-            f = np.asarray(returns, dtype=np.float64)
-            ok = np.isfinite(f)
-            if ok.all():
-                ok, growth = self._all, 1.0 + f
-            elif ok.any():
-                growth = np.where(ok, 1.0 + f, 1.0)
-            else:
-                ok = None
-        self._growth[:, slot] = 1.0 if growth is None else growth
-        self._growth[:, slot + w] = self._growth[:, slot]
-        self._ok[slot] = ok
+        f = self._nan if returns is None else np.ascontiguousarray(returns, dtype=np.float64)
+        slot = self._steps % self.window
         self._steps += 1
-        if ok is None and old is None:  # the window's finite returns are the same
+        self._counts, self._prefix, cum, mdd, changed = _track_push(
+            self._returns, self._counts, self._suffix, self._prefix, slot, f
+        )
+        if slot == self.window - 1:  # the block is complete: its parts, a new block
+            self._suffix = _suffixes(self._returns)
+            self._prefix = _empty_part(f.shape[0])
+        if not changed:  # the window's finite returns are the same
             cum, mdd = self._result
             return cum.copy(), mdd.copy()
-        if ok is not self._all or old is not self._all:  # else the counts stay
-            count = self._count
-            if old is not None:
-                count = count - old
-            if ok is not None:
-                count = count + ok
-            self._count = count
-            self._seen = bool(count.all())
-        start = self._steps % w
-        e, p = self._path, self._peak
-        np.multiply.accumulate(self._growth[:, start : start + w], axis=1, out=e[:, 1:])
-        np.maximum.accumulate(e, axis=1, out=p)
-        np.divide(e, p, out=p)
-        # min(E / peak) - 1 is min(E / peak - 1): subtracting 1 keeps the order
-        cum = e[:, -1] - 1.0
-        mdd = p.min(axis=1) - 1.0
-        if not self._seen:
-            seen = self._count > 0
-            cum = np.where(seen, cum, np.nan)
-            mdd = np.where(seen, mdd, np.nan)
         self._result = (cum, mdd)
         return cum, mdd
 
     def checkpoint(self) -> ReturnTrackToken:
         """The state before the next push: the slot it overwrites, and references."""
         slot = self._steps % self.window
-        growth = self._growth[:, slot].copy()
-        return (self._steps, growth, self._ok[slot], self._count, self._seen, self._result)
+        return (
+            self._steps,
+            self._returns[slot].copy(),
+            self._counts,
+            self._suffix,
+            self._prefix,
+            self._result,
+        )
 
     def restore(self, token: ReturnTrackToken) -> None:
-        self._steps, growth, ok, self._count, self._seen, self._result = token
-        slot = self._steps % self.window
-        self._growth[:, slot] = growth
-        self._growth[:, slot + self.window] = growth
-        self._ok[slot] = ok
+        self._steps, returns, self._counts, self._suffix, self._prefix, self._result = token
+        self._returns[self._steps % self.window] = returns
+
+
+def _empty_part(k: int) -> FloatArray:
+    """The figures ``P, M, m, D`` of no growth factor (``m`` infinite: no product)."""
+    part = np.ones((4, k))
+    part[2] = np.inf
+    return part
+
+
+@kernel
+def _single(g: float, j: int, out: FloatArray) -> None:
+    """``out[:, j]``: the figures ``P, M, m, D`` of the one growth factor ``g``."""
+    out[0, j] = g
+    out[1, j] = max(1.0, g)
+    out[2, j] = g
+    out[3, j] = g / max(1.0, g)
+
+
+@kernel
+def _join(a: FloatArray, b: FloatArray, j: int, out: FloatArray) -> None:
+    """``out[:, j]``: the figures of part ``a`` followed by part ``b`` (factor ``j``)."""
+    p, m, low, d = a[0, j], a[1, j], a[2, j], a[3, j]
+    out[0, j] = p * b[0, j]
+    out[1, j] = max(m, p * b[1, j])
+    out[2, j] = min(low, p * b[2, j])
+    out[3, j] = min(d, b[3, j], p * b[2, j] / m)
+
+
+@kernel
+def _track_push(
+    ring: FloatArray,
+    counts: IntArray,
+    suffix: FloatArray,
+    prefix: FloatArray,
+    slot: int,
+    f: FloatArray,
+) -> tuple[IntArray, FloatArray, FloatArray, FloatArray, bool]:
+    """Write the returns ``f`` into ring slot ``slot`` (in place); return the new
+    counts, this block's part with them, the cumulative
+    return and the maximum drawdown over the window (NaN where a factor has no
+    finite return), and whether a finite return entered or left (else the figures
+    are not computed: NaN)."""
+    w, k = ring.shape
+    new_counts = counts.copy()
+    part = np.empty((4, k))
+    single = np.empty((4, k))
+    changed = False
+    for j in range(k):
+        now = math.isfinite(f[j])
+        was = math.isfinite(ring[slot, j])
+        g = _growth(f[j])
+        new_counts[0, j] += np.int64(now) - np.int64(was)
+        new_counts[1, j] += np.int64(g < 0) - np.int64(_growth(ring[slot, j]) < 0)
+        ring[slot, j] = f[j]
+        changed = changed or now or was
+        _single(g, j, single)
+        _join(prefix, single, j, part)
+    cum = np.full(k, np.nan)
+    mdd = np.full(k, np.nan)
+    if not changed:
+        return new_counts, part, cum, mdd, False
+    window = part
+    if slot + 1 < w:  # the previous block's slots after this one come first
+        window = np.empty((4, k))
+        for j in range(k):
+            _join(suffix[slot + 1], part, j, window)
+    for j in range(k):
+        if new_counts[0, j] == 0:
+            continue
+        if new_counts[1, j] > 0:  # a negative growth factor: walk the window
+            e, least = _walk(ring, j, slot)
+        else:
+            e, least = window[0, j], window[3, j]
+        cum[j] = e - 1.0
+        mdd[j] = least - 1.0
+    return new_counts, part, cum, mdd, True
+
+
+@kernel
+def _growth(f: float) -> float:
+    """The growth factor of a return: ``1 + f``, 1 where ``f`` is not finite."""
+    return 1.0 + f if math.isfinite(f) else 1.0
+
+
+@kernel
+def _walk(ring: FloatArray, j: int, slot: int) -> tuple[float, float]:
+    """``E`` and ``min E_t / max(E_0 .. E_t)`` (with ``E_0 = 1``) of factor ``j``
+    over the window that ends at ``slot``, oldest first: the definition."""
+    w = ring.shape[0]
+    e = 1.0
+    peak = 1.0
+    least = 1.0
+    for t in range(slot + 1, slot + 1 + w):
+        e *= _growth(ring[t % w, j])
+        peak = max(peak, e)
+        least = min(least, e / peak)
+    return e, least
+
+
+@kernel
+def _suffixes(ring: FloatArray) -> FloatArray:
+    """The parts of a complete block from each slot to its end: ``(W, 4, K)``."""
+    w, k = ring.shape
+    out = np.empty((w, 4, k))
+    single = np.empty((4, k))
+    for j in range(k):
+        _single(_growth(ring[w - 1, j]), j, out[w - 1])
+    for o in range(w - 2, -1, -1):
+        for j in range(k):
+            _single(_growth(ring[o, j]), j, single)
+            _join(single, out[o + 1], j, out[o])
+    return out
