@@ -98,8 +98,11 @@ def warmup_bars(settings: Settings, analytics: bool = True) -> int:
 
 
 def build_analytics(settings: Settings, n_symbols: int, view: FactorView) -> FactorAnalytics:
-    """The analytics of the settings' model over ``n_symbols`` symbols."""
-    return FactorAnalytics(
+    """The analytics of the settings' model over ``n_symbols`` symbols.  Building
+    them compiles their kernels, or loads them from numba's cache: the first run on a
+    machine takes some seconds there, and says so."""
+    started = time.perf_counter()
+    analytics = FactorAnalytics(
         view.names,
         n_symbols,
         view.directions,
@@ -108,6 +111,10 @@ def build_analytics(settings: Settings, n_symbols: int, view: FactorView) -> Fac
         health=settings.health,
         risk=settings.risk,
     )
+    seconds = time.perf_counter() - started
+    if seconds > 1.0:
+        log.info("analytics_kernels_compiled", seconds=round(seconds, 1))
+    return analytics
 
 
 def file_outputs(args: argparse.Namespace, ctx: WireContext) -> list[FileOutput]:
