@@ -190,7 +190,7 @@ class FactorAnalytics:
             track = np.full(len(self.names), np.nan)
             track[self._track_columns] = fr.returns[1:]
         health = self.health.update_rows(bar_ts, xt, c, track)
-        risk = self.risk.update(fr.returns, fr.residuals)
+        risk = self.risk.update_rows(fr.returns, fr.residuals)
         return AnalyticsBar(bar_ts, fr, health, risk)
 
     # -- late bars -----------------------------------------------------------------------

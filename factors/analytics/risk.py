@@ -183,6 +183,11 @@ class RiskModel:
             raise ValueError(f"factor returns: expected shape ({self._d},), got {f.shape}")
         if u.shape != (self.n_symbols,):
             raise ValueError(f"residuals: expected shape ({self.n_symbols},), got {u.shape}")
+        return self.update_rows(f, u)
+
+    def update_rows(self, f: FloatArray, u: FloatArray) -> RiskSnapshot:
+        """:meth:`update` with C-contiguous float64 factor returns ``(K + 1,)`` and
+        residuals ``(n,)``, as the factor-return regression gives them (unchecked)."""
         pos = self._pos
         self._pushes += 1
         sums, figures = risk_update(
