@@ -56,6 +56,7 @@ from factorcast.factors.analytics.health import (
 from factorcast.factors.analytics.params import HealthParams, RegressionFactors, RiskParams
 from factorcast.factors.analytics.ranks import average_ranks
 from factorcast.factors.analytics.risk import RiskModel, RiskSnapshot
+from factorcast.factors.analytics.risk_kernels import specific_variances
 from factorcast.factors.params import Weighting
 from factorcast.factors.registry import CANONICAL
 
@@ -101,7 +102,7 @@ def compile_kernels() -> None:
         fr = returns.update_rows(close, xt, np.exp(rng.normal(size=n)))
         health.update_rows(step, xt, close, fr.returns[1:])
         risk.update(fr.returns, fr.residuals)
-    risk.snapshot()
+    specific_variances(np.zeros((3, n)), 1)  # the risk snapshot reads them when asked
     next_state(HealthState.UNKNOWN, 0.0, 1.0)
     average_ranks(x, np.isfinite(x))  # the expressions' rank
 
