@@ -90,7 +90,7 @@ def compile_kernels() -> None:
     rng = np.random.default_rng(0)
     n = 12
     returns = FactorReturns(n, names, "adv")
-    health = HealthTracker(names, np.zeros(len(names)), window=2, min_obs=2)
+    health = HealthTracker(names, np.zeros(len(names)), (1, 2), window=2, min_obs=2)
     risk = RiskModel(names, n, window=2, min_obs=1)
     x = rng.normal(size=(n, len(names)))
     near = x.copy()
