@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.health import forward_return
+from factorcast.factors.analytics.health import _simple_returns
 from factorcast.factors.analytics.wls import NEEDS_SVD, TOO_FEW, wls_fit, wls_normal
 from factorcast.factors.params import Weighting
 from factorcast.factors.reasons import Reason
@@ -190,7 +190,7 @@ class FactorReturns:
                 v = np.where(np.isfinite(w) & (w > 0), np.sqrt(w), np.nan)
         if not self._every_column:
             xt = xt[self._columns]
-        r = forward_return(close, self._prev_close)
+        r = _simple_returns(close, self._prev_close)  # both float64, contiguous
         result = _regress_rows(r, self._prev_x, self._prev_v, self.names)
         self._prev_close, self._prev_x, self._prev_v = close, xt, v
         return result

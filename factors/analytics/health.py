@@ -41,10 +41,15 @@ from numpy.typing import NDArray
 from factorcast.factors.analytics.jit import kernel
 from factorcast.factors.analytics.ranks import rank_ic_rows
 from factorcast.factors.analytics.track import (
+    UNKNOWN,
+    IcFigures,
     IcWindow,
     IcWindowToken,
     ReturnTrack,
     ReturnTrackToken,
+    next_code,
+    next_codes,
+    window_statistics,
 )
 from factorcast.factors.reasons import Reason
 
@@ -103,7 +108,7 @@ def next_state(
     t_exit: float = 1.0,
 ) -> HealthState:
     """One step of the hysteresis of ANALYTICS.md section 2, with ``s = d * t_stat``."""
-    code = _next_code(_CODES[state], float(t_stat), float(direction), t_enter, t_exit)
+    code = next_code(_CODES[state], float(t_stat), float(direction), t_enter, t_exit)
     return _STATES[code]
 
 
@@ -116,39 +121,6 @@ _STATES: Final = (
     HealthState.INVERTED,
 )
 _CODES: Final = {state: code for code, state in enumerate(_STATES)}
-_UNKNOWN, _UNRATED, _WORKING, _FLAT, _INVERTED = range(5)
-
-
-@kernel
-def _next_code(state: int, t_stat: float, direction: float, t_enter: float, t_exit: float) -> int:
-    """:func:`next_state` on the states' codes."""
-    if math.isnan(t_stat):
-        return _UNKNOWN
-    if direction == 0:
-        return _UNRATED
-    s = direction * t_stat
-    if state == _WORKING and s >= t_exit:
-        return _WORKING
-    if state == _INVERTED and s <= -t_exit:
-        return _INVERTED
-    if s >= t_enter:
-        return _WORKING
-    if s <= -t_enter:
-        return _INVERTED
-    return _FLAT
-
-
-@kernel
-def _next_codes(
-    codes: CodeArray, t_stats: FloatArray, directions: FloatArray, t_enter: float, t_exit: float
-) -> tuple[CodeArray, int]:
-    """:func:`next_state` of every factor, on the codes; and how many changed."""
-    out = np.empty_like(codes)
-    changed = 0
-    for j in range(codes.shape[0]):
-        out[j] = _next_code(codes[j], t_stats[j], directions[j], t_enter, t_exit)
-        changed += out[j] != codes[j]
-    return out, changed
 
 
 def transition_alert(before: HealthState, after: HealthState) -> AlertKind | None:
@@ -188,22 +160,69 @@ class FactorAlert:
 # --------------------------------------------------------------------------- rolling statistics
 
 
-@dataclass(frozen=True, slots=True)
 class IcStats:
-    """Rolling IC statistics of every factor at one horizon, at one bar."""
+    """Rolling IC statistics of every factor at one horizon, at one bar.
 
-    horizon: int
-    #: the IC that became known at this bar (``IC[k, T-h, h]``) and its reason
-    ic: FloatArray
-    ic_reason: NDArray[np.int8]
-    n: IntArray
-    mean_ic: FloatArray
-    std_ic: FloatArray
-    icir: FloatArray
-    t_stat: FloatArray
-    hit_rate: FloatArray
-    #: ``insufficient_history`` / ``no_dispersion`` where the figures are NaN
-    reason: NDArray[np.int8]
+    ``ic`` is the IC that became known at this bar (``IC[k, T-h, h]``) and
+    ``ic_reason`` its reason; ``n, mean_ic, std_ic, icir, t_stat, hit_rate`` and
+    ``reason`` (``insufficient_history`` / ``no_dispersion`` where the figures are
+    NaN) are read off the window's sums of that bar (kept by reference: a push
+    replaces the sums, never changes them) at the first access of one of them, the
+    same numbers whenever that is.  Read-only.
+    """
+
+    __slots__ = ("_figures", "_min_obs", "_sums", "horizon", "ic", "ic_reason")
+
+    def __init__(
+        self,
+        horizon: int,
+        ic: FloatArray,
+        ic_reason: NDArray[np.int8],
+        sums: FloatArray,
+        min_obs: int,
+    ) -> None:
+        self.horizon = horizon
+        self.ic = ic
+        self.ic_reason = ic_reason
+        self._sums = sums
+        self._min_obs = min_obs
+        self._figures: IcFigures | None = None
+
+    def _read(self) -> IcFigures:
+        if self._figures is None:
+            self._figures = window_statistics(self._sums, self._min_obs)
+        return self._figures
+
+    @property
+    def n(self) -> IntArray:
+        return self._read()[0]
+
+    @property
+    def mean_ic(self) -> FloatArray:
+        return self._read()[1]
+
+    @property
+    def std_ic(self) -> FloatArray:
+        return self._read()[2]
+
+    @property
+    def icir(self) -> FloatArray:
+        return self._read()[3]
+
+    @property
+    def t_stat(self) -> FloatArray:
+        return self._read()[4]
+
+    @property
+    def hit_rate(self) -> FloatArray:
+        return self._read()[5]
+
+    @property
+    def reason(self) -> NDArray[np.int8]:
+        return self._read()[6]
+
+    def __repr__(self) -> str:
+        return f"IcStats(horizon={self.horizon}, ic={self.ic!r}, n={self.n!r})"
 
 
 def drawdown_track(returns: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -288,7 +307,7 @@ class HealthTracker:
         self._track = ReturnTrack(k, window)
         self._steps = 0
         self.states: tuple[HealthState, ...] = (HealthState.UNKNOWN,) * k
-        self._codes: CodeArray = np.full(k, _UNKNOWN, dtype=np.int8)
+        self._codes: CodeArray = np.full(k, UNKNOWN, dtype=np.int8)
 
     def update(
         self,
@@ -317,22 +336,32 @@ class HealthTracker:
         self._x[slot] = xt
         self._c[slot] = close
         stats: dict[int, IcStats] = {}
+        codes, changed = self._codes, 0
         for h in self.horizons:
             then = self._steps - h
+            window = self._ic[h]
             if then >= 0:
                 x_then = self._x[then % self._depth]
                 c_then = self._c[then % self._depth]
                 assert x_then is not None and c_then is not None
                 ic, ic_reason, _ = rank_ic_rows(x_then, _simple_returns(close, c_then))
-                figures = self._ic[h].push(ic, self.directions)
+                if h == 1:  # the states follow horizon 1: their step in the same call
+                    codes, changed = window.push_states(
+                        ic, self.directions, self._codes, (self.t_enter, self.t_exit)
+                    )
+                else:
+                    window.push_sums(ic, self.directions)
             else:
                 ic = np.full(k, np.nan)
                 ic_reason = np.full(k, Reason.INSUFFICIENT_HISTORY, dtype=np.int8)
-                figures = self._ic[h].statistics()
-            stats[h] = IcStats(h, ic, ic_reason, *figures)
+            stats[h] = IcStats(h, ic, ic_reason, window.sums, window.min_obs)
+            if h == 1 and then < 0:
+                codes, changed = next_codes(
+                    self._codes, stats[h].t_stat, self.directions, self.t_enter, self.t_exit
+                )
         cum, mdd = self._track.push(factor_returns)
         self._steps += 1
-        alerts = self._advance_states(bar_ts, stats[1])
+        alerts = self._advance_states(bar_ts, stats[1], codes, changed) if changed else ()
         return HealthSnapshot(bar_ts, stats, cum, mdd, self.states, alerts)
 
     def checkpoint(self) -> _HealthToken:
@@ -358,12 +387,10 @@ class HealthTracker:
             self._ic[h].restore(t)
         self._track.restore(track)
 
-    def _advance_states(self, bar_ts: int, s: IcStats) -> tuple[FactorAlert, ...]:
-        codes, changed = _next_codes(
-            self._codes, s.t_stat, self.directions, self.t_enter, self.t_exit
-        )
-        if not changed:
-            return ()
+    def _advance_states(
+        self, bar_ts: int, s: IcStats, codes: CodeArray, changed: int
+    ) -> tuple[FactorAlert, ...]:
+        """The states to ``codes`` (``changed`` of them differ); the alerts."""
         alerts: list[FactorAlert] = []
         before_states = self.states
         self._codes = codes

@@ -56,6 +56,7 @@ from factorcast.factors.analytics.health import (
 from factorcast.factors.analytics.params import HealthParams, RegressionFactors, RiskParams
 from factorcast.factors.analytics.ranks import average_ranks
 from factorcast.factors.analytics.risk import RiskModel, RiskSnapshot
+from factorcast.factors.analytics.risk_kernels import specific_variances
 from factorcast.factors.params import Weighting
 from factorcast.factors.registry import CANONICAL
 
@@ -89,7 +90,7 @@ def compile_kernels() -> None:
     rng = np.random.default_rng(0)
     n = 12
     returns = FactorReturns(n, names, "adv")
-    health = HealthTracker(names, np.zeros(len(names)), window=2, min_obs=2)
+    health = HealthTracker(names, np.zeros(len(names)), (1, 2), window=2, min_obs=2)
     risk = RiskModel(names, n, window=2, min_obs=1)
     x = rng.normal(size=(n, len(names)))
     near = x.copy()
@@ -101,7 +102,7 @@ def compile_kernels() -> None:
         fr = returns.update_rows(close, xt, np.exp(rng.normal(size=n)))
         health.update_rows(step, xt, close, fr.returns[1:])
         risk.update(fr.returns, fr.residuals)
-    risk.snapshot()
+    specific_variances(np.zeros((3, n)), 1)  # the risk snapshot reads them when asked
     next_state(HealthState.UNKNOWN, 0.0, 1.0)
     average_ranks(x, np.isfinite(x))  # the expressions' rank
 
@@ -190,7 +191,7 @@ class FactorAnalytics:
             track = np.full(len(self.names), np.nan)
             track[self._track_columns] = fr.returns[1:]
         health = self.health.update_rows(bar_ts, xt, c, track)
-        risk = self.risk.update(fr.returns, fr.residuals)
+        risk = self.risk.update_rows(fr.returns, fr.residuals)
         return AnalyticsBar(bar_ts, fr, health, risk)
 
     # -- late bars -----------------------------------------------------------------------

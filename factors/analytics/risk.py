@@ -64,7 +64,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.risk_kernels import risk_figures, risk_update
+from factorcast.factors.analytics.risk_kernels import (
+    risk_covariance,
+    risk_update,
+    specific_variances,
+)
 from factorcast.factors.reasons import Reason
 from factorcast.factors.registry import UNIVERSE
 
@@ -82,7 +86,6 @@ _OK = Reason.OK
 _INSUFFICIENT = Reason.INSUFFICIENT_HISTORY
 
 
-@dataclass(frozen=True, slots=True)
 class RiskSnapshot:
     """The risk model at one bar.
 
@@ -92,15 +95,50 @@ class RiskSnapshot:
     returns finite.  ``specific[i]`` is the specific variance of symbol ``i``,
     ``fallback[i]`` True where it is the cross-sectional median
     (``specific_fallback``), ``n_residuals[i]`` the residuals it had in the window.
+
+    The last three are read off the model's residual sums of that bar (kept by
+    reference: an update replaces the sums, never changes them) at their first
+    access, the same numbers whenever that is; the snapshot is read-only.
     """
 
-    names: tuple[str, ...]
-    covariance: FloatArray
-    reason: Reason
-    n_obs: int
-    specific: FloatArray
-    fallback: BoolArray
-    n_residuals: NDArray[np.int64]
+    __slots__ = ("_figures", "_min_residuals", "_u_sums", "covariance", "n_obs", "names", "reason")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        covariance: FloatArray,
+        reason: Reason,
+        n_obs: int,
+        u_sums: FloatArray,
+        min_residuals: int,
+    ) -> None:
+        self.names = names
+        self.covariance = covariance
+        self.reason = reason
+        self.n_obs = n_obs
+        self._u_sums = u_sums
+        self._min_residuals = min_residuals
+        self._figures: tuple[FloatArray, BoolArray, NDArray[np.int64]] | None = None
+
+    def _specific_figures(self) -> tuple[FloatArray, BoolArray, NDArray[np.int64]]:
+        if self._figures is None:
+            self._figures = specific_variances(self._u_sums, self._min_residuals)
+        return self._figures
+
+    @property
+    def specific(self) -> FloatArray:
+        return self._specific_figures()[0]
+
+    @property
+    def fallback(self) -> BoolArray:
+        return self._specific_figures()[1]
+
+    @property
+    def n_residuals(self) -> NDArray[np.int64]:
+        return self._specific_figures()[2]
+
+    def __repr__(self) -> str:
+        return f"RiskSnapshot(names={self.names!r}, reason={self.reason!r}, n_obs={self.n_obs})"
 
 
 #: What :meth:`RiskModel.restore` needs: position and pushes, the factor sums, their
@@ -183,9 +221,14 @@ class RiskModel:
             raise ValueError(f"factor returns: expected shape ({self._d},), got {f.shape}")
         if u.shape != (self.n_symbols,):
             raise ValueError(f"residuals: expected shape ({self.n_symbols},), got {u.shape}")
+        return self.update_rows(f, u)
+
+    def update_rows(self, f: FloatArray, u: FloatArray) -> RiskSnapshot:
+        """:meth:`update` with C-contiguous float64 factor returns ``(K + 1,)`` and
+        residuals ``(n,)``, as the factor-return regression gives them (unchecked)."""
         pos = self._pos
         self._pushes += 1
-        sums, figures = risk_update(
+        sums, covariance = risk_update(
             f,
             u,
             (self._f_sum, self._f_z, self._f_count, self._u_sums),
@@ -197,7 +240,7 @@ class RiskModel:
         )
         self._f_sum, self._f_z, self._f_count, self._u_sums = sums
         self._pos = 0 if pos + 1 == self.window else pos + 1
-        return self._snapshot(*figures)
+        return self._snapshot(covariance)
 
     def checkpoint(self) -> _RiskToken:
         """What :meth:`restore` needs to put the model back as it is now, before the
@@ -226,31 +269,18 @@ class RiskModel:
     def snapshot(self) -> RiskSnapshot:
         """The risk model at the last bar updated."""
         return self._snapshot(
-            *risk_figures(
-                self._f_sum,
-                self._f_z,
-                self._f_count >= self.min_obs,
-                self._u_sums,
-                self.min_residuals,
-            )
+            risk_covariance(self._f_sum, self._f_z, self._f_count >= self.min_obs)
         )
 
-    def _snapshot(
-        self,
-        covariance: FloatArray,
-        specific: FloatArray,
-        fallback: BoolArray,
-        n_residuals: NDArray[np.int64],
-    ) -> RiskSnapshot:
+    def _snapshot(self, covariance: FloatArray) -> RiskSnapshot:
         ok = self._f_count >= self.min_obs
         return RiskSnapshot(
             self.names,
             covariance,
             _OK if ok else _INSUFFICIENT,
             self._f_count,
-            specific,
-            fallback,
-            n_residuals,
+            self._u_sums,
+            self.min_residuals,
         )
 
 

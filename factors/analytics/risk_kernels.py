@@ -16,8 +16,11 @@ one call:
   nothing out);
 - every ``W`` bars, all the sums afresh from the ring, with the weights
   ``2^(-age/H)`` (bounds the drift of add/subtract);
-- the figures (:func:`risk_figures`): the covariance ``S / Z`` and the specific
-  variances ``D_i`` with the median fallback.
+- the covariance ``S / Z`` (:func:`risk_covariance`).
+
+The specific variances ``D_i`` with the median fallback (:func:`specific_variances`)
+are read off the residual sums only when asked for (risk.py's snapshot keeps the
+sums, which no later update changes).
 
 The arithmetic is the one risk.py's docstring states, operation by operation.  The
 sums are new arrays at every update (the caller's undo tokens keep the old ones);
@@ -48,16 +51,14 @@ def risk_update(
     rates: tuple[float, float, float],
     recompute: bool,
     least: tuple[int, int],
-) -> tuple[
-    tuple[FloatArray, float, int, FloatArray], tuple[FloatArray, FloatArray, BoolArray, IntArray]
-]:
+) -> tuple[tuple[FloatArray, float, int, FloatArray], FloatArray]:
     """Bar ``f`` (``K + 1`` factor returns), ``u`` (residuals) into ring slot ``pos``.
 
     ``sums`` are ``(S, Z, count, residual sums (3, n))`` before the bar, ``ring``
     the factor returns ``(W, K + 1)``, their finiteness ``(W,)`` and the residuals
     ``(W, n)`` of the last ``W`` bars, ``rates`` the decay ``g``, the leaving weight ``g^W`` and
     the half-life, ``least`` ``(min_obs, min_residuals)``.  Returns the sums after
-    the bar (afresh from the ring where ``recompute``) and :func:`risk_figures`."""
+    the bar (afresh from the ring where ``recompute``) and :func:`risk_covariance`."""
     f_sum, f_z, f_count, u_sums = sums
     ring_f, ring_ok, ring_u = ring
     decay, leave, half_life = rates
@@ -107,9 +108,8 @@ def risk_update(
         ring_u[pos, i] = u[i]
     if recompute:
         z, f_count = _recompute(ring_f, ring_ok, ring_u, pos, half_life, new_sum, new_u)
-    min_obs, min_residuals = least
-    figures = risk_figures(new_sum, z, f_count >= min_obs, new_u, min_residuals)
-    return (new_sum, z, f_count, new_u), figures
+    min_obs = least[0]
+    return (new_sum, z, f_count, new_u), risk_covariance(new_sum, z, f_count >= min_obs)
 
 
 @kernel
@@ -160,19 +160,24 @@ def _recompute(
 
 
 @kernel
-def risk_figures(
-    f_sum: FloatArray, f_z: float, covariance_ok: bool, u_sums: FloatArray, min_residuals: int
-) -> tuple[FloatArray, FloatArray, BoolArray, IntArray]:
-    """``(covariance, specific, fallback, n_residuals)`` from the sums: ``S / Z``
-    (NaN unless ``covariance_ok``); ``D_i`` = the ratio of the decayed sums where the
-    symbol has ``min_residuals`` residuals, else (``fallback``) the median of those
-    ratios (NaN where no symbol has its own)."""
+def risk_covariance(f_sum: FloatArray, f_z: float, covariance_ok: bool) -> FloatArray:
+    """The covariance ``S / Z`` from the sums (NaN unless ``covariance_ok``)."""
     d = f_sum.shape[0]
     covariance = np.full((d, d), np.nan)
     if covariance_ok:
         for a in range(d):
             for b in range(d):
                 covariance[a, b] = f_sum[a, b] / f_z
+    return covariance
+
+
+@kernel
+def specific_variances(
+    u_sums: FloatArray, min_residuals: int
+) -> tuple[FloatArray, BoolArray, IntArray]:
+    """``(specific, fallback, n_residuals)`` from the residual sums: ``D_i`` = the
+    ratio of the decayed sums where the symbol has ``min_residuals`` residuals, else
+    (``fallback``) the median of those ratios (NaN where no symbol has its own)."""
     n = u_sums.shape[1]
     specific = np.full(n, np.nan)
     fallback = np.empty(n, dtype=np.bool_)
@@ -191,4 +196,4 @@ def risk_figures(
         for i in range(n):
             if fallback[i]:
                 specific[i] = median
-    return covariance, specific, fallback, counts
+    return specific, fallback, counts

@@ -25,6 +25,45 @@ BoolArray = NDArray[np.bool_]
 IntArray = NDArray[np.int64]
 
 
+CodeArray = NDArray[np.int8]
+
+#: the codes of the health states (health.py's ``HealthState``, in this order)
+UNKNOWN, UNRATED, WORKING, FLAT, INVERTED = range(5)
+
+
+@kernel
+def next_code(state: int, t_stat: float, direction: float, t_enter: float, t_exit: float) -> int:
+    """The hysteresis of ANALYTICS.md section 2 (health.py's ``next_state``) on the
+    states' codes."""
+    if math.isnan(t_stat):
+        return UNKNOWN
+    if direction == 0:
+        return UNRATED
+    s = direction * t_stat
+    if state == WORKING and s >= t_exit:
+        return WORKING
+    if state == INVERTED and s <= -t_exit:
+        return INVERTED
+    if s >= t_enter:
+        return WORKING
+    if s <= -t_enter:
+        return INVERTED
+    return FLAT
+
+
+@kernel
+def next_codes(
+    codes: CodeArray, t_stats: FloatArray, directions: FloatArray, t_enter: float, t_exit: float
+) -> tuple[CodeArray, int]:
+    """:func:`next_code` of every factor; and how many changed."""
+    out = np.empty_like(codes)
+    changed = 0
+    for j in range(codes.shape[0]):
+        out[j] = next_code(codes[j], t_stats[j], directions[j], t_enter, t_exit)
+        changed += out[j] != codes[j]
+    return out, changed
+
+
 #: What :meth:`IcWindow.restore` needs: the sums, the ring slot the next push
 #: overwrites, the position and the count of pushes (a tuple: cheaper than an object).
 IcWindowToken = tuple[FloatArray, FloatArray, int, int]
@@ -67,9 +106,43 @@ class IcWindow:
         self._pos = (self._pos + 1) % self.window
         return figures
 
+    def push_sums(self, ic: FloatArray, directions: FloatArray) -> None:
+        """:meth:`push` without the statistics (:meth:`statistics` gives them)."""
+        self._pushes += 1
+        self.sums = _ic_push_sums(
+            ic, directions, self._ring, self._pos, self.sums, self._pushes % self.window == 0
+        )
+        self._pos = (self._pos + 1) % self.window
+
+    def push_states(
+        self,
+        ic: FloatArray,
+        directions: FloatArray,
+        codes: CodeArray,
+        thresholds: tuple[float, float],
+    ) -> tuple[CodeArray, int]:
+        """:meth:`push` that returns, rather than the statistics, the next state
+        codes of the factors from ``codes`` (:func:`next_codes` on their ``t_stat``
+        and ``thresholds`` ``(t_enter, t_exit)``) and how many changed; the
+        statistics are :meth:`statistics` of the sums after it."""
+        self._pushes += 1
+        self.sums, codes, changed = _ic_push_states(
+            ic,
+            directions,
+            self._ring,
+            self._pos,
+            self.sums,
+            self._pushes % self.window == 0,
+            self.min_obs,
+            codes,
+            thresholds,
+        )
+        self._pos = (self._pos + 1) % self.window
+        return codes, changed
+
     def statistics(self) -> IcFigures:
         """The statistics of the window as it is."""
-        return _window_statistics(self.sums, self.min_obs)
+        return window_statistics(self.sums, self.min_obs)
 
     def checkpoint(self) -> IcWindowToken:
         """The state before the next push: the slot it overwrites, and references."""
@@ -94,6 +167,39 @@ def _ic_push(
     it is not finite; a hit where the sign of ``ic`` is the factor's direction); the
     window's sums with it in and the slot's old row out (where ``recompute``, the
     sum of the ring's rows in slot order) and their statistics."""
+    out = _ic_push_sums(ic, directions, ring, pos, sums, recompute)
+    return out, window_statistics(out, min_obs)
+
+
+@kernel
+def _ic_push_states(
+    ic: FloatArray,
+    directions: FloatArray,
+    ring: FloatArray,
+    pos: int,
+    sums: FloatArray,
+    recompute: bool,
+    min_obs: int,
+    codes: CodeArray,
+    thresholds: tuple[float, float],
+) -> tuple[FloatArray, CodeArray, int]:
+    """:func:`_ic_push`, then the state codes' step on the ``t_stat`` of the sums."""
+    out = _ic_push_sums(ic, directions, ring, pos, sums, recompute)
+    t_stat = window_statistics(out, min_obs)[4]
+    new_codes, changed = next_codes(codes, t_stat, directions, thresholds[0], thresholds[1])
+    return out, new_codes, changed
+
+
+@kernel
+def _ic_push_sums(
+    ic: FloatArray,
+    directions: FloatArray,
+    ring: FloatArray,
+    pos: int,
+    sums: FloatArray,
+    recompute: bool,
+) -> FloatArray:
+    """The sums of :func:`_ic_push` (ring slot ``pos`` written in place)."""
     k = ic.shape[0]
     out = np.empty((4, k))
     for j in range(k):
@@ -109,11 +215,11 @@ def _ic_push(
         out[:, :] = 0.0
         for s in range(ring.shape[0]):
             out += ring[s]
-    return out, _window_statistics(out, min_obs)
+    return out
 
 
 @kernel
-def _window_statistics(sums: FloatArray, min_obs: int) -> IcFigures:
+def window_statistics(sums: FloatArray, min_obs: int) -> IcFigures:
     """:func:`ic_statistics` of the sums ``[finite, ic, ic^2, hit]``, with ``n``."""
     n = np.empty(sums.shape[1], dtype=np.int64)
     for j in range(n.shape[0]):
