@@ -110,18 +110,21 @@ class RankWindow(Window):
     values round apart; a symbol whose window holds another value rounding to the
     new one's (a tie, or within float32's precision) is counted again in float64,
     from its column of the ring, and where that is more than one symbol in eight
-    (ties are common: the input is a rank, a sign...) the whole ring is counted
-    in float64 instead.  Both ways count the same integers: the value is exact."""
+    (ties are common: the input is a rank, a sign, a price in ticks...) the whole
+    ring is counted in float64 instead, and the next pushes do that directly (with
+    a float32 try every 16 pushes).  All ways count the same integers: the value
+    is exact."""
 
     m = 1
-    __slots__ = ("_ring32",)
+    __slots__ = ("_exact", "_ring32")
 
     def __init__(self, n_symbols: int, d: int) -> None:
         self._ring32: NDArray[np.float32] = np.full((d, n_symbols), np.nan, dtype=np.float32)
+        self._exact = False  # the last push counted all in float64 (many ties)
         super().__init__(n_symbols, d)
         # compile (or load from numba's cache) now, not inside the first bar
-        none = np.empty(0)
-        _rank_counts(np.empty((d, 0), dtype=np.float32), np.empty((d, 1, 0)), none, none, none)
+        none, ring32 = np.empty(0), np.empty((d, 0), dtype=np.float32)
+        _rank_counts(ring32, np.empty((d, 1, 0)), none, none, none, False)
 
     def _recompute(self) -> None:
         self.acc[0] = np.isnan(self._ring[:, 0]).sum(axis=0)
@@ -138,31 +141,42 @@ class RankWindow(Window):
 
     def _value(self, new: FloatArray, leaving: FloatArray) -> FloatArray:
         out: FloatArray = np.empty(new.shape[1])
-        _rank_counts(self._ring32, self._ring, new[0], self.acc[0], out)
+        # many ties last time: float64 straight away, with a float32 try every 16 pushes
+        exact = self._exact and self._pushes % 16 != 0
+        self._exact = _rank_counts(self._ring32, self._ring, new[0], self.acc[0], out, exact)
         return out
 
 
 @kernel
 def _rank_counts(
-    ring32: NDArray[np.float32], ring: FloatArray, x: FloatArray, nans: FloatArray, out: FloatArray
-) -> None:
+    ring32: NDArray[np.float32],
+    ring: FloatArray,
+    x: FloatArray,
+    nans: FloatArray,
+    out: FloatArray,
+    exact: bool,
+) -> bool:
     """``out``: the rank over ``d`` of ``x`` among each symbol's ``d`` values in
     ``ring`` ``(d, 1, n)`` (holding ``x``; ``ring32`` its float32 copy ``(d, n)``),
-    NaN where ``nans`` (the count of NaN in the window) is not 0."""
+    NaN where ``nans`` (the count of NaN in the window) is not 0.  ``exact``: count
+    all in float64 at once.  Whether all were counted in float64."""
     d, n = ring.shape[0], ring.shape[2]
     below = np.zeros(n, dtype=np.int32)  # 32 bits: twice the lanes of 64
     equal = np.zeros(n, dtype=np.int32)
-    x32 = x.astype(np.float32)
-    for t in range(d):
+    again = n
+    if not exact:
+        x32 = x.astype(np.float32)
+        for t in range(d):
+            for s in range(n):
+                v = ring32[t, s]
+                below[s] += np.int32(v < x32[s])
+                equal[s] += np.int32(v > x32[s])  # above, for now
+        again = 0
         for s in range(n):
-            v = ring32[t, s]
-            below[s] += np.int32(v < x32[s])
-            equal[s] += np.int32(v > x32[s])  # above, for now
-    again = 0
-    for s in range(n):
-        equal[s] = d - below[s] - equal[s]  # those rounding to x's float32
-        again += nans[s] == 0 and equal[s] > 1
-    if again * 8 > n:  # many ties: all in float64
+            equal[s] = d - below[s] - equal[s]  # those rounding to x's float32
+            again += nans[s] == 0 and equal[s] > 1
+    exact = again * 8 > n
+    if exact:  # many ties: all in float64
         below[:] = 0
         equal[:] = 0
         for t in range(d):
@@ -181,3 +195,4 @@ def _rank_counts(
                     equal[s] += np.int32(v == x[s])
     for s in range(n):
         out[s] = (below[s] + (equal[s] + 1) / 2.0) / d if nans[s] == 0 else np.nan
+    return exact
