@@ -38,7 +38,6 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.jit import kernel
 from factorcast.factors.analytics.ranks import rank_ic_rows
 from factorcast.factors.analytics.track import (
     UNKNOWN,
@@ -51,6 +50,7 @@ from factorcast.factors.analytics.track import (
     next_codes,
     window_statistics,
 )
+from factorcast.factors.jit import kernel
 from factorcast.factors.reasons import Reason
 
 FloatArray = NDArray[np.float64]

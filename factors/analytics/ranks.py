@@ -4,7 +4,7 @@ column at once.
 The engine takes a rank IC per horizon at every grid step, for a few hundred
 symbols and a handful of factors.  Done in numpy that is dozens of calls whose
 fixed cost outweighs the arithmetic, so the work is two compiled kernels
-(:mod:`~factorcast.factors.analytics.jit`) around one numpy sort:
+(:mod:`~factorcast.factors.jit`) around one numpy sort:
 
 1. *keys*: every row to rank (a factor's exposures; the returns over each
    distinct mask of the factors, usually one or two) becomes a row of float64
@@ -43,7 +43,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.jit import kernel
+from factorcast.factors.jit import kernel
 from factorcast.factors.reasons import Reason
 
 FloatArray = NDArray[np.float64]

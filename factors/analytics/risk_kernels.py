@@ -4,7 +4,7 @@ Each bar the risk model decays its sums, takes out the bar leaving the window an
 adds the bar entering it, for the factor covariance (``K + 1`` squared) and for
 the residuals of every symbol, then reads the model off the sums.  In numpy that
 was thirty-odd calls on small arrays whose fixed cost was most of the time
-(:mod:`~factorcast.factors.analytics.jit`); :func:`risk_update` is all of it in
+(:mod:`~factorcast.factors.jit`); :func:`risk_update` is all of it in
 one call:
 
 - the factor sums ``S = g S - g^W [f_old finite] f_old f_old' + [f finite] f f'``,
@@ -34,7 +34,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.jit import kernel
+from factorcast.factors.jit import kernel
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]

@@ -6,7 +6,7 @@ and write one ring slot, so that a checkpoint (the engine's undo log keeps one p
 step) is a handful of references and the few values of the ring slot the next
 push overwrites.
 
-A push is one compiled kernel (:mod:`~factorcast.factors.analytics.jit`): a
+A push is one compiled kernel (:mod:`~factorcast.factors.jit`): a
 handful of factors per step cost less in one loop than in a numpy call per row.
 """
 
@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.jit import kernel
+from factorcast.factors.jit import kernel
 from factorcast.factors.reasons import Reason
 
 FloatArray = NDArray[np.float64]

