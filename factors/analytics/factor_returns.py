@@ -140,6 +140,12 @@ class FactorReturns:
     def restore(self, token: tuple[FloatArray, FloatArray, FloatArray | None]) -> None:
         self._prev_close, self._prev_x, self._prev_v = token
 
+    def returns_of(self, close: FloatArray) -> FloatArray:
+        """The simple returns of bar ``t`` (closes ``close``, float64 contiguous) over
+        the previous bar's closes, NaN where either is missing: what
+        :meth:`update_rows` regresses."""
+        return _simple_returns(close, self._prev_close)
+
     def skip(self) -> FactorReturnBar:
         """A grid step without any bar: nothing to regress, and no previous bar
         for the next one."""
@@ -170,12 +176,18 @@ class FactorReturns:
         return self.update_rows(close, xt, weights)
 
     def update_rows(
-        self, close: FloatArray, xt: FloatArray, weights: FloatArray | None = None
+        self,
+        close: FloatArray,
+        xt: FloatArray,
+        weights: FloatArray | None = None,
+        r: FloatArray | None = None,
     ) -> FactorReturnBar:
         """:meth:`update` with the exposures as a row per model factor, ``xt``
         ``(n_model_factors, n_symbols)`` C-contiguous float64, and float64 closes
         (NaN where no bar): both are kept as they are (the caller hands them over
-        and changes them no more)."""
+        and changes them no more).  ``r``, where the caller has them, are the bar's
+        returns ``close / previous_close - 1`` (:meth:`returns_of`), float64
+        contiguous."""
         n = self.n_symbols
         if close.shape != (n,) or xt.shape != (len(self.model_names), n):
             raise ValueError("close or exposure does not fit the universe and the factors")
@@ -190,7 +202,8 @@ class FactorReturns:
                 v = np.where(np.isfinite(w) & (w > 0), np.sqrt(w), np.nan)
         if not self._every_column:
             xt = xt[self._columns]
-        r = _simple_returns(close, self._prev_close)  # both float64, contiguous
+        if r is None:
+            r = _simple_returns(close, self._prev_close)  # both float64, contiguous
         result = _regress_rows(r, self._prev_x, self._prev_v, self.names)
         self._prev_close, self._prev_x, self._prev_v = close, xt, v
         return result

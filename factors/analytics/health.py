@@ -327,10 +327,13 @@ class HealthTracker:
         xt: FloatArray,
         close: FloatArray,
         factor_returns: FloatArray | None = None,
+        r1: FloatArray | None = None,
     ) -> HealthSnapshot:
         """:meth:`update` with the exposures as a row per factor, ``xt`` ``(K, n)``
         C-contiguous float64, and float64 closes: both are kept as they are (the
-        caller hands them over and changes them no more)."""
+        caller hands them over and changes them no more).  ``r1``, where the caller
+        has them, are the horizon-1 forward returns ``close / previous close - 1``
+        (the closes of the previous update), float64 contiguous."""
         k = len(self.names)
         slot = self._steps % self._depth
         self._x[slot] = xt
@@ -344,7 +347,8 @@ class HealthTracker:
                 x_then = self._x[then % self._depth]
                 c_then = self._c[then % self._depth]
                 assert x_then is not None and c_then is not None
-                ic, ic_reason, _ = rank_ic_rows(x_then, _simple_returns(close, c_then))
+                fwd = r1 if h == 1 and r1 is not None else _simple_returns(close, c_then)
+                ic, ic_reason, _ = rank_ic_rows(x_then, fwd)
                 if h == 1:  # the states follow horizon 1: their step in the same call
                     codes, changed = window.push_states(
                         ic, self.directions, self._codes, (self.t_enter, self.t_exit)

@@ -184,13 +184,16 @@ class FactorAnalytics:
         # the model's, stored by factor, a plain copy), the closes
         xt = np.array(np.asarray(exposure, dtype=np.float64).T, order="C")
         c = np.array(close, dtype=np.float64)
-        fr = self.returns.update_rows(c, xt, weights)
+        # the bar's returns over the previous step's closes, once: the regression's
+        # and the health tracker's horizon 1 (both were fed the same closes)
+        r1 = self.returns.returns_of(c)
+        fr = self.returns.update_rows(c, xt, weights, r1)
         if self._track_columns.size == len(self.names):  # the regression has every factor
             track = fr.returns[1:]
         else:
             track = np.full(len(self.names), np.nan)
             track[self._track_columns] = fr.returns[1:]
-        health = self.health.update_rows(bar_ts, xt, c, track)
+        health = self.health.update_rows(bar_ts, xt, c, track, r1)
         risk = self.risk.update_rows(fr.returns, fr.residuals)
         return AnalyticsBar(bar_ts, fr, health, risk)
 
