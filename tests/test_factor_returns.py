@@ -20,7 +20,6 @@ from factorcast.factors import CANONICAL, REASON_LABELS, UNIVERSE, FactorModel, 
 from factorcast.factors.analytics import (
     FactorReturnBar,
     FactorReturns,
-    factor_returns_panel,
 )
 from factorcast.factors.analytics import factor_returns as factor_returns_module
 from factorcast.factors.params import Weighting
@@ -176,17 +175,6 @@ def test_binance_factor_subset_matches_statsmodels(binance: Replay) -> None:
     subset = (CANONICAL[3], CANONICAL[0])  # any order in; model order out
     seen = check_against_statsmodels(binance, "equal", every=25, factors=subset)
     assert seen["ok"] > 100
-
-
-def test_panel_helper_is_the_class_in_a_loop(bittrex: Replay) -> None:
-    panel = factor_returns_panel(bittrex.close, bittrex.exposure, CANONICAL)
-    fr = FactorReturns(bittrex.close.shape[1], CANONICAL)
-    for t in range(bittrex.close.shape[0]):
-        bar = fr.update(bittrex.close[t], bittrex.exposure[t])
-        assert np.array_equal(bar.returns, panel.returns[t], equal_nan=True)
-        assert np.array_equal(bar.residuals, panel.residuals[t], equal_nan=True)
-        assert panel.n[t] == bar.n and panel.reason[t] == bar.reason
-    assert panel.names == fr.names
 
 
 def test_engine_steps_give_the_same_factor_returns(binance: Replay) -> None:

@@ -16,8 +16,6 @@ from factorcast.factors.analytics.decay import (
 from factorcast.factors.analytics.factor_returns import (
     FactorReturnBar,
     FactorReturns,
-    FactorReturnsPanel,
-    factor_returns_panel,
     regress,
 )
 from factorcast.factors.analytics.health import (
@@ -131,7 +129,6 @@ __all__: list[str] = [
     "FactorAnalytics",
     "FactorReturnBar",
     "FactorReturns",
-    "FactorReturnsPanel",
     "FactorTilt",
     "GroupBreakdown",
     "HealthParams",
@@ -168,7 +165,6 @@ __all__: list[str] = [
     "decay_curve",
     "diversification",
     "drawdown_track",
-    "factor_returns_panel",
     "forward_return",
     "group_breakdown",
     "group_map",

@@ -5,8 +5,8 @@ exposures known one bar earlier::
 
     R[i,t] = f_universe[t] + sum_k X[i,k,t-1] * f_k[t] + u[i,t]
 
-:class:`FactorReturns` is fed one bar at a time (live and offline alike: an
-offline run is the same update in a loop, :func:`factor_returns_panel`) and keeps
+:class:`FactorReturns` is fed one bar at a time (live and offline alike: the
+engine's analytics, :mod:`.pipeline`, feed it every grid step) and keeps
 the closes, exposures and weights of the previous bar.  Pure numpy: arrays in,
 arrays out, no I/O, no clock.
 
@@ -57,8 +57,6 @@ from factorcast.factors.registry import UNIVERSE
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
-IntArray = NDArray[np.int64]
-CodeArray = NDArray[np.uint8]
 
 
 #: the reasons of a factor-return bar, from the one Reason enum of the project:
@@ -281,49 +279,3 @@ def _full_rank(a: FloatArray, sv: FloatArray) -> bool:
     if sv.min() > 4.0 * tol:
         return True
     return bool(np.linalg.matrix_rank(a) == a.shape[1])
-
-
-@dataclass(frozen=True, slots=True)
-class FactorReturnsPanel:
-    """The regressions of consecutive grid steps, stacked: ``returns`` (T, K+1),
-    ``residuals`` (T, n_symbols), ``r2``, ``n`` and ``reason`` codes (T,)."""
-
-    names: tuple[str, ...]
-    returns: FloatArray
-    residuals: FloatArray
-    r2: FloatArray
-    n: IntArray
-    reason: CodeArray
-
-
-def factor_returns_panel(
-    close: FloatArray,
-    exposure: FloatArray,
-    names: Sequence[str],
-    weights: FloatArray | None = None,
-    weighting: Weighting = "equal",
-    factors: Sequence[str] | None = None,
-) -> FactorReturnsPanel:
-    """Offline: :class:`FactorReturns` over consecutive grid steps.
-
-    ``close`` is ``(T, n_symbols)`` (NaN where no bar, an all-NaN row for a grid
-    step without any bar), ``exposure`` ``(T, n_symbols, n_model_factors)`` and
-    ``weights`` ``(T, n_symbols)`` for ``adv``/``cap``.
-    """
-    steps, n_sym = close.shape
-    fr = FactorReturns(n_sym, names, weighting, factors)
-    returns = np.full((steps, fr.k + 1), np.nan)
-    residuals = np.full((steps, n_sym), np.nan)
-    r2 = np.full(steps, np.nan)
-    n = np.zeros(steps, dtype=np.int64)
-    reason = np.zeros(steps, dtype=np.uint8)
-    for t in range(steps):
-        bar = fr.update(close[t], exposure[t], None if weights is None else weights[t])
-        returns[t], residuals[t], r2[t], n[t], reason[t] = (
-            bar.returns,
-            bar.residuals,
-            bar.r2,
-            bar.n,
-            int(bar.reason),
-        )
-    return FactorReturnsPanel(fr.names, returns, residuals, r2, n, reason)
