@@ -49,14 +49,13 @@ class DecayAccumulator:
     :data:`DECAY_HORIZONS`, alphalens' factor rank autocorrelation and the
     top-minus-bottom quintile spread.
 
-    The same per-bar figures as :mod:`factors.analytics.decay`'s panel functions:
-    the Spearman correlation (``spearman_columns``, whose columns are independent,
-    so all of a step's pairs go through one call) of ``X[t]`` with ``C[t+h] / C[t]
-    - 1`` and of ``X[t]`` with ``X[t-1]``, and ``quintile_spread``'s rule for bars
-    ``t, t+1`` with ``quintile_labels`` (which depends on the sample size only
-    through the ranks) looked up per size.  They are averaged over the bars
-    where they are finite; the sums run in time order (the panel functions'
-    pairwise sums may differ in the last bits).
+    Per bar: the Spearman correlation (``spearman_columns``, whose columns are
+    independent, so all of a step's pairs go through one call) of ``X[t]`` with
+    ``C[t+h] / C[t] - 1`` and of ``X[t]`` with ``X[t-1]``, and the mean return of
+    bar ``t+1`` in the top minus the bottom exposure quintile of bar ``t``
+    (``quintile_labels``, which depends on the sample size only through the
+    ranks, looked up per size; at least 10 symbols).  They are averaged over the
+    bars where they are finite, in time order.
     """
 
     def __init__(self, k: int, horizons: tuple[int, ...] = DECAY_HORIZONS) -> None:

@@ -25,14 +25,10 @@ from factorcast.factors.analytics import (
     HealthState,
     HealthTracker,
     average_ranks,
-    decay_curve,
     drawdown_track,
     ic_half_life,
-    ic_series,
     next_state,
     quintile_labels,
-    quintile_spread,
-    rank_autocorrelation,
     rank_ic,
     transition_alert,
 )
@@ -382,46 +378,6 @@ def test_quintile_labels_match_pandas_qcut(n: int) -> None:
     x = rng.integers(0, max(3, n // 4), size=n).astype(float)  # plenty of ties
     expect = pd.qcut(pd.Series(x).rank(method="first"), 5, labels=False).to_numpy()
     assert np.array_equal(quintile_labels(x), expect)
-
-
-def test_quintile_spread_matches_pandas() -> None:
-    rng = np.random.default_rng(3)
-    n_bars, n, k = 30, 14, 2
-    x = rng.normal(size=(n_bars, n, k))
-    x[rng.random(x.shape) < 0.15] = np.nan
-    c = np.exp(np.cumsum(rng.normal(0, 0.01, size=(n_bars, n)), axis=0))
-    c[rng.random(c.shape) < 0.05] = np.nan
-    got = quintile_spread(x, c)
-    for j in range(k):
-        spreads = []
-        for t in range(n_bars - 1):
-            df = pd.DataFrame({"x": x[t, :, j], "r": c[t + 1] / c[t] - 1}).dropna()
-            if len(df) < 10:
-                continue
-            q = pd.qcut(df["x"].rank(method="first"), 5, labels=False)
-            g = df["r"].groupby(q).mean()
-            spreads.append(g[4] - g[0])
-        assert got[j] == pytest.approx(np.mean(spreads), abs=TOL)
-
-
-def test_decay_curve_half_life_and_autocorrelation(run: Run, ic1: pd.DataFrame) -> None:
-    x, c = run.exposures[:800], run.closes[:800]
-    curve = decay_curve(x, c)
-    assert close(curve[0], oracle_ic(Run(run.ts[:800], x, c), 1, range(799)).mean().to_numpy())
-    assert close(ic_series(x, c, 64)[:736], oracle_ic(Run(run.ts, x, c), 64, range(736)).to_numpy())
-    halves = ic_half_life(curve, DIRECTIONS)
-    for j, hl in enumerate(halves):
-        base = DIRECTIONS[j] * curve[0, j]
-        if not base > 0:
-            assert hl is None
-        elif hl is not None:
-            i = (1, 2, 4, 8, 16, 32, 64).index(hl)
-            assert DIRECTIONS[j] * curve[i, j] <= 0.5 * base
-            assert all(DIRECTIONS[j] * curve[m, j] > 0.5 * base for m in range(i))
-    rho = rank_autocorrelation(x)
-    for j in range(x.shape[2]):
-        ref = pd.Series([spearman_oracle(x[t, :, j], x[t - 1, :, j]) for t in range(1, 800)]).mean()
-        assert rho[j] == pytest.approx(ref, abs=TOL)
 
 
 HALF_LIFE_CASES = [

@@ -6,12 +6,8 @@ time, the same code live and offline.
 
 from factorcast.factors.analytics.conventions import SECONDS_PER_YEAR, bars_per_year
 from factorcast.factors.analytics.decay import (
-    decay_curve,
     ic_half_life,
-    ic_series,
     quintile_labels,
-    quintile_spread,
-    rank_autocorrelation,
 )
 from factorcast.factors.analytics.factor_returns import (
     FactorReturnBar,
@@ -162,7 +158,6 @@ __all__: list[str] = [
     "average_ranks",
     "bars_per_year",
     "compile_kernels",
-    "decay_curve",
     "diversification",
     "drawdown_track",
     "forward_return",
@@ -172,7 +167,6 @@ __all__: list[str] = [
     "holdings_returns",
     "holdings_weights",
     "ic_half_life",
-    "ic_series",
     "ic_statistics",
     "loadings",
     "newey_west_lags",
@@ -182,9 +176,7 @@ __all__: list[str] = [
     "portfolio_exposure",
     "portfolio_risk",
     "quintile_labels",
-    "quintile_spread",
     "quote_currency",
-    "rank_autocorrelation",
     "rank_ic",
     "regress",
     "regress_returns",
