@@ -351,6 +351,8 @@ class FactorModel:
         exposure, row_why = standardize(raw, weights, p)
         reason = np.where(np.isfinite(raw), row_why, why).astype(np.uint8)
         reason[:, ~present] = _MISSING
+        # read-only: consumers keep it by reference (the analytics, as a row per factor)
+        exposure.flags.writeable = False
         return FactorSnapshot(
             names=self.names,
             raw=raw.T,

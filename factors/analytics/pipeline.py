@@ -25,8 +25,8 @@ kernels (jit.py) that loop over the symbols once: the regression's moments and
 Cholesky solve (wls.py), the rank ICs around one numpy sort of every row
 (ranks.py), the risk model's sums, ring and figures (risk_kernels.py), the IC
 window with its statistics and the factor-return track (track.py).  The exposures
-are copied once per step, as a row per factor, and shared by the regression and
-the health tracker.  :func:`compile_kernels` compiles them when the analytics are
+are kept as the model gives them (read-only, a row per factor), shared by the
+regression and the health tracker.  :func:`compile_kernels` compiles them when the analytics are
 built.  ``bench/replay.py`` measures their share of the step.
 
 After :attr:`FactorAnalytics.saturation` grid steps without any bar nothing it
@@ -107,6 +107,17 @@ def compile_kernels() -> None:
     average_ranks(x, np.isfinite(x))  # the expressions' rank
 
 
+def _rows_of(exposure: FloatArray) -> FloatArray:
+    """The exposures ``(n, K)`` as a C-contiguous row per factor ``(K, n)`` that nobody
+    changes: a read-only float64 array stored by factor (the factor model's) is kept
+    as it is, anything else copied."""
+    xt = np.asarray(exposure, dtype=np.float64).T
+    owner = xt if xt.base is None else xt.base
+    if xt.flags.c_contiguous and not xt.flags.writeable and not owner.flags.writeable:
+        return xt
+    return np.array(xt, order="C")
+
+
 class UndoExhausted(RuntimeError):
     """More steps asked back than the undo log holds."""
 
@@ -180,9 +191,9 @@ class FactorAnalytics:
             self._undo.append(
                 (self.returns.checkpoint(), self.health.checkpoint(), self.risk.checkpoint())
             )
-        # one copy of each, kept by both parts: the exposures as a row per factor (for
-        # the model's, stored by factor, a plain copy), the closes
-        xt = np.array(np.asarray(exposure, dtype=np.float64).T, order="C")
+        # kept by both parts: the exposures as a row per factor (the model's, read-only
+        # and stored by factor, as they are; any others copied), and a copy of the closes
+        xt = _rows_of(exposure)
         c = np.array(close, dtype=np.float64)
         # the bar's returns over the previous step's closes, once: the regression's
         # and the health tracker's horizon 1 (both were fed the same closes)
