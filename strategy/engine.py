@@ -170,7 +170,7 @@ class Engine:
             state = None if self._rewinder is None else self._rewinder.snapshot()
             self._done.append(_Done(xs.ts, xs, state, self.last_ts, self._filled))
         snapshot = self.model.step(xs)
-        bar = self._analyze(xs.ts, np.where(xs.present, xs.close, np.nan), snapshot)
+        bar = self._analyze(xs.ts, _closes(xs), snapshot)
         decision = self.strategy.decide(xs, snapshot) if decide else _NO_DECISION
         self.last_ts = xs.ts
         self._filled = 0
@@ -240,6 +240,14 @@ class Engine:
             self._rewinder.restore(state)
         undone.reverse()
         return undone
+
+
+def _closes(xs: CrossSection) -> np.ndarray:
+    """The closes of a cross-section, NaN where a symbol has no bar; read-only (the
+    analytics keep them by reference)."""
+    close = np.where(xs.present, xs.close, np.nan)
+    close.flags.writeable = False
+    return close
 
 
 def _merge(

@@ -49,8 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.health import _simple_returns
-from factorcast.factors.analytics.wls import NEEDS_SVD, TOO_FEW, wls_fit, wls_normal
+from factorcast.factors.analytics.wls import NEEDS_SVD, TOO_FEW, wls_bar, wls_fit, wls_normal
 from factorcast.factors.params import Weighting
 from factorcast.factors.reasons import Reason
 from factorcast.factors.registry import UNIVERSE
@@ -74,7 +73,8 @@ class FactorReturnBar:
 
     ``returns`` has one entry per name of ``names`` (``universe`` first, then the
     regression's factors in model order); ``residuals`` one per symbol, NaN
-    outside the sample (and everywhere when ``reason`` is not ``OK``).
+    outside the sample (and everywhere when ``reason`` is not ``OK``), as are
+    ``asset_returns``, NaN where a symbol has no return.
     """
 
     names: tuple[str, ...]
@@ -83,6 +83,8 @@ class FactorReturnBar:
     r2: float
     n: int
     reason: Reason
+    #: the symbols' returns of the bar that were regressed (NaN where missing)
+    asset_returns: FloatArray
 
 
 class FactorReturns:
@@ -138,12 +140,6 @@ class FactorReturns:
     def restore(self, token: tuple[FloatArray, FloatArray, FloatArray | None]) -> None:
         self._prev_close, self._prev_x, self._prev_v = token
 
-    def returns_of(self, close: FloatArray) -> FloatArray:
-        """The simple returns of bar ``t`` (closes ``close``, float64 contiguous) over
-        the previous bar's closes, NaN where either is missing: what
-        :meth:`update_rows` regresses."""
-        return _simple_returns(close, self._prev_close)
-
     def skip(self) -> FactorReturnBar:
         """A grid step without any bar: nothing to regress, and no previous bar
         for the next one."""
@@ -178,14 +174,12 @@ class FactorReturns:
         close: FloatArray,
         xt: FloatArray,
         weights: FloatArray | None = None,
-        r: FloatArray | None = None,
     ) -> FactorReturnBar:
         """:meth:`update` with the exposures as a row per model factor, ``xt``
-        ``(n_model_factors, n_symbols)`` C-contiguous float64, and float64 closes
-        (NaN where no bar): both are kept as they are (the caller hands them over
-        and changes them no more).  ``r``, where the caller has them, are the bar's
-        returns ``close / previous_close - 1`` (:meth:`returns_of`), float64
-        contiguous."""
+        ``(n_model_factors, n_symbols)`` C-contiguous float64, and float64 contiguous
+        closes (NaN where no bar): both are kept as they are (the caller hands them
+        over and changes them no more).  The bar's returns over the previous closes
+        are the result's ``asset_returns``."""
         n = self.n_symbols
         if close.shape != (n,) or xt.shape != (len(self.model_names), n):
             raise ValueError("close or exposure does not fit the universe and the factors")
@@ -200,9 +194,10 @@ class FactorReturns:
                 v = np.where(np.isfinite(w) & (w > 0), np.sqrt(w), np.nan)
         if not self._every_column:
             xt = xt[self._columns]
-        if r is None:
-            r = _simple_returns(close, self._prev_close)  # both float64, contiguous
-        result = _regress_rows(r, self._prev_x, self._prev_v, self.names)
+        # the returns and the regression on the previous bar in one compiled call
+        prev_v = _EQUAL if self._prev_v is None else self._prev_v
+        fit = wls_bar(close, self._prev_close, self._prev_x, prev_v, _MAX_CONDITION_BOUND)
+        result = _bar_of(self.names, self._prev_x, prev_v, fit)
         self._prev_close, self._prev_x, self._prev_v = close, xt, v
         return result
 
@@ -226,22 +221,39 @@ def _regress_rows(
     r: FloatArray, xt: FloatArray, v: FloatArray | None, names: tuple[str, ...]
 ) -> FactorReturnBar:
     """:func:`regress` with the exposures as a C-contiguous row per factor (K, n)."""
-    k, n_sym = xt.shape
     y = np.ascontiguousarray(r, dtype=np.float64)
     w = _EQUAL if v is None else np.ascontiguousarray(v, dtype=np.float64)
-    outcome, sample, n, mean, f, residuals, r2 = wls_normal(y, xt, w, _MAX_CONDITION_BOUND)
+    outcome, _, n, mean, f, residuals, r2 = wls_normal(y, xt, w, _MAX_CONDITION_BOUND)
+    return _bar_of(names, xt, w, (outcome, n, mean, y, f, residuals, r2))
+
+
+def _bar_of(
+    names: tuple[str, ...],
+    xt: FloatArray,
+    w: FloatArray,
+    fit: tuple[int, int, float, FloatArray, FloatArray, FloatArray, float],
+) -> FactorReturnBar:
+    """The bar from a fit (:func:`~factorcast.factors.analytics.wls.wls_bar`'s
+    figures) of the returns ``y`` on ``xt`` with the weights ``w`` (empty: equal);
+    where the normal equations were not clearly well conditioned, solved again by
+    the SVD."""
+    outcome, n, mean, y, f, residuals, r2 = fit
+    k, n_sym = xt.shape
     if outcome == TOO_FEW:
-        return _no_regression(names, n_sym, n, _TOO_FEW)
+        return _no_regression(names, n_sym, n, _TOO_FEW, y)
     if outcome == NEEDS_SVD:
+        sample = np.isfinite(y) & np.isfinite(xt).all(axis=0)
+        if w.size:
+            sample &= np.isfinite(w)
         design = np.empty((n, k + 1))
         design[:, 0] = 1.0
         design[:, 1:] = xt[:, sample].T
-        solved = _solve_svd(design, y[sample], None if v is None else w[sample])
+        solved = _solve_svd(design, y[sample], None if not w.size else w[sample])
         if solved is None:
-            return _no_regression(names, n_sym, n, _SINGULAR)
+            return _no_regression(names, n_sym, n, _SINGULAR, y)
         f = np.ascontiguousarray(solved)
         r2 = wls_fit(y, xt, w, sample, f, mean, residuals)
-    return FactorReturnBar(names, f, residuals, r2, n, _REASON_OK)
+    return FactorReturnBar(names, f, residuals, r2, n, _REASON_OK, y)
 
 
 #: the weights of ``equal`` weighting, for the kernels: none (every ``v_i`` is 1)
@@ -262,9 +274,11 @@ def _solve_svd(design: FloatArray, y: FloatArray, vs: FloatArray | None) -> Floa
     return np.asarray(f, dtype=np.float64)
 
 
-def _no_regression(names: tuple[str, ...], n_sym: int, n: int, code: int) -> FactorReturnBar:
+def _no_regression(
+    names: tuple[str, ...], n_sym: int, n: int, code: int, y: FloatArray
+) -> FactorReturnBar:
     nan = np.full(len(names), np.nan)
-    return FactorReturnBar(names, nan, np.full(n_sym, np.nan), np.nan, n, Reason(code))
+    return FactorReturnBar(names, nan, np.full(n_sym, np.nan), np.nan, n, Reason(code), y)
 
 
 def _full_rank(a: FloatArray, sv: FloatArray) -> bool:

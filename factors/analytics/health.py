@@ -30,7 +30,6 @@ Choices the contract leaves open, documented here:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -50,7 +49,7 @@ from factorcast.factors.analytics.track import (
     next_codes,
     window_statistics,
 )
-from factorcast.factors.jit import kernel
+from factorcast.factors.analytics.wls import simple_returns
 from factorcast.factors.reasons import Reason
 
 FloatArray = NDArray[np.float64]
@@ -66,21 +65,10 @@ MIN_QUINTILE_SYMBOLS: Final = 10
 def forward_return(close_now: FloatArray, close_then: FloatArray) -> FloatArray:
     """``C[t+h] / C[t] - 1``, NaN where either close is missing (or the ratio is not
     finite)."""
-    return _simple_returns(
+    return simple_returns(
         np.ascontiguousarray(close_now, dtype=np.float64),
         np.ascontiguousarray(close_then, dtype=np.float64),
     )
-
-
-@kernel
-def _simple_returns(now: FloatArray, then: FloatArray) -> FloatArray:
-    """:func:`forward_return`, compiled: one loop rather than numpy calls under an
-    ``errstate`` (whose cost is most of this for a few hundred symbols)."""
-    out = np.empty(now.shape[0])
-    for i in range(now.shape[0]):
-        r = now[i] / then[i] - 1.0
-        out[i] = r if math.isfinite(r) else np.nan
-    return out
 
 
 # --------------------------------------------------------------------------- state machine
@@ -347,7 +335,7 @@ class HealthTracker:
                 x_then = self._x[then % self._depth]
                 c_then = self._c[then % self._depth]
                 assert x_then is not None and c_then is not None
-                fwd = r1 if h == 1 and r1 is not None else _simple_returns(close, c_then)
+                fwd = r1 if h == 1 and r1 is not None else simple_returns(close, c_then)
                 ic, ic_reason, _ = rank_ic_rows(x_then, fwd)
                 if h == 1:  # the states follow horizon 1: their step in the same call
                     codes, changed = window.push_states(

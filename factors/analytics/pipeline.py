@@ -107,15 +107,13 @@ def compile_kernels() -> None:
     average_ranks(x, np.isfinite(x))  # the expressions' rank
 
 
-def _rows_of(exposure: FloatArray) -> FloatArray:
-    """The exposures ``(n, K)`` as a C-contiguous row per factor ``(K, n)`` that nobody
-    changes: a read-only float64 array stored by factor (the factor model's) is kept
-    as it is, anything else copied."""
-    xt = np.asarray(exposure, dtype=np.float64).T
-    owner = xt if xt.base is None else xt.base
-    if xt.flags.c_contiguous and not xt.flags.writeable and not owner.flags.writeable:
-        return xt
-    return np.array(xt, order="C")
+def _kept(a: FloatArray) -> FloatArray:
+    """``a`` where it is C-contiguous and read-only down to the array that owns its
+    memory (nobody changes it), else a C-contiguous copy."""
+    owner = a if a.base is None else a.base
+    if a.flags.c_contiguous and not a.flags.writeable and not owner.flags.writeable:
+        return a
+    return np.array(a, order="C")
 
 
 class UndoExhausted(RuntimeError):
@@ -191,14 +189,15 @@ class FactorAnalytics:
             self._undo.append(
                 (self.returns.checkpoint(), self.health.checkpoint(), self.risk.checkpoint())
             )
-        # kept by both parts: the exposures as a row per factor (the model's, read-only
-        # and stored by factor, as they are; any others copied), and a copy of the closes
-        xt = _rows_of(exposure)
-        c = np.array(close, dtype=np.float64)
+        # kept by both parts, as they are where nobody can change them (read-only, as
+        # the engine and the model give them), else copied: the exposures as a row
+        # per factor, and the closes
+        xt = _kept(np.asarray(exposure, dtype=np.float64).T)
+        c = _kept(np.asarray(close, dtype=np.float64))
+        fr = self.returns.update_rows(c, xt, weights)
         # the bar's returns over the previous step's closes, once: the regression's
         # and the health tracker's horizon 1 (both were fed the same closes)
-        r1 = self.returns.returns_of(c)
-        fr = self.returns.update_rows(c, xt, weights, r1)
+        r1 = fr.asset_returns
         if self._track_columns.size == len(self.names):  # the regression has every factor
             track = fr.returns[1:]
         else:

@@ -136,25 +136,30 @@ def _settle_run(
 
 
 @kernel
-def _masked_keys(values: FloatArray, mask: BoolArray) -> tuple[KeyArray, IntArray, int]:
+def _masked_keys(values: FloatArray, mask: BoolArray) -> tuple[FloatArray, IntArray, int]:
     """The keys of each row of ``values`` ``(rows, n)`` over the finite values where
-    ``mask`` holds; the count of each row and the index bits."""
+    ``mask`` holds (their bits, as float64 for numpy's sort); the count of each row
+    and the index bits."""
     rows, n = values.shape
     shift = _index_bits(n)
-    keys = np.empty((rows, n), dtype=np.uint64)
+    sortable = np.empty((rows, n))  # float64, as numpy sorts them
+    keys = sortable.view(np.uint64)
     counts = np.zeros(rows, dtype=np.int64)
     for r in range(rows):
         for i in range(n):
             keep = mask[r, i] & math.isfinite(values[r, i])
             keys[r, i] = _key(values[r, i], i, shift) if keep else _LEFT_OUT
             counts[r] += keep
-    return keys, counts, shift
+    return sortable, counts, shift
 
 
 @kernel
-def _ranks_of_rows(keys: KeyArray, values: FloatArray, counts: IntArray, shift: int) -> FloatArray:
+def _ranks_of_rows(
+    sorted_keys: FloatArray, values: FloatArray, counts: IntArray, shift: int
+) -> FloatArray:
     """The average ranks of each row from its sorted keys, in the symbols' order
     (NaN where left out)."""
+    keys = sorted_keys.view(np.uint64)
     rows, n = values.shape
     out = np.full((rows, n), np.nan)
     order = np.empty(n, dtype=np.int64)
@@ -168,14 +173,15 @@ def _ranks_of_rows(keys: KeyArray, values: FloatArray, counts: IntArray, shift: 
 
 
 @kernel
-def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[KeyArray, IntArray, IntArray, int]:
+def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[FloatArray, IntArray, IntArray, int]:
     """The keys of the rank IC of each factor (a row of ``xt`` ``(K, n)``) with the
     returns ``y``: a row per factor, over the symbols where both are finite, then a
     row of the returns per distinct mask of those.  Also the counts of the rows,
     ``ymap[k]`` (the returns' row of factor ``k``, less ``K``) and the index bits."""
     k, n = xt.shape
     shift = _index_bits(n)
-    keys = np.empty((2 * k, n), dtype=np.uint64)  # at most one returns' row per factor
+    sortable = np.empty((2 * k, n))  # at most one returns' row per factor; float64 to sort
+    keys = sortable.view(np.uint64)
     counts = np.zeros(2 * k, dtype=np.int64)
     ymap = np.empty(k, dtype=np.int64)
     firsts = np.empty(k, dtype=np.int64)  # the first factor of each distinct mask
@@ -207,15 +213,21 @@ def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[KeyArray, IntArray, In
         for i in range(n):
             keys[k + m, i] = _LEFT_OUT if keys[f, i] == _LEFT_OUT else _key(y[i], i, shift)
         counts[k + m] = counts[f]
-    return keys[: k + masks], counts[: k + masks], ymap, shift
+    return sortable[: k + masks], counts[: k + masks], ymap, shift
 
 
 @kernel
 def _rank_ic_sorted(
-    keys: KeyArray, xt: FloatArray, y: FloatArray, counts: IntArray, ymap: IntArray, shift: int
+    sorted_keys: FloatArray,
+    xt: FloatArray,
+    y: FloatArray,
+    counts: IntArray,
+    ymap: IntArray,
+    shift: int,
 ) -> tuple[FloatArray, CodeArray]:
     """Spearman's correlation and its reason code per factor from the sorted keys of
     :func:`_rank_ic_keys`."""
+    keys = sorted_keys.view(np.uint64)
     k, n = xt.shape
     masks = keys.shape[0] - k
     order = np.empty(n, dtype=np.int64)
@@ -276,9 +288,9 @@ def _dot(a: FloatArray, b: FloatArray, count: int) -> float:
 # --------------------------------------------------------------------------- the API
 
 
-def _sort_keys(keys: KeyArray) -> None:
+def _sort_keys(keys: FloatArray) -> None:
     """Sort each row of keys in place, as float64 (see the module docstring)."""
-    keys.view(np.float64).sort(axis=1)
+    keys.sort(axis=1)
 
 
 def average_ranks(values: FloatArray, mask: BoolArray) -> FloatArray:
