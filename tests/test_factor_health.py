@@ -240,9 +240,12 @@ def track_oracle(f: np.ndarray, t: int, window: int) -> tuple[np.ndarray, np.nda
     return cum, mdd
 
 
-def test_factor_return_track_through_gaps_and_undo() -> None:
+@pytest.mark.parametrize("saved", [False, True], ids=["copied", "saved-by-update"])
+def test_factor_return_track_through_gaps_and_undo(saved: bool) -> None:
     """Bars without factor returns (None, or all NaN) for longer than the window,
-    and undo at random bars: the track is the plain recomputation at every bar."""
+    and undo at random bars: the track is the plain recomputation at every bar,
+    whether a checkpoint copies the ring slots or the updates save them
+    (``keep_undo``)."""
     rng = np.random.default_rng(8)
     window, bars = 25, 260
     f = rng.normal(0, 0.03, size=(bars, 3))
@@ -252,6 +255,8 @@ def test_factor_return_track_through_gaps_and_undo() -> None:
     f[200:, 1] = np.nan  # one factor leaves the regression
     given_none = set(range(45, 70)) | {125}
     tracker = HealthTracker(("a", "b", "c"), np.array([1.0, -1.0, 1.0]), window=window, min_obs=5)
+    if saved:
+        tracker.keep_undo(3)
     x = np.zeros((4, 3))
     for t in range(bars):
         if rng.random() < 0.2:  # take back 1-3 bars of junk, as a late bar would

@@ -30,8 +30,12 @@ def plain(window: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.array(cum), np.array(mdd)
 
 
+@pytest.mark.parametrize("saved", [False, True], ids=["copied", "saved-by-push"])
 @pytest.mark.parametrize(("window", "seed"), [(1, 1), (2, 2), (7, 3), (50, 4)])
-def test_track_matches_the_definition(window: int, seed: int) -> None:
+def test_track_matches_the_definition(window: int, seed: int, saved: bool) -> None:
+    """The track against a plain pandas walk at every push, with a step taken back
+    now and then: its ring slot copied by the checkpoint, or saved by the push
+    (``keep_undo``)."""
     rng = np.random.default_rng(seed)
     k, bars = 4, 400
     f = (
@@ -43,6 +47,8 @@ def test_track_matches_the_definition(window: int, seed: int) -> None:
     f[rng.random(bars) < 0.02, 0] = -1.0  # wealth to 0
     f[rng.random(bars) < 0.02, 1] = -1.6  # below -100 %: a negative growth factor
     track = ReturnTrack(k, window)
+    if saved:
+        track.keep_undo(1)
     frame = pd.DataFrame(f)
     for t in range(bars):
         if t % 9 == 4:  # a step taken back and run again

@@ -129,15 +129,19 @@ def test_matches_plain_recomputation(seed: int) -> None:
     assert saw_model and saw_none and saw_fallback
 
 
-def test_undo_keeps_matching_plain_recomputation() -> None:
+@pytest.mark.parametrize("saved", [False, True], ids=["copied", "saved-by-update"])
+def test_undo_keeps_matching_plain_recomputation(saved: bool) -> None:
     """Take back 1-3 updates of junk at random bars (as the engine does for a late
     bar), across the ring's wrap and the exact recomputes: the model stays the
-    plain recomputation."""
+    plain recomputation, whether a checkpoint copies the ring slot or the updates
+    save it (``keep_undo``)."""
     bars = 3 * W + 11
     f, u = synthetic(5, bars, n=9)
     ref = reference(f, u, W, H, MIN_OBS)
     rng = np.random.default_rng(5)
     model = small(CANONICAL, u.shape[1])
+    if saved:
+        model.keep_undo(3)
     for T in range(bars):
         if rng.random() < 0.3:
             tokens = []

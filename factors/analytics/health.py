@@ -356,6 +356,15 @@ class HealthTracker:
         alerts = self._advance_states(bar_ts, stats[1], codes, changed) if changed else ()
         return HealthSnapshot(bar_ts, stats, cum, mdd, self.states, alerts)
 
+    def keep_undo(self, depth: int) -> None:
+        """From now on the windows save the ring slots each update overwrites, for the
+        last ``depth`` updates: a :meth:`checkpoint` is then references alone."""
+        if depth < 0:
+            raise ValueError("undo depth must be >= 0")
+        for window in self._ic.values():
+            window.keep_undo(depth)
+        self._track.keep_undo(depth)
+
     def checkpoint(self) -> _HealthToken:
         """What :meth:`restore` needs to put the tracker back as it is now, before the
         next :meth:`update`: O(K) plus references, never the windows."""

@@ -213,6 +213,9 @@ class FactorAnalytics:
         if depth < 0:
             raise ValueError("undo depth must be >= 0")
         self._undo = deque(maxlen=depth)
+        # the parts save the ring slots an update overwrites themselves, in its call
+        self.health.keep_undo(depth)
+        self.risk.keep_undo(depth)
 
     @property
     def undoable(self) -> int:

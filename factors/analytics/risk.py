@@ -32,7 +32,8 @@ row ``[u^2; 1; 1]``, zero where ``u`` is missing): the three residual sums move 
 ``[g; g; 1]`` and one leaving weight ``[g^W; g^W; 1]`` per row.  An update is one
 compiled call (risk_kernels.py).  It replaces the sums rather than change them in
 place and writes one ring slot, so that a checkpoint (the engine's undo log) is a
-handful of references and a copy of that slot.
+handful of references and that slot: a copy, or (with :meth:`RiskModel.keep_undo`)
+saved by the update itself, in the same compiled call.
 
 Choices this page makes where the contract leaves them open:
 
@@ -143,8 +144,11 @@ class RiskSnapshot:
 
 #: What :meth:`RiskModel.restore` needs: position and pushes, the factor sums, their
 #: normalizer and count, the residual sums, and the ring slot the next update
-#: overwrites (its factor returns, whether they were finite, its residuals).
-_RiskToken = tuple[int, int, FloatArray, float, int, FloatArray, FloatArray, bool, FloatArray]
+#: overwrites (its factor returns, whether they were finite, its residuals), or None
+#: where the update saves that slot itself (:meth:`RiskModel.keep_undo`).
+_RiskToken = tuple[
+    int, int, FloatArray, float, int, FloatArray, tuple[FloatArray, bool, FloatArray] | None
+]
 
 
 class RiskModel:
@@ -162,6 +166,7 @@ class RiskModel:
         "_leave",
         "_pos",
         "_pushes",
+        "_saved",
         "_u_ring",
         "_u_sums",
         "half_life",
@@ -208,13 +213,23 @@ class RiskModel:
         self._u_sums: FloatArray = np.zeros((3, n_symbols))
         self._pos = 0
         self._pushes = 0
+        # the ring slots the last updates overwrote, update p's at p % depth (none kept)
+        self._saved = _saved_slots(0, d, n_symbols)
+
+    def keep_undo(self, depth: int) -> None:
+        """From now on each update saves the ring slot it overwrites, for the last
+        ``depth`` updates: a :meth:`checkpoint` (taken back within ``depth`` updates)
+        is then references alone, never a copy."""
+        if depth < 0:
+            raise ValueError("undo depth must be >= 0")
+        self._saved = _saved_slots(depth, self._d, self.n_symbols)
 
     def update(self, factor_returns: FloatArray, residuals: FloatArray) -> RiskSnapshot:
         """Take bar ``T``'s factor returns (``K + 1``) and residuals (symbols); return
         the risk model at ``T``.
 
         The sums are replaced, never changed in place, and one ring slot is written,
-        so that :meth:`checkpoint` is a handful of references and a copy of that slot."""
+        so that :meth:`checkpoint` is a handful of references and that slot."""
         f = np.ascontiguousarray(factor_returns, dtype=np.float64)
         u = np.ascontiguousarray(residuals, dtype=np.float64)
         if f.shape != (self._d,):
@@ -227,6 +242,8 @@ class RiskModel:
         """:meth:`update` with C-contiguous float64 factor returns ``(K + 1,)`` and
         residuals ``(n,)``, as the factor-return regression gives them (unchecked)."""
         pos = self._pos
+        depth = self._saved[1].shape[0]
+        save_at = self._pushes % depth if depth else -1
         self._pushes += 1
         sums, covariance = risk_update(
             f,
@@ -234,6 +251,8 @@ class RiskModel:
             (self._f_sum, self._f_z, self._f_count, self._u_sums),
             (self._f_ring, self._f_ok, self._u_ring),
             pos,
+            self._saved,
+            save_at,
             (self._decay, self._leave, self.half_life),
             self._pushes % self.window == 0,  # every W bars, the sums afresh from the ring
             (self.min_obs, self.min_residuals),
@@ -245,26 +264,23 @@ class RiskModel:
     def checkpoint(self) -> _RiskToken:
         """What :meth:`restore` needs to put the model back as it is now, before the
         next :meth:`update`: references and the ring slot it overwrites (``K + 1``
-        factor returns and the residuals)."""
+        factor returns and the residuals), copied unless the update saves it."""
         pos = self._pos
-        return (
-            pos,
-            self._pushes,
-            self._f_sum,
-            self._f_z,
-            self._f_count,
-            self._u_sums,
-            self._f_ring[pos].copy(),
-            bool(self._f_ok[pos]),
-            self._u_ring[pos].copy(),
-        )
+        slot = None
+        if not self._saved[1].shape[0]:
+            slot = (self._f_ring[pos].copy(), bool(self._f_ok[pos]), self._u_ring[pos].copy())
+        return (pos, self._pushes, self._f_sum, self._f_z, self._f_count, self._u_sums, slot)
 
     def restore(self, token: _RiskToken) -> None:
-        pos, self._pushes, self._f_sum, self._f_z, self._f_count, self._u_sums, f, ok, u = token
+        pushed = self._pushes > token[1]  # else nothing was updated since the checkpoint
+        pos, self._pushes, self._f_sum, self._f_z, self._f_count, self._u_sums, slot = token
         self._pos = pos
-        self._f_ring[pos] = f
-        self._f_ok[pos] = ok
-        self._u_ring[pos] = u
+        if slot is None and pushed:  # the update saved it
+            saved_f, saved_ok, saved_u = self._saved
+            at = self._pushes % saved_ok.shape[0]
+            slot = (saved_f[at], bool(saved_ok[at]), saved_u[at])
+        if slot is not None:
+            self._f_ring[pos], self._f_ok[pos], self._u_ring[pos] = slot
 
     def snapshot(self) -> RiskSnapshot:
         """The risk model at the last bar updated."""
@@ -282,6 +298,11 @@ class RiskModel:
             self._u_sums,
             self.min_residuals,
         )
+
+
+def _saved_slots(depth: int, d: int, n: int) -> tuple[FloatArray, BoolArray, FloatArray]:
+    """Room for ``depth`` ring slots: factor returns, finiteness, residuals."""
+    return np.empty((depth, d)), np.empty(depth, dtype=np.bool_), np.empty((depth, n))
 
 
 def loadings(exposures: FloatArray) -> FloatArray:

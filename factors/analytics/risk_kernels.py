@@ -48,6 +48,8 @@ def risk_update(
     sums: tuple[FloatArray, float, int, FloatArray],
     ring: tuple[FloatArray, BoolArray, FloatArray],
     pos: int,
+    saved: tuple[FloatArray, BoolArray, FloatArray],
+    save_at: int,
     rates: tuple[float, float, float],
     recompute: bool,
     least: tuple[int, int],
@@ -56,11 +58,17 @@ def risk_update(
 
     ``sums`` are ``(S, Z, count, residual sums (3, n))`` before the bar, ``ring``
     the factor returns ``(W, K + 1)``, their finiteness ``(W,)`` and the residuals
-    ``(W, n)`` of the last ``W`` bars, ``rates`` the decay ``g``, the leaving weight ``g^W`` and
+    ``(W, n)`` of the last ``W`` bars; where ``save_at >= 0`` the slot ``pos`` holds
+    before the bar is first saved at ``save_at`` of ``saved`` (the same three, a row
+    per saved slot).  ``rates`` are the decay ``g``, the leaving weight ``g^W`` and
     the half-life, ``least`` ``(min_obs, min_residuals)``.  Returns the sums after
     the bar (afresh from the ring where ``recompute``) and :func:`risk_covariance`."""
     f_sum, f_z, f_count, u_sums = sums
     ring_f, ring_ok, ring_u = ring
+    if save_at >= 0:
+        saved[0][save_at] = ring_f[pos]
+        saved[1][save_at] = ring_ok[pos]
+        saved[2][save_at] = ring_u[pos]
     decay, leave, half_life = rates
     # the factor sums
     d = f.shape[0]

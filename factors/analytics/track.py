@@ -4,7 +4,8 @@ grid step: the sums of the ICs and the factor-return track.
 Both keep their sums in arrays that a push replaces and never changes in place,
 and write one ring slot, so that a checkpoint (the engine's undo log keeps one per
 step) is a handful of references and the few values of the ring slot the next
-push overwrites.
+push overwrites: a copy, or (after ``keep_undo(depth)``) saved by the push itself,
+in its compiled call, for the last ``depth`` pushes.
 
 A push is one compiled kernel (:mod:`~factorcast.factors.jit`): a
 handful of factors per step cost less in one loop than in a numpy call per row.
@@ -65,8 +66,9 @@ def next_codes(
 
 
 #: What :meth:`IcWindow.restore` needs: the sums, the ring slot the next push
-#: overwrites, the position and the count of pushes (a tuple: cheaper than an object).
-IcWindowToken = tuple[FloatArray, FloatArray, int, int]
+#: overwrites (None: the push saves it), the position and the count of pushes (a
+#: tuple: cheaper than an object).
+IcWindowToken = tuple[FloatArray, FloatArray | None, int, int]
 
 #: The rolling IC statistics of ANALYTICS.md section 2: ``n, mean_ic, std_ic, icir,
 #: t_stat, hit_rate, reason`` per factor.
@@ -81,7 +83,7 @@ class IcWindow:
     pushes to bound add/subtract drift (as factors/rolling.py does).  A push
     returns the rolling statistics (:func:`ic_statistics`) of the window."""
 
-    __slots__ = ("_pos", "_pushes", "_ring", "min_obs", "sums", "window")
+    __slots__ = ("_pos", "_pushes", "_ring", "_saved", "min_obs", "sums", "window")
 
     def __init__(self, k: int, window: int, min_obs: int) -> None:
         self.window = window
@@ -90,15 +92,31 @@ class IcWindow:
         self.sums: FloatArray = np.zeros((4, k))
         self._pos = 0
         self._pushes = 0
+        # the ring slots the last pushes overwrote, push p's at p % depth (none kept)
+        self._saved: FloatArray = np.empty((0, 4, k))
+
+    def keep_undo(self, depth: int) -> None:
+        """From now on each push saves the ring slot it overwrites, for the last
+        ``depth`` pushes: a :meth:`checkpoint` is then references alone."""
+        self._saved = np.empty((depth, *self._ring.shape[1:]))
+
+    def _save_at(self) -> int:
+        """Where the next push saves its slot (-1: nowhere); counts the push."""
+        depth = self._saved.shape[0]
+        at = self._pushes % depth if depth else -1
+        self._pushes += 1
+        return at
 
     def push(self, ic: FloatArray, directions: FloatArray) -> IcFigures:
         """The ICs of the next bar (NaN where none) into the window; its statistics."""
-        self._pushes += 1
+        save_at = self._save_at()
         self.sums, figures = _ic_push(
             ic,
             directions,
             self._ring,
             self._pos,
+            self._saved,
+            save_at,
             self.sums,
             self._pushes % self.window == 0,  # every W pushes, the sums afresh
             self.min_obs,
@@ -108,9 +126,16 @@ class IcWindow:
 
     def push_sums(self, ic: FloatArray, directions: FloatArray) -> None:
         """:meth:`push` without the statistics (:meth:`statistics` gives them)."""
-        self._pushes += 1
+        save_at = self._save_at()
         self.sums = _ic_push_sums(
-            ic, directions, self._ring, self._pos, self.sums, self._pushes % self.window == 0
+            ic,
+            directions,
+            self._ring,
+            self._pos,
+            self._saved,
+            save_at,
+            self.sums,
+            self._pushes % self.window == 0,
         )
         self._pos = (self._pos + 1) % self.window
 
@@ -125,12 +150,14 @@ class IcWindow:
         codes of the factors from ``codes`` (:func:`next_codes` on their ``t_stat``
         and ``thresholds`` ``(t_enter, t_exit)``) and how many changed; the
         statistics are :meth:`statistics` of the sums after it."""
-        self._pushes += 1
+        save_at = self._save_at()
         self.sums, codes, changed = _ic_push_states(
             ic,
             directions,
             self._ring,
             self._pos,
+            self._saved,
+            save_at,
             self.sums,
             self._pushes % self.window == 0,
             self.min_obs,
@@ -145,12 +172,18 @@ class IcWindow:
         return window_statistics(self.sums, self.min_obs)
 
     def checkpoint(self) -> IcWindowToken:
-        """The state before the next push: the slot it overwrites, and references."""
-        return (self.sums, self._ring[self._pos].copy(), self._pos, self._pushes)
+        """The state before the next push: the slot it overwrites (unless the push
+        saves it), and references."""
+        slot = None if self._saved.shape[0] else self._ring[self._pos].copy()
+        return (self.sums, slot, self._pos, self._pushes)
 
     def restore(self, token: IcWindowToken) -> None:
+        pushed = self._pushes > token[3]  # else nothing was pushed since the checkpoint
         self.sums, slot, self._pos, self._pushes = token
-        self._ring[self._pos] = slot
+        if slot is None and pushed:  # the push saved it
+            slot = self._saved[self._pushes % self._saved.shape[0]]
+        if slot is not None:
+            self._ring[self._pos] = slot
 
 
 @kernel
@@ -159,6 +192,8 @@ def _ic_push(
     directions: FloatArray,
     ring: FloatArray,
     pos: int,
+    saved: FloatArray,
+    save_at: int,
     sums: FloatArray,
     recompute: bool,
     min_obs: int,
@@ -166,8 +201,9 @@ def _ic_push(
     """Ring slot ``pos`` takes the row ``[finite, ic, ic^2, hit]`` of ``ic`` (0 where
     it is not finite; a hit where the sign of ``ic`` is the factor's direction); the
     window's sums with it in and the slot's old row out (where ``recompute``, the
-    sum of the ring's rows in slot order) and their statistics."""
-    out = _ic_push_sums(ic, directions, ring, pos, sums, recompute)
+    sum of the ring's rows in slot order) and their statistics.  Where ``save_at >=
+    0`` the slot's old row is first saved at ``saved[save_at]``."""
+    out = _ic_push_sums(ic, directions, ring, pos, saved, save_at, sums, recompute)
     return out, window_statistics(out, min_obs)
 
 
@@ -177,6 +213,8 @@ def _ic_push_states(
     directions: FloatArray,
     ring: FloatArray,
     pos: int,
+    saved: FloatArray,
+    save_at: int,
     sums: FloatArray,
     recompute: bool,
     min_obs: int,
@@ -184,7 +222,7 @@ def _ic_push_states(
     thresholds: tuple[float, float],
 ) -> tuple[FloatArray, CodeArray, int]:
     """:func:`_ic_push`, then the state codes' step on the ``t_stat`` of the sums."""
-    out = _ic_push_sums(ic, directions, ring, pos, sums, recompute)
+    out = _ic_push_sums(ic, directions, ring, pos, saved, save_at, sums, recompute)
     t_stat = window_statistics(out, min_obs)[4]
     new_codes, changed = next_codes(codes, t_stat, directions, thresholds[0], thresholds[1])
     return out, new_codes, changed
@@ -196,11 +234,15 @@ def _ic_push_sums(
     directions: FloatArray,
     ring: FloatArray,
     pos: int,
+    saved: FloatArray,
+    save_at: int,
     sums: FloatArray,
     recompute: bool,
 ) -> FloatArray:
     """The sums of :func:`_ic_push` (ring slot ``pos`` written in place)."""
     k = ic.shape[0]
+    if save_at >= 0:
+        saved[save_at] = ring[pos]
     out = np.empty((4, k))
     for j in range(k):
         v = ic[j]
@@ -271,10 +313,10 @@ def ic_statistics(
 
 
 #: What :meth:`ReturnTrack.restore` needs: the count of pushes, the returns of the
-#: slot the next push overwrites, the counts, the figures of the previous block's tails
-#: and of this block's head, the last figures.
+#: slot the next push overwrites (None: the push saves them), the counts, the figures
+#: of the previous block's tails and of this block's head, the last figures.
 ReturnTrackToken = tuple[
-    int, FloatArray, IntArray, FloatArray, FloatArray, tuple[FloatArray, FloatArray]
+    int, FloatArray | None, IntArray, FloatArray, FloatArray, tuple[FloatArray, FloatArray]
 ]
 
 
@@ -310,6 +352,7 @@ class ReturnTrack:
         "_prefix",
         "_result",
         "_returns",
+        "_saved",
         "_steps",
         "_suffix",
         "window",
@@ -326,15 +369,24 @@ class ReturnTrack:
         self._nan: FloatArray = np.full(k, np.nan)  # the returns of a push without any
         self._result: tuple[FloatArray, FloatArray] = (self._nan, self._nan)
         self._steps = 0
+        # the ring slots the last pushes overwrote, push p's at p % depth (none kept)
+        self._saved: FloatArray = np.empty((0, k))
+
+    def keep_undo(self, depth: int) -> None:
+        """From now on each push saves the ring slot it overwrites, for the last
+        ``depth`` pushes: a :meth:`checkpoint` is then references alone."""
+        self._saved = np.empty((depth, self._returns.shape[1]))
 
     def push(self, returns: FloatArray | None) -> tuple[FloatArray, FloatArray]:
         """The factor returns of the next bar (None: none); the cumulative return
         and maximum drawdown over the window that ends with it."""
         f = self._nan if returns is None else np.ascontiguousarray(returns, dtype=np.float64)
         slot = self._steps % self.window
+        depth = self._saved.shape[0]
+        save_at = self._steps % depth if depth else -1
         self._steps += 1
         self._counts, self._prefix, cum, mdd, changed = _track_push(
-            self._returns, self._counts, self._suffix, self._prefix, slot, f
+            self._returns, self._counts, self._suffix, self._prefix, slot, f, self._saved, save_at
         )
         if slot == self.window - 1:  # the block is complete: its parts, a new block
             self._suffix = _suffixes(self._returns)
@@ -350,7 +402,7 @@ class ReturnTrack:
         slot = self._steps % self.window
         return (
             self._steps,
-            self._returns[slot].copy(),
+            None if self._saved.shape[0] else self._returns[slot].copy(),
             self._counts,
             self._suffix,
             self._prefix,
@@ -358,8 +410,12 @@ class ReturnTrack:
         )
 
     def restore(self, token: ReturnTrackToken) -> None:
+        pushed = self._steps > token[0]  # else nothing was pushed since the checkpoint
         self._steps, returns, self._counts, self._suffix, self._prefix, self._result = token
-        self._returns[self._steps % self.window] = returns
+        if returns is None and pushed:  # the push saved them
+            returns = self._saved[self._steps % self._saved.shape[0]]
+        if returns is not None:
+            self._returns[self._steps % self.window] = returns
 
 
 def _empty_part(k: int) -> FloatArray:
@@ -396,13 +452,18 @@ def _track_push(
     prefix: FloatArray,
     slot: int,
     f: FloatArray,
+    saved: FloatArray,
+    save_at: int,
 ) -> tuple[IntArray, FloatArray, FloatArray, FloatArray, bool]:
-    """Write the returns ``f`` into ring slot ``slot`` (in place); return the new
+    """Write the returns ``f`` into ring slot ``slot`` (in place; where ``save_at >=
+    0``, the slot's old returns first into ``saved[save_at]``); return the new
     counts, this block's part with them, the cumulative
     return and the maximum drawdown over the window (NaN where a factor has no
     finite return), and whether a finite return entered or left (else the figures
     are not computed: NaN)."""
     w, k = ring.shape
+    if save_at >= 0:
+        saved[save_at] = ring[slot]
     new_counts = counts.copy()
     part = np.empty((4, k))
     single = np.empty((4, k))
