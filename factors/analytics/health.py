@@ -37,7 +37,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.ranks import rank_ic_rows
+from factorcast.factors.analytics.ranks import rank_ic_from_keys, rank_ic_keys, rank_ic_rows
 from factorcast.factors.analytics.track import (
     UNKNOWN,
     IcFigures,
@@ -45,11 +45,15 @@ from factorcast.factors.analytics.track import (
     IcWindowToken,
     ReturnTrack,
     ReturnTrackToken,
+    TrackPushArgs,
+    ic_push_states,
     next_code,
     next_codes,
+    track_push,
     window_statistics,
 )
 from factorcast.factors.analytics.wls import simple_returns
+from factorcast.factors.jit import kernel
 from factorcast.factors.reasons import Reason
 
 FloatArray = NDArray[np.float64]
@@ -69,6 +73,33 @@ def forward_return(close_now: FloatArray, close_then: FloatArray) -> FloatArray:
         np.ascontiguousarray(close_now, dtype=np.float64),
         np.ascontiguousarray(close_then, dtype=np.float64),
     )
+
+
+@kernel
+def _ranked_pushes(
+    ranked: tuple[FloatArray, FloatArray, FloatArray, IntArray, IntArray, int],
+    directions: FloatArray,
+    window: tuple[FloatArray, int, FloatArray, int, FloatArray, bool, int],
+    codes: CodeArray,
+    thresholds: tuple[float, float],
+    track: TrackPushArgs,
+) -> tuple[
+    FloatArray,
+    NDArray[np.int8],
+    FloatArray,
+    CodeArray,
+    int,
+    tuple[IntArray, FloatArray, FloatArray, FloatArray, bool],
+]:
+    """:func:`rank_ic_from_keys` of the sorted keys ``ranked``, :func:`ic_push_states`
+    of those ICs into the window (``window`` is ``IcWindow.push_args()``) and
+    :func:`track_push` (``track`` is ``ReturnTrack.push_args()``), in one call."""
+    ic, reason = rank_ic_from_keys(*ranked)
+    ring, pos, saved, save_at, sums, recompute, min_obs = window
+    sums, codes, changed = ic_push_states(
+        ic, directions, ring, pos, saved, save_at, sums, recompute, min_obs, codes, thresholds
+    )
+    return ic, reason, sums, codes, changed, track_push(*track)
 
 
 # --------------------------------------------------------------------------- state machine
@@ -328,6 +359,7 @@ class HealthTracker:
         self._c[slot] = close
         stats: dict[int, IcStats] = {}
         codes, changed = self._codes, 0
+        track: tuple[FloatArray, FloatArray] | None = None  # the track's push, once made
         for h in self.horizons:
             then = self._steps - h
             window = self._ic[h]
@@ -336,12 +368,12 @@ class HealthTracker:
                 c_then = self._c[then % self._depth]
                 assert x_then is not None and c_then is not None
                 fwd = r1 if h == 1 and r1 is not None else simple_returns(close, c_then)
-                ic, ic_reason, _ = rank_ic_rows(x_then, fwd)
-                if h == 1:  # the states follow horizon 1: their step in the same call
-                    codes, changed = window.push_states(
-                        ic, self.directions, self._codes, (self.t_enter, self.t_exit)
+                if h == 1:  # the states follow horizon 1; with the track, in one call
+                    ic, ic_reason, codes, changed, track = self._horizon_one(
+                        x_then, fwd, factor_returns
                     )
                 else:
+                    ic, ic_reason, _ = rank_ic_rows(x_then, fwd)
                     window.push_sums(ic, self.directions)
             else:
                 ic = np.full(k, np.nan)
@@ -351,10 +383,32 @@ class HealthTracker:
                 codes, changed = next_codes(
                     self._codes, stats[h].t_stat, self.directions, self.t_enter, self.t_exit
                 )
-        cum, mdd = self._track.push(factor_returns)
+        cum, mdd = self._track.push(factor_returns) if track is None else track
         self._steps += 1
         alerts = self._advance_states(bar_ts, stats[1], codes, changed) if changed else ()
         return HealthSnapshot(bar_ts, stats, cum, mdd, self.states, alerts)
+
+    def _horizon_one(
+        self, x_then: FloatArray, fwd: FloatArray, factor_returns: FloatArray | None
+    ) -> tuple[FloatArray, NDArray[np.int8], CodeArray, int, tuple[FloatArray, FloatArray]]:
+        """The horizon-1 IC of the exposures ``x_then`` with the forward returns
+        ``fwd``, its push into the window with the states' step, and the push of the
+        factor returns into the track: one compiled call after the sort of the keys
+        (a call of each costs more than its arithmetic, :mod:`~factorcast.factors.jit`).
+        Returns the IC and its reasons, the next state codes and how many changed,
+        and the track's figures."""
+        keys, counts, ymap, shift = rank_ic_keys(x_then, fwd)
+        window = self._ic[1]
+        ic, reason, sums, codes, changed, moved = _ranked_pushes(
+            (keys, x_then, fwd, counts, ymap, shift),
+            self.directions,
+            window.push_args(),
+            self._codes,
+            (self.t_enter, self.t_exit),
+            self._track.push_args(factor_returns),
+        )
+        window.pushed(sums)
+        return ic, reason, codes, changed, self._track.pushed(*moved)
 
     def keep_undo(self, depth: int) -> None:
         """From now on the windows save the ring slots each update overwrites, for the

@@ -217,7 +217,7 @@ def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[FloatArray, IntArray, 
 
 
 @kernel
-def _rank_ic_sorted(
+def rank_ic_from_keys(
     sorted_keys: FloatArray,
     xt: FloatArray,
     y: FloatArray,
@@ -226,7 +226,7 @@ def _rank_ic_sorted(
     shift: int,
 ) -> tuple[FloatArray, CodeArray]:
     """Spearman's correlation and its reason code per factor from the sorted keys of
-    :func:`_rank_ic_keys`."""
+    :func:`rank_ic_keys`."""
     keys = sorted_keys.view(np.uint64)
     k, n = xt.shape
     masks = keys.shape[0] - k
@@ -342,10 +342,19 @@ def rank_ic(
 def rank_ic_rows(xt: FloatArray, y: FloatArray) -> tuple[FloatArray, CodeArray, IntArray]:
     """:func:`rank_ic` with the exposures as a row per factor, ``xt`` ``(K, n)``, and
     the returns ``y``, both C-contiguous float64."""
+    keys, counts, ymap, shift = rank_ic_keys(xt, y)
+    rho, reason = rank_ic_from_keys(keys, xt, y, counts, ymap, shift)
+    return rho, reason, counts[: xt.shape[0]]
+
+
+def rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[FloatArray, IntArray, IntArray, int]:
+    """The first two steps of :func:`rank_ic_rows`: the rows of keys, sorted, with
+    their counts, the returns' row of each factor and the index bits, for
+    :func:`rank_ic_from_keys` (a caller may run it inside a compiled call of its
+    own)."""
     keys, counts, ymap, shift = _rank_ic_keys(xt, y)
     _sort_keys(keys)
-    rho, reason = _rank_ic_sorted(keys, xt, y, counts, ymap, shift)
-    return rho, reason, counts[: xt.shape[0]]
+    return keys, counts, ymap, shift
 
 
 def _correlation(

@@ -150,22 +150,23 @@ class IcWindow:
         codes of the factors from ``codes`` (:func:`next_codes` on their ``t_stat``
         and ``thresholds`` ``(t_enter, t_exit)``) and how many changed; the
         statistics are :meth:`statistics` of the sums after it."""
-        save_at = self._save_at()
-        self.sums, codes, changed = _ic_push_states(
-            ic,
-            directions,
-            self._ring,
-            self._pos,
-            self._saved,
-            save_at,
-            self.sums,
-            self._pushes % self.window == 0,
-            self.min_obs,
-            codes,
-            thresholds,
-        )
-        self._pos = (self._pos + 1) % self.window
+        sums, codes, changed = ic_push_states(ic, directions, *self.push_args(), codes, thresholds)
+        self.pushed(sums)
         return codes, changed
+
+    def push_args(self) -> tuple[FloatArray, int, FloatArray, int, FloatArray, bool, int]:
+        """Count the next push and give what :func:`ic_push_states` takes after the
+        ICs and directions: ``(ring, pos, saved, save_at, sums, recompute, min_obs)``,
+        for a caller that runs it inside a compiled call of its own; then
+        :meth:`pushed` with the sums it returned."""
+        save_at = self._save_at()
+        recompute = self._pushes % self.window == 0  # every W pushes, the sums afresh
+        return self._ring, self._pos, self._saved, save_at, self.sums, recompute, self.min_obs
+
+    def pushed(self, sums: FloatArray) -> None:
+        """The push :meth:`push_args` began is done: its sums."""
+        self.sums = sums
+        self._pos = (self._pos + 1) % self.window
 
     def statistics(self) -> IcFigures:
         """The statistics of the window as it is."""
@@ -208,7 +209,7 @@ def _ic_push(
 
 
 @kernel
-def _ic_push_states(
+def ic_push_states(
     ic: FloatArray,
     directions: FloatArray,
     ring: FloatArray,
@@ -312,6 +313,12 @@ def ic_statistics(
     return mean, std, icir, t_stat, hit, reason
 
 
+#: What :func:`track_push` takes: the ring, the counts, the previous block's tails,
+#: this block's head, the slot, the returns, the saved slots and where to save.
+TrackPushArgs = tuple[
+    FloatArray, IntArray, FloatArray, FloatArray, int, FloatArray, FloatArray, int
+]
+
 #: What :meth:`ReturnTrack.restore` needs: the count of pushes, the returns of the
 #: slot the next push overwrites (None: the push saves them), the counts, the figures
 #: of the previous block's tails and of this block's head, the last figures.
@@ -380,17 +387,39 @@ class ReturnTrack:
     def push(self, returns: FloatArray | None) -> tuple[FloatArray, FloatArray]:
         """The factor returns of the next bar (None: none); the cumulative return
         and maximum drawdown over the window that ends with it."""
+        args = self.push_args(returns)
+        return self.pushed(*track_push(*args))
+
+    def push_args(self, returns: FloatArray | None) -> TrackPushArgs:
+        """Count the next push of ``returns`` and give what :func:`track_push` takes,
+        for a caller that runs it inside a compiled call of its own; then
+        :meth:`pushed` with what it returned."""
         f = self._nan if returns is None else np.ascontiguousarray(returns, dtype=np.float64)
         slot = self._steps % self.window
         depth = self._saved.shape[0]
         save_at = self._steps % depth if depth else -1
         self._steps += 1
-        self._counts, self._prefix, cum, mdd, changed = _track_push(
-            self._returns, self._counts, self._suffix, self._prefix, slot, f, self._saved, save_at
+        return (
+            self._returns,
+            self._counts,
+            self._suffix,
+            self._prefix,
+            slot,
+            f,
+            self._saved,
+            save_at,
         )
-        if slot == self.window - 1:  # the block is complete: its parts, a new block
+
+    def pushed(
+        self, counts: IntArray, prefix: FloatArray, cum: FloatArray, mdd: FloatArray, changed: bool
+    ) -> tuple[FloatArray, FloatArray]:
+        """The push :meth:`push_args` began is done (:func:`track_push`'s figures):
+        the cumulative return and maximum drawdown over the window."""
+        self._counts, self._prefix = counts, prefix
+        if (self._steps - 1) % self.window == self.window - 1:
+            # the block is complete: its parts, a new block
             self._suffix = _suffixes(self._returns)
-            self._prefix = _empty_part(f.shape[0])
+            self._prefix = _empty_part(prefix.shape[1])
         if not changed:  # the window's finite returns are the same
             cum, mdd = self._result
             return cum.copy(), mdd.copy()
@@ -445,7 +474,7 @@ def _join(a: FloatArray, b: FloatArray, j: int, out: FloatArray) -> None:
 
 
 @kernel
-def _track_push(
+def track_push(
     ring: FloatArray,
     counts: IntArray,
     suffix: FloatArray,
