@@ -1,6 +1,7 @@
 """Average ranks and rank ICs (ANALYTICS.md section 2) where their sort keys are
-hardest: values that differ only in the low bits of their mantissa (where the keys
-carry the symbol's index), -0.0 beside 0.0, subnormals, long runs of ties and more
+hardest: values that differ only in the low bits of their mantissa (where the keys,
+float32, carry the symbol's index), values that differ below float32's precision or
+lie beyond its range, -0.0 beside 0.0, subnormals, long runs of ties and more
 symbols than one byte of index bits.  scipy's rankdata and spearmanr are the oracle,
 the ranks exactly."""
 
@@ -79,3 +80,28 @@ def test_negative_zero_ties_with_zero() -> None:
     ranks = average_ranks(x, np.ones(x.shape, dtype=bool))
     assert np.array_equal(ranks[:, 0], stats.rankdata(x[:, 0]))
     assert ranks[0, 0] == ranks[1, 0] == ranks[4, 0] == 3.0
+
+
+def below_float32(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` values that float32 keys cannot tell apart: a few centres, each moved by
+    a relative 1e-9 .. 1e-5 (below a float32 key's resolution of 2^-14 .. 2^-11
+    relative), and values beyond float32's range (whose keys are its largest)."""
+    centres = np.array([-3.0, -0.01, 0.0, 0.002, 1.0, 3.4e38, -3.4e38])
+    x = centres[rng.integers(0, centres.size, n)]
+    x = x * (1.0 + rng.choice([0.0, 1e-9, -1e-7, 3e-6, -1e-5], n))
+    x[rng.random(n) < 0.05] = rng.choice([1e39, -1e39, 1e300, -1e300])
+    return x
+
+
+@pytest.mark.parametrize("n", [5, 500, 3000])
+def test_values_float32_keys_cannot_tell_apart_rank_as_scipy(n: int) -> None:
+    rng = np.random.default_rng(n + 1)
+    x = np.column_stack([below_float32(rng, n) for _ in range(3)])
+    ranks = average_ranks(x, np.ones(x.shape, dtype=bool))
+    for k in range(x.shape[1]):
+        assert np.array_equal(ranks[:, k], stats.rankdata(x[:, k]))
+    r = below_float32(rng, n)
+    ic, why, _ = rank_ic(x, r)
+    for k in range(x.shape[1]):
+        want = stats.spearmanr(x[:, k], r).statistic
+        assert ic[k] == pytest.approx(want, abs=1e-12) and why[k] == 0

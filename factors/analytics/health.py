@@ -37,7 +37,12 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.ranks import rank_ic_from_keys, rank_ic_keys, rank_ic_rows
+from factorcast.factors.analytics.ranks import (
+    SortKeys,
+    rank_ic_from_keys,
+    rank_ic_keys,
+    rank_ic_rows,
+)
 from factorcast.factors.analytics.track import (
     UNKNOWN,
     IcFigures,
@@ -77,7 +82,7 @@ def forward_return(close_now: FloatArray, close_then: FloatArray) -> FloatArray:
 
 @kernel
 def _ranked_pushes(
-    ranked: tuple[FloatArray, FloatArray, FloatArray, IntArray, IntArray, int],
+    ranked: tuple[SortKeys, FloatArray, FloatArray, IntArray, IntArray, int],
     directions: FloatArray,
     window: tuple[FloatArray, int, FloatArray, int, FloatArray, bool, int],
     codes: CodeArray,

@@ -7,22 +7,24 @@ fixed cost outweighs the arithmetic, so the work is two compiled kernels
 (:mod:`~factorcast.factors.jit`) around one numpy sort:
 
 1. *keys*: every row to rank (a factor's exposures; the returns over each
-   distinct mask of the factors, usually one or two) becomes a row of float64
-   sort keys: the value with the index of its symbol written over the low bits of
-   its mantissa (``ceil(log2 n)`` bits, 9 for 500 symbols), ``+inf`` where the
-   symbol is left out (it sorts last);
-2. numpy sorts the rows of keys in place: its vectorized sort of float64 takes a
-   fraction of the time of an argsort, or of numba's own sort, and a sorted key
-   still names its symbol;
-3. *ranks*: the symbols are read back from the sorted keys.  Keys order the
-   values except among values that agree above the index bits (relative
-   difference below ``2^-43`` for 500 symbols), which come out in the order of
-   their symbols: each such run, nearly always a run of equal values, is put in
-   order of the exact values (an insertion sort, which moves nothing where the
-   values are equal).  Then each run of equal values gets its average rank
-   ``(first + last) / 2`` (1-based positions), the ranks of
-   ``scipy.stats.rankdata(method="average")`` exactly, whatever order the sort
-   left within the run.
+   distinct mask of the factors, usually one or two) becomes a row of float32
+   sort keys: the value rounded to float32 (the largest float32 where it is
+   beyond), with the index of its symbol written over the low bits of its
+   mantissa (``ceil(log2 n)`` bits, 9 for 500 symbols), ``+inf`` where the symbol
+   is left out (it sorts last);
+2. numpy sorts the rows of keys in place: its vectorized sort of float32 takes a
+   fraction of the time of an argsort (or of numba's own sort, or of float64
+   keys, which are twice the bytes), and a sorted key still names its symbol;
+3. *ranks*: the symbols are read back from the sorted keys.  Rounding and the
+   index bits keep the order of the values except among values whose keys agree
+   above the index bits (relative difference below about ``2^-14`` for 500
+   symbols), which come out in the order of their symbols: each such run, most
+   often a run of equal values, is put in order of the exact values (an insertion
+   sort, which moves nothing where the values are equal).  Then each run of equal
+   values gets its average rank ``(first + last) / 2`` (1-based positions), the
+   ranks of ``scipy.stats.rankdata(method="average")`` exactly, whatever order
+   the sort left within the run.  (The runs grow with the universe: a key has
+   ``23 - ceil(log2 n)`` bits of the value, 14 for 500 symbols, 10 for 8192.)
 
 Spearman's correlation is ``(sum r_x r_y - c m^2) / sqrt((sum r_x^2 - c m^2)
 (sum r_y^2 - c m^2))`` over the ``c`` symbols of the column, with ``m = (c +
@@ -32,7 +34,8 @@ difference here is a multiple of 1/4 below ``c^3``, exact in float64 up to about
 (in any order of summation).
 
 ``-0.0`` is keyed as ``0.0`` (they are equal values).  Non-finite values are
-always left out: an infinity or NaN with index bits would not be a key.
+always left out: an infinity or NaN with index bits would not be a key.  The
+exact float64 values decide every tie and every run; the keys only sort.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 IntArray = NDArray[np.int64]
 CodeArray = NDArray[np.int8]
-KeyArray = NDArray[np.uint64]
+KeyArray = NDArray[np.uint32]
+#: keys as numpy sorts them: their bits as float32
+SortKeys = NDArray[np.float32]
 
 #: Fewest symbols for a rank IC.
 MIN_IC_SYMBOLS: Final = 3
@@ -59,7 +64,9 @@ _TOO_FEW: Final = int(Reason.TOO_FEW_SYMBOLS)
 _NO_DISPERSION: Final = int(Reason.NO_DISPERSION)
 
 #: the bits of the key of a left-out symbol: +inf, after every finite key
-_LEFT_OUT = np.uint64(0x7FF0_0000_0000_0000)
+_LEFT_OUT = np.uint32(0x7F80_0000)
+#: the largest float32: a finite value beyond it is keyed as it (its run settles it)
+_MAX32 = float(np.finfo(np.float32).max)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -75,12 +82,14 @@ def _index_bits(n: int) -> int:
 
 
 @kernel
-def _key(value: float, index: int, shift: int) -> np.uint64:
-    """The sort key of a finite ``value`` at symbol ``index``: its bits (those of
-    ``0.0`` for ``-0.0``) with the index in the low ``shift`` of them."""
-    bits = np.float64(value + 0.0).view(np.uint64)  # -0.0 + 0.0 is 0.0
-    low = (np.uint64(1) << np.uint64(shift)) - np.uint64(1)
-    return (bits & ~low) | np.uint64(index)
+def _key(value: float, index: int, shift: int) -> np.uint32:
+    """The sort key of a finite ``value`` at symbol ``index``: the bits of the value
+    as float32 (those of ``0.0`` for ``-0.0``, of the largest float32 beyond it)
+    with the index in the low ``shift`` of them."""
+    v = min(max(value + 0.0, -_MAX32), _MAX32)  # -0.0 + 0.0 is 0.0
+    bits = np.float32(v).view(np.uint32)
+    low = (np.uint32(1) << np.uint32(shift)) - np.uint32(1)
+    return (bits & ~low) | np.uint32(index)
 
 
 @kernel
@@ -90,8 +99,8 @@ def _rank_sorted(
     """From one sorted row of keys (its first ``count`` entries are symbols of the
     row, the rest left out): ``order[p]``, the symbol of the ``p``-th smallest value
     of ``values``, and ``rank[p]``, its average rank (1-based)."""
-    s = np.uint64(shift)
-    low = (np.uint64(1) << s) - np.uint64(1)
+    s = np.uint32(shift)
+    low = (np.uint32(1) << s) - np.uint32(1)
     for p in range(count):
         order[p] = np.int64(keys[p] & low)
         rank[p] = p + 1.0
@@ -136,14 +145,14 @@ def _settle_run(
 
 
 @kernel
-def _masked_keys(values: FloatArray, mask: BoolArray) -> tuple[FloatArray, IntArray, int]:
+def _masked_keys(values: FloatArray, mask: BoolArray) -> tuple[SortKeys, IntArray, int]:
     """The keys of each row of ``values`` ``(rows, n)`` over the finite values where
-    ``mask`` holds (their bits, as float64 for numpy's sort); the count of each row
+    ``mask`` holds (their bits as float32, for numpy's sort); the count of each row
     and the index bits."""
     rows, n = values.shape
     shift = _index_bits(n)
-    sortable = np.empty((rows, n))  # float64, as numpy sorts them
-    keys = sortable.view(np.uint64)
+    sortable = np.empty((rows, n), dtype=np.float32)  # as numpy sorts them
+    keys = sortable.view(np.uint32)
     counts = np.zeros(rows, dtype=np.int64)
     for r in range(rows):
         for i in range(n):
@@ -155,11 +164,11 @@ def _masked_keys(values: FloatArray, mask: BoolArray) -> tuple[FloatArray, IntAr
 
 @kernel
 def _ranks_of_rows(
-    sorted_keys: FloatArray, values: FloatArray, counts: IntArray, shift: int
+    sorted_keys: SortKeys, values: FloatArray, counts: IntArray, shift: int
 ) -> FloatArray:
     """The average ranks of each row from its sorted keys, in the symbols' order
     (NaN where left out)."""
-    keys = sorted_keys.view(np.uint64)
+    keys = sorted_keys.view(np.uint32)
     rows, n = values.shape
     out = np.full((rows, n), np.nan)
     order = np.empty(n, dtype=np.int64)
@@ -173,15 +182,16 @@ def _ranks_of_rows(
 
 
 @kernel
-def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[FloatArray, IntArray, IntArray, int]:
+def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[SortKeys, IntArray, IntArray, int]:
     """The keys of the rank IC of each factor (a row of ``xt`` ``(K, n)``) with the
     returns ``y``: a row per factor, over the symbols where both are finite, then a
     row of the returns per distinct mask of those.  Also the counts of the rows,
     ``ymap[k]`` (the returns' row of factor ``k``, less ``K``) and the index bits."""
     k, n = xt.shape
     shift = _index_bits(n)
-    sortable = np.empty((2 * k, n))  # at most one returns' row per factor; float64 to sort
-    keys = sortable.view(np.uint64)
+    # at most one returns' row per factor; float32, as numpy sorts them
+    sortable = np.empty((2 * k, n), dtype=np.float32)
+    keys = sortable.view(np.uint32)
     counts = np.zeros(2 * k, dtype=np.int64)
     ymap = np.empty(k, dtype=np.int64)
     firsts = np.empty(k, dtype=np.int64)  # the first factor of each distinct mask
@@ -218,7 +228,7 @@ def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[FloatArray, IntArray, 
 
 @kernel
 def rank_ic_from_keys(
-    sorted_keys: FloatArray,
+    sorted_keys: SortKeys,
     xt: FloatArray,
     y: FloatArray,
     counts: IntArray,
@@ -227,7 +237,7 @@ def rank_ic_from_keys(
 ) -> tuple[FloatArray, CodeArray]:
     """Spearman's correlation and its reason code per factor from the sorted keys of
     :func:`rank_ic_keys`."""
-    keys = sorted_keys.view(np.uint64)
+    keys = sorted_keys.view(np.uint32)
     k, n = xt.shape
     masks = keys.shape[0] - k
     order = np.empty(n, dtype=np.int64)
@@ -288,8 +298,8 @@ def _dot(a: FloatArray, b: FloatArray, count: int) -> float:
 # --------------------------------------------------------------------------- the API
 
 
-def _sort_keys(keys: FloatArray) -> None:
-    """Sort each row of keys in place, as float64 (see the module docstring)."""
+def _sort_keys(keys: SortKeys) -> None:
+    """Sort each row of keys in place, as float32 (see the module docstring)."""
     keys.sort(axis=1)
 
 
@@ -347,7 +357,7 @@ def rank_ic_rows(xt: FloatArray, y: FloatArray) -> tuple[FloatArray, CodeArray, 
     return rho, reason, counts[: xt.shape[0]]
 
 
-def rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[FloatArray, IntArray, IntArray, int]:
+def rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[SortKeys, IntArray, IntArray, int]:
     """The first two steps of :func:`rank_ic_rows`: the rows of keys, sorted, with
     their counts, the returns' row of each factor and the index bits, for
     :func:`rank_ic_from_keys` (a caller may run it inside a compiled call of its
