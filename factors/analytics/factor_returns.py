@@ -44,7 +44,7 @@ Choices ANALYTICS.md leaves open, made here:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -67,14 +67,16 @@ _SINGULAR = int(Reason.SINGULAR)
 _REASON_OK = Reason.OK
 
 
-@dataclass(frozen=True, slots=True)
-class FactorReturnBar:
+class FactorReturnBar(NamedTuple):
     """The regression of one bar.
 
     ``returns`` has one entry per name of ``names`` (``universe`` first, then the
     regression's factors in model order); ``residuals`` one per symbol, NaN
     outside the sample (and everywhere when ``reason`` is not ``OK``), as are
     ``asset_returns``, NaN where a symbol has no return.
+
+    A named tuple: immutable, and made at every grid step for a fraction of the
+    cost of a frozen dataclass.
     """
 
     names: tuple[str, ...]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -266,9 +266,12 @@ def drawdown_track(returns: FloatArray) -> tuple[FloatArray, FloatArray]:
     return cum, mdd
 
 
-@dataclass(frozen=True, slots=True)
-class HealthSnapshot:
-    """Factor health after one bar close."""
+class HealthSnapshot(NamedTuple):
+    """Factor health after one bar close.
+
+    A named tuple: immutable, and made at every grid step for a fraction of the
+    cost of a frozen dataclass.
+    """
 
     bar_ts: int
     #: per configured horizon
@@ -328,6 +331,7 @@ class HealthTracker:
         self._x: list[FloatArray | None] = [None] * self._depth
         self._c: list[FloatArray | None] = [None] * self._depth
         self._ic = {h: IcWindow(k, window, min_obs) for h in self.horizons}
+        self._windows = tuple(self._ic.values())  # in horizon order
         self._track = ReturnTrack(k, window)
         self._steps = 0
         self.states: tuple[HealthState, ...] = (HealthState.UNKNOWN,) * k
@@ -432,7 +436,7 @@ class HealthTracker:
             self._steps,
             self._x[slot],
             self._c[slot],
-            tuple([self._ic[h].checkpoint() for h in self.horizons]),
+            tuple(map(IcWindow.checkpoint, self._windows)),
             self._track.checkpoint(),
             self.states,
             self._codes,
