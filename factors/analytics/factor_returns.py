@@ -126,6 +126,8 @@ class FactorReturns:
         self._prev_close: FloatArray = np.full(n_symbols, np.nan)
         # the previous bar's exposures as a row per regression factor (K, n_symbols)
         self._prev_x: FloatArray = np.full((len(chosen), n_symbols), np.nan)
+        # what it keeps is read-only, as what it is handed (see update_rows)
+        self._prev_close.flags.writeable = self._prev_x.flags.writeable = False
         self._prev_v: FloatArray | None = None
         self._every_column = chosen == model_names
 
@@ -179,9 +181,9 @@ class FactorReturns:
     ) -> FactorReturnBar:
         """:meth:`update` with the exposures as a row per model factor, ``xt``
         ``(n_model_factors, n_symbols)`` C-contiguous float64, and float64 contiguous
-        closes (NaN where no bar): both are kept as they are (the caller hands them
-        over and changes them no more).  The bar's returns over the previous closes
-        are the result's ``asset_returns``."""
+        closes (NaN where no bar): both are kept as they are, and made read-only (the
+        caller hands them over and changes them no more).  The bar's returns over the
+        previous closes are the result's ``asset_returns``."""
         n = self.n_symbols
         if close.shape != (n,) or xt.shape != (len(self.model_names), n):
             raise ValueError("close or exposure does not fit the universe and the factors")
@@ -196,6 +198,9 @@ class FactorReturns:
                 v = np.where(np.isfinite(w) & (w > 0), np.sqrt(w), np.nan)
         if not self._every_column:
             xt = xt[self._columns]
+        # kept, so read-only from now on: and the compiled calls always see the same
+        # kind of array (numba compiles a read-only argument apart)
+        close.flags.writeable = xt.flags.writeable = False
         # the returns and the regression on the previous bar in one compiled call
         prev_v = _EQUAL if self._prev_v is None else self._prev_v
         fit = wls_bar(close, self._prev_close, self._prev_x, prev_v, _MAX_CONDITION_BOUND)

@@ -358,12 +358,14 @@ class HealthTracker:
         r1: FloatArray | None = None,
     ) -> HealthSnapshot:
         """:meth:`update` with the exposures as a row per factor, ``xt`` ``(K, n)``
-        C-contiguous float64, and float64 closes: both are kept as they are (the
-        caller hands them over and changes them no more).  ``r1``, where the caller
+        C-contiguous float64, and float64 closes: both are kept as they are, and made
+        read-only (the caller hands them over and changes them no more).  ``r1``, where the caller
         has them, are the horizon-1 forward returns ``close / previous close - 1``
         (the closes of the previous update), float64 contiguous."""
         k = len(self.names)
         slot = self._steps % self._depth
+        # kept, so read-only from now on (the compiled calls see one kind of array)
+        xt.flags.writeable = close.flags.writeable = False
         self._x[slot] = xt
         self._c[slot] = close
         stats: dict[int, IcStats] = {}

@@ -111,11 +111,14 @@ def compile_kernels() -> None:
 
 def _kept(a: FloatArray) -> FloatArray:
     """``a`` where it is C-contiguous and read-only down to the array that owns its
-    memory (nobody changes it), else a C-contiguous copy."""
+    memory (nobody changes it), else a C-contiguous copy, made read-only: the parts
+    keep what they are given, and their compiled calls see one kind of array."""
     owner = a if a.base is None else a.base
     if a.flags.c_contiguous and not a.flags.writeable and not owner.flags.writeable:
         return a
-    return np.array(a, order="C")
+    copy = np.array(a, order="C")
+    copy.flags.writeable = False
+    return copy
 
 
 class UndoExhausted(RuntimeError):
