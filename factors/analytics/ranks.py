@@ -52,6 +52,8 @@ from factorcast.factors.reasons import Reason
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 IntArray = NDArray[np.int64]
+#: symbol indices in the order of a sorted row
+SymbolArray = NDArray[np.int32]
 CodeArray = NDArray[np.int8]
 KeyArray = NDArray[np.uint32]
 #: keys as numpy sorts them: their bits as float32
@@ -94,7 +96,12 @@ def _key(value: float, index: int, shift: int) -> np.uint32:
 
 @kernel
 def _rank_sorted(
-    keys: KeyArray, values: FloatArray, count: int, shift: int, order: IntArray, rank: FloatArray
+    keys: KeyArray,
+    values: FloatArray,
+    count: int,
+    shift: int,
+    order: SymbolArray,
+    rank: FloatArray,
 ) -> None:
     """From one sorted row of keys (its first ``count`` entries are symbols of the
     row, the rest left out): ``order[p]``, the symbol of the ``p``-th smallest value
@@ -102,7 +109,7 @@ def _rank_sorted(
     s = np.uint32(shift)
     low = (np.uint32(1) << s) - np.uint32(1)
     for p in range(count):
-        order[p] = np.int64(keys[p] & low)
+        order[p] = np.int32(keys[p] & low)
         rank[p] = p + 1.0
     # runs of keys that agree above the index bits (rare but for ties): settle each
     p = 1
@@ -119,7 +126,7 @@ def _rank_sorted(
 
 @kernel
 def _settle_run(
-    values: FloatArray, order: IntArray, rank: FloatArray, start: int, stop: int
+    values: FloatArray, order: SymbolArray, rank: FloatArray, start: int, stop: int
 ) -> None:
     """Positions ``start .. stop - 1`` hold values that came out in symbol order:
     sort them (an insertion sort: nothing moves where they are equal), then give
@@ -171,7 +178,7 @@ def _ranks_of_rows(
     keys = sorted_keys.view(np.uint32)
     rows, n = values.shape
     out = np.full((rows, n), np.nan)
-    order = np.empty(n, dtype=np.int64)
+    order = np.empty(n, dtype=np.int32)  # a symbol index: 4 bytes are plenty
     rank = np.empty(n)
     for r in range(rows):
         c = counts[r]
@@ -240,11 +247,10 @@ def rank_ic_from_keys(
     keys = sorted_keys.view(np.uint32)
     k, n = xt.shape
     masks = keys.shape[0] - k
-    order = np.empty(n, dtype=np.int64)
+    order = np.empty(n, dtype=np.int32)  # a symbol index: 4 bytes are plenty
     rank = np.empty(n)
     ry = np.empty((masks, n))  # the returns' ranks per mask, in the symbols' order
     syy = np.zeros(masks)
-    gathered = np.empty(n)
     for m in range(masks):
         c = counts[k + m]
         _rank_sorted(keys[k + m], y, c, shift, order, rank)
@@ -259,11 +265,8 @@ def rank_ic_from_keys(
             reason[j] = _TOO_FEW
             continue
         _rank_sorted(keys[j], xt[j], c, shift, order, rank)
-        row = ry[ymap[j]]
-        for p in range(c):
-            gathered[p] = row[order[p]]  # the returns' ranks in the factor's order
         sxx = _dot(rank, rank, c)
-        sxy = _dot(rank, gathered, c)
+        sxy = _gather_dot(rank, ry[ymap[j]], order, c)  # with the returns' ranks
         centre = c * ((c + 1) * 0.5) ** 2  # c m^2
         vx = sxx - centre
         vy = syy[ymap[j]] - centre
@@ -272,6 +275,26 @@ def rank_ic_from_keys(
         else:
             rho[j] = (sxy - centre) / math.sqrt(vx * vy)
     return rho, reason
+
+
+@kernel
+def _gather_dot(a: FloatArray, b: FloatArray, at: SymbolArray, count: int) -> float:
+    """``sum a[p] b[at[p]]`` over ``p < count``, as :func:`_dot`."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    p = 0
+    while p + 4 <= count:
+        s0 += a[p] * b[at[p]]
+        s1 += a[p + 1] * b[at[p + 1]]
+        s2 += a[p + 2] * b[at[p + 2]]
+        s3 += a[p + 3] * b[at[p + 3]]
+        p += 4
+    while p < count:
+        s0 += a[p] * b[at[p]]
+        p += 1
+    return (s0 + s1) + (s2 + s3)
 
 
 @kernel
