@@ -256,7 +256,7 @@ def rank_ic_from_keys(
         _rank_sorted(keys[k + m], y, c, shift, order, rank)
         for p in range(c):
             ry[m, order[p]] = rank[p]
-        syy[m] = _dot(rank, rank, c)
+        syy[m] = np.dot(rank[:c], rank[:c])  # exact in any order: see the module docstring
     rho = np.full(k, np.nan)
     reason = np.zeros(k, dtype=np.int8)
     for j in range(k):
@@ -265,7 +265,7 @@ def rank_ic_from_keys(
             reason[j] = _TOO_FEW
             continue
         _rank_sorted(keys[j], xt[j], c, shift, order, rank)
-        sxx = _dot(rank, rank, c)
+        sxx = np.dot(rank[:c], rank[:c])
         sxy = _gather_dot(rank, ry[ymap[j]], order, c)  # with the returns' ranks
         centre = c * ((c + 1) * 0.5) ** 2  # c m^2
         vx = sxx - centre
@@ -279,7 +279,9 @@ def rank_ic_from_keys(
 
 @kernel
 def _gather_dot(a: FloatArray, b: FloatArray, at: SymbolArray, count: int) -> float:
-    """``sum a[p] b[at[p]]`` over ``p < count``, as :func:`_dot`."""
+    """``sum a[p] b[at[p]]`` over ``p < count``, in four running sums (not one chain
+    of additions): sums of products of ranks are exact in any order (see the module
+    docstring)."""
     s0 = 0.0
     s1 = 0.0
     s2 = 0.0
@@ -293,27 +295,6 @@ def _gather_dot(a: FloatArray, b: FloatArray, at: SymbolArray, count: int) -> fl
         p += 4
     while p < count:
         s0 += a[p] * b[at[p]]
-        p += 1
-    return (s0 + s1) + (s2 + s3)
-
-
-@kernel
-def _dot(a: FloatArray, b: FloatArray, count: int) -> float:
-    """``sum a[:count] b[:count]`` in four running sums (not one chain of additions):
-    sums of products of ranks are exact in any order (see the module docstring)."""
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    p = 0
-    while p + 4 <= count:
-        s0 += a[p] * b[p]
-        s1 += a[p + 1] * b[p + 1]
-        s2 += a[p + 2] * b[p + 2]
-        s3 += a[p + 3] * b[p + 3]
-        p += 4
-    while p < count:
-        s0 += a[p] * b[p]
         p += 1
     return (s0 + s1) + (s2 + s3)
 

@@ -107,58 +107,17 @@ class IcWindow:
         self._pushes += 1
         return at
 
-    def push(self, ic: FloatArray, directions: FloatArray) -> IcFigures:
-        """The ICs of the next bar (NaN where none) into the window; its statistics."""
-        save_at = self._save_at()
-        self.sums, figures = _ic_push(
-            ic,
-            directions,
-            self._ring,
-            self._pos,
-            self._saved,
-            save_at,
-            self.sums,
-            self._pushes % self.window == 0,  # every W pushes, the sums afresh
-            self.min_obs,
-        )
-        self._pos = (self._pos + 1) % self.window
-        return figures
-
     def push_sums(self, ic: FloatArray, directions: FloatArray) -> None:
-        """:meth:`push` without the statistics (:meth:`statistics` gives them)."""
-        save_at = self._save_at()
-        self.sums = _ic_push_sums(
-            ic,
-            directions,
-            self._ring,
-            self._pos,
-            self._saved,
-            save_at,
-            self.sums,
-            self._pushes % self.window == 0,
-        )
-        self._pos = (self._pos + 1) % self.window
-
-    def push_states(
-        self,
-        ic: FloatArray,
-        directions: FloatArray,
-        codes: CodeArray,
-        thresholds: tuple[float, float],
-    ) -> tuple[CodeArray, int]:
-        """:meth:`push` that returns, rather than the statistics, the next state
-        codes of the factors from ``codes`` (:func:`next_codes` on their ``t_stat``
-        and ``thresholds`` ``(t_enter, t_exit)``) and how many changed; the
-        statistics are :meth:`statistics` of the sums after it."""
-        sums, codes, changed = ic_push_states(ic, directions, *self.push_args(), codes, thresholds)
-        self.pushed(sums)
-        return codes, changed
+        """The ICs of the next bar (NaN where none) into the window (:meth:`statistics`
+        gives its figures)."""
+        ring, pos, saved, save_at, sums, recompute, _ = self.push_args()
+        self.pushed(_ic_push_sums(ic, directions, ring, pos, saved, save_at, sums, recompute))
 
     def push_args(self) -> tuple[FloatArray, int, FloatArray, int, FloatArray, bool, int]:
         """Count the next push and give what :func:`ic_push_states` takes after the
         ICs and directions: ``(ring, pos, saved, save_at, sums, recompute, min_obs)``,
-        for a caller that runs it inside a compiled call of its own; then
-        :meth:`pushed` with the sums it returned."""
+        for a caller that runs it inside a compiled call of its own (the health
+        tracker, with the rank ICs before it); then :meth:`pushed` with the sums."""
         save_at = self._save_at()
         recompute = self._pushes % self.window == 0  # every W pushes, the sums afresh
         return self._ring, self._pos, self._saved, save_at, self.sums, recompute, self.min_obs
@@ -188,27 +147,6 @@ class IcWindow:
 
 
 @kernel
-def _ic_push(
-    ic: FloatArray,
-    directions: FloatArray,
-    ring: FloatArray,
-    pos: int,
-    saved: FloatArray,
-    save_at: int,
-    sums: FloatArray,
-    recompute: bool,
-    min_obs: int,
-) -> tuple[FloatArray, IcFigures]:
-    """Ring slot ``pos`` takes the row ``[finite, ic, ic^2, hit]`` of ``ic`` (0 where
-    it is not finite; a hit where the sign of ``ic`` is the factor's direction); the
-    window's sums with it in and the slot's old row out (where ``recompute``, the
-    sum of the ring's rows in slot order) and their statistics.  Where ``save_at >=
-    0`` the slot's old row is first saved at ``saved[save_at]``."""
-    out = _ic_push_sums(ic, directions, ring, pos, saved, save_at, sums, recompute)
-    return out, window_statistics(out, min_obs)
-
-
-@kernel
 def ic_push_states(
     ic: FloatArray,
     directions: FloatArray,
@@ -222,7 +160,13 @@ def ic_push_states(
     codes: CodeArray,
     thresholds: tuple[float, float],
 ) -> tuple[FloatArray, CodeArray, int]:
-    """:func:`_ic_push`, then the state codes' step on the ``t_stat`` of the sums."""
+    """Ring slot ``pos`` takes the row ``[finite, ic, ic^2, hit]`` of ``ic`` (0 where
+    it is not finite; a hit where the sign of ``ic`` is the factor's direction), the
+    slot's old row first saved at ``saved[save_at]`` where ``save_at >= 0``; the
+    window's sums with it in and the old row out (where ``recompute``, the sum of
+    the ring's rows in slot order), and the state codes' step on their ``t_stat``
+    (:func:`next_codes` from ``codes`` with ``thresholds`` ``(t_enter, t_exit)``):
+    ``(sums, codes, changed)``."""
     out = _ic_push_sums(ic, directions, ring, pos, saved, save_at, sums, recompute)
     t_stat = window_statistics(out, min_obs)[4]
     new_codes, changed = next_codes(codes, t_stat, directions, thresholds[0], thresholds[1])
@@ -240,7 +184,7 @@ def _ic_push_sums(
     sums: FloatArray,
     recompute: bool,
 ) -> FloatArray:
-    """The sums of :func:`_ic_push` (ring slot ``pos`` written in place)."""
+    """The sums of :func:`ic_push_states` (ring slot ``pos`` written in place)."""
     k = ic.shape[0]
     if save_at >= 0:
         saved[save_at] = ring[pos]
