@@ -14,8 +14,8 @@ grid steps:
 - like the model, it keeps an undo log (:meth:`keep_undo`, :meth:`undo`) so that
   the engine can take back its last steps to let a late bar in: each entry is a
   few references (each part replaces its arrays at an update rather than change
-  them in place) and the O(factors) values of the ring slots the update
-  overwrites, never a copy of a window; with no undo log (replay, offline) no
+  them in place; the ring slots an update overwrites it saves itself, in its own
+  compiled call), never a copy of a window; with no undo log (replay, offline) no
   entry is made at all.
 
 Speed: the engine runs this at every grid step, for a few hundred symbols and a
@@ -26,8 +26,10 @@ Cholesky solve (wls.py), the rank ICs around one numpy sort of every row
 (ranks.py), the risk model's sums, ring and figures (risk_kernels.py), the IC
 window with its statistics and the factor-return track (track.py).  The exposures
 are kept as the model gives them (read-only, a row per factor), shared by the
-regression and the health tracker.  :func:`compile_kernels` compiles them when the analytics are
-built.  ``bench/replay.py`` measures their share of the step.
+regression and the health tracker; whatever the parts keep is read-only, so each
+kernel sees one kind of array (numba compiles a read-only argument apart) and
+:func:`compile_kernels`, when the analytics are built, compiles every version a
+step needs.  ``bench/replay.py`` measures their share of the step.
 
 After :attr:`FactorAnalytics.saturation` grid steps without any bar nothing it
 holds is from before them: more such steps change nothing (the engine stops
