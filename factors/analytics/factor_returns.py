@@ -49,7 +49,14 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.wls import NEEDS_SVD, TOO_FEW, wls_bar, wls_fit, wls_normal
+from factorcast.factors.analytics.wls import (
+    NEEDS_SVD,
+    SOLVED,
+    TOO_FEW,
+    wls_bar,
+    wls_fit,
+    wls_normal,
+)
 from factorcast.factors.params import Weighting
 from factorcast.factors.reasons import Reason
 from factorcast.factors.registry import UNIVERSE
@@ -204,7 +211,10 @@ class FactorReturns:
         # the returns and the regression on the previous bar in one compiled call
         prev_v = _EQUAL if self._prev_v is None else self._prev_v
         fit = wls_bar(close, self._prev_close, self._prev_x, prev_v, _MAX_CONDITION_BOUND)
-        result = _bar_of(self.names, self._prev_x, prev_v, fit)
+        if fit[0] == SOLVED:  # nearly every bar: the figures as they are
+            result = FactorReturnBar(self.names, fit[4], fit[5], fit[6], fit[1], _REASON_OK, fit[3])
+        else:
+            result = _bar_of(self.names, self._prev_x, prev_v, fit)
         self._prev_close, self._prev_x, self._prev_v = close, xt, v
         return result
 

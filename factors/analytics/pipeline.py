@@ -115,9 +115,11 @@ def _kept(a: FloatArray) -> FloatArray:
     """``a`` where it is C-contiguous and read-only down to the array that owns its
     memory (nobody changes it), else a C-contiguous copy, made read-only: the parts
     keep what they are given, and their compiled calls see one kind of array."""
-    owner = a if a.base is None else a.base
-    if a.flags.c_contiguous and not a.flags.writeable and not owner.flags.writeable:
-        return a
+    flags = a.flags
+    if not flags.writeable and flags.c_contiguous:
+        owner = a.base
+        if owner is None or not owner.flags.writeable:
+            return a
     copy = np.array(a, order="C")
     copy.flags.writeable = False
     return copy
@@ -173,6 +175,7 @@ class FactorAnalytics:
         self._track_columns = np.array(
             [self.names.index(f) for f in self.returns.names[1:]], dtype=np.intp
         )
+        self._every_factor = self._track_columns.size == len(self.names)
         self._undo: deque[tuple[Any, Any, Any]] = deque(maxlen=0)
         # the first call of a kernel compiles it (seconds; or loads it from numba's
         # cache): here, once per process, rather than inside a live bar's deadline
@@ -205,7 +208,7 @@ class FactorAnalytics:
         # the bar's returns over the previous step's closes, once: the regression's
         # and the health tracker's horizon 1 (both were fed the same closes)
         r1 = fr.asset_returns
-        if self._track_columns.size == len(self.names):  # the regression has every factor
+        if self._every_factor:  # the regression has every factor
             track = fr.returns[1:]
         else:
             track = np.full(len(self.names), np.nan)

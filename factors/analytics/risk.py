@@ -163,9 +163,12 @@ class RiskModel:
         "_f_ring",
         "_f_sum",
         "_f_z",
+        "_least",
         "_leave",
         "_pos",
         "_pushes",
+        "_rates",
+        "_ring",
         "_saved",
         "_u_ring",
         "_u_sums",
@@ -213,6 +216,10 @@ class RiskModel:
         self._u_sums: FloatArray = np.zeros((3, n_symbols))
         self._pos = 0
         self._pushes = 0
+        # the compiled update's fixed arguments: the ring, the rates, the least counts
+        self._ring = (self._f_ring, self._f_ok, self._u_ring)
+        self._rates = (self._decay, self._leave, self.half_life)
+        self._least = (self.min_obs, self.min_residuals)
         # the ring slots the last updates overwrote, update p's at p % depth (none kept)
         self._saved = _saved_slots(0, d, n_symbols)
 
@@ -249,13 +256,13 @@ class RiskModel:
             f,
             u,
             (self._f_sum, self._f_z, self._f_count, self._u_sums),
-            (self._f_ring, self._f_ok, self._u_ring),
+            self._ring,
             pos,
             self._saved,
             save_at,
-            (self._decay, self._leave, self.half_life),
+            self._rates,
             self._pushes % self.window == 0,  # every W bars, the sums afresh from the ring
-            (self.min_obs, self.min_residuals),
+            self._least,
         )
         self._f_sum, self._f_z, self._f_count, self._u_sums = sums
         self._pos = 0 if pos + 1 == self.window else pos + 1

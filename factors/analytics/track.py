@@ -100,13 +100,6 @@ class IcWindow:
         ``depth`` pushes: a :meth:`checkpoint` is then references alone."""
         self._saved = np.empty((depth, *self._ring.shape[1:]))
 
-    def _save_at(self) -> int:
-        """Where the next push saves its slot (-1: nowhere); counts the push."""
-        depth = self._saved.shape[0]
-        at = self._pushes % depth if depth else -1
-        self._pushes += 1
-        return at
-
     def push_sums(self, ic: FloatArray, directions: FloatArray) -> None:
         """The ICs of the next bar (NaN where none) into the window (:meth:`statistics`
         gives its figures)."""
@@ -118,8 +111,11 @@ class IcWindow:
         ICs and directions: ``(ring, pos, saved, save_at, sums, recompute, min_obs)``,
         for a caller that runs it inside a compiled call of its own (the health
         tracker, with the rank ICs before it); then :meth:`pushed` with the sums."""
-        save_at = self._save_at()
-        recompute = self._pushes % self.window == 0  # every W pushes, the sums afresh
+        pushes = self._pushes
+        depth = self._saved.shape[0]
+        save_at = pushes % depth if depth else -1
+        self._pushes = pushes = pushes + 1
+        recompute = pushes % self.window == 0  # every W pushes, the sums afresh
         return self._ring, self._pos, self._saved, save_at, self.sums, recompute, self.min_obs
 
     def pushed(self, sums: FloatArray) -> None:
@@ -331,14 +327,14 @@ class ReturnTrack:
     def push(self, returns: FloatArray | None) -> tuple[FloatArray, FloatArray]:
         """The factor returns of the next bar (None: none); the cumulative return
         and maximum drawdown over the window that ends with it."""
-        args = self.push_args(returns)
-        return self.pushed(*track_push(*args))
+        f = None if returns is None else np.ascontiguousarray(returns, dtype=np.float64)
+        return self.pushed(*track_push(*self.push_args(f)))
 
     def push_args(self, returns: FloatArray | None) -> TrackPushArgs:
-        """Count the next push of ``returns`` and give what :func:`track_push` takes,
-        for a caller that runs it inside a compiled call of its own; then
-        :meth:`pushed` with what it returned."""
-        f = self._nan if returns is None else np.ascontiguousarray(returns, dtype=np.float64)
+        """Count the next push of ``returns`` (C-contiguous float64, or None) and give
+        what :func:`track_push` takes, for a caller that runs it inside a compiled
+        call of its own; then :meth:`pushed` with what it returned."""
+        f = self._nan if returns is None else returns
         slot = self._steps % self.window
         depth = self._saved.shape[0]
         save_at = self._steps % depth if depth else -1
