@@ -178,6 +178,8 @@ class FactorReturns:
             close = np.where(present, close, np.nan)
         # a row per factor (for the model's exposures, stored by factor, a plain copy)
         xt = np.array(exposure.T, order="C")
+        close = np.array(close, order="C")  # its own copy, which it keeps
+        close.flags.writeable = xt.flags.writeable = False
         return self.update_rows(close, xt, weights)
 
     def update_rows(
@@ -188,8 +190,9 @@ class FactorReturns:
     ) -> FactorReturnBar:
         """:meth:`update` with the exposures as a row per model factor, ``xt``
         ``(n_model_factors, n_symbols)`` C-contiguous float64, and float64 contiguous
-        closes (NaN where no bar): both are kept as they are, and made read-only (the
-        caller hands them over and changes them no more).  The bar's returns over the
+        closes (NaN where no bar), both read-only: they are kept as they are (and the
+        compiled calls, which numba compiles apart for a read-only argument, always
+        see the same kind of array).  The bar's returns over the
         previous closes are the result's ``asset_returns``."""
         n = self.n_symbols
         if close.shape != (n,) or xt.shape != (len(self.model_names), n):
@@ -205,9 +208,7 @@ class FactorReturns:
                 v = np.where(np.isfinite(w) & (w > 0), np.sqrt(w), np.nan)
         if not self._every_column:
             xt = xt[self._columns]
-        # kept, so read-only from now on: and the compiled calls always see the same
-        # kind of array (numba compiles a read-only argument apart)
-        close.flags.writeable = xt.flags.writeable = False
+            xt.flags.writeable = False  # kept: read-only, as what it was handed
         # the returns and the regression on the previous bar in one compiled call
         prev_v = _EQUAL if self._prev_v is None else self._prev_v
         fit = wls_bar(close, self._prev_close, self._prev_x, prev_v, _MAX_CONDITION_BOUND)

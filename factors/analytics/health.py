@@ -347,8 +347,10 @@ class HealthTracker:
         """Bar ``T`` closed: its exposures ``(n, K)``, closes ``(n,)`` (NaN where
         absent) and, if known, the factor returns of bar ``T`` ``(K,)``."""
         xt = np.array(np.asarray(exposures, dtype=np.float64).T, order="C")
+        c = np.array(close, dtype=np.float64)
+        xt.flags.writeable = c.flags.writeable = False  # its own copies, which it keeps
         f = None if factor_returns is None else np.ascontiguousarray(factor_returns, np.float64)
-        return self.update_rows(bar_ts, xt, np.array(close, dtype=np.float64), f)
+        return self.update_rows(bar_ts, xt, c, f)
 
     def update_rows(
         self,
@@ -359,15 +361,13 @@ class HealthTracker:
         r1: FloatArray | None = None,
     ) -> HealthSnapshot:
         """:meth:`update` with the exposures as a row per factor, ``xt`` ``(K, n)``
-        C-contiguous float64, and float64 closes: both are kept as they are, and made
-        read-only (the caller hands them over and changes them no more).  The factor
+        C-contiguous float64, and float64 closes, both read-only: they are kept as
+        they are (and the compiled calls always see the same kind of array).  The factor
         returns, where given, are C-contiguous float64.  ``r1``, where the caller has
         them, are the horizon-1 forward returns ``close / previous close - 1`` (the
         closes of the previous update), float64 contiguous."""
         k = len(self.names)
         slot = self._steps % self._depth
-        # kept, so read-only from now on (the compiled calls see one kind of array)
-        xt.flags.writeable = close.flags.writeable = False
         self._x[slot] = xt
         self._c[slot] = close
         stats: dict[int, IcStats] = {}

@@ -103,6 +103,7 @@ def compile_kernels() -> None:
         close = 100.0 * np.exp(0.01 * rng.normal(size=n))
         close[step] = np.nan
         xt = np.array(exposure.T, order="C")
+        xt.flags.writeable = close.flags.writeable = False  # as the pipeline keeps them
         fr = returns.update_rows(close, xt, np.exp(rng.normal(size=n)))
         health.update_rows(step, xt, close, fr.returns[1:])
         risk.update(fr.returns, fr.residuals)

@@ -367,7 +367,7 @@ def rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[SortKeys, IntArray, Int
     :func:`rank_ic_from_keys` (a caller may run it inside a compiled call of its
     own)."""
     keys, counts, ymap, shift = _rank_ic_keys(xt, y)
-    _sort_keys(keys)
+    keys.sort(axis=1)  # as _sort_keys
     return keys, counts, ymap, shift
 
 
