@@ -302,11 +302,6 @@ def _gather_dot(a: FloatArray, b: FloatArray, at: SymbolArray, count: int) -> fl
 # --------------------------------------------------------------------------- the API
 
 
-def _sort_keys(keys: SortKeys) -> None:
-    """Sort each row of keys in place, as float32 (see the module docstring)."""
-    keys.sort(axis=1)
-
-
 def average_ranks(values: FloatArray, mask: BoolArray) -> FloatArray:
     """Average ranks (1-based, ties share the mean of their ranks) of each column
     of ``values`` over the rows where ``mask`` holds and the value is finite; NaN
@@ -317,7 +312,7 @@ def average_ranks(values: FloatArray, mask: BoolArray) -> FloatArray:
     vt = np.ascontiguousarray(np.asarray(values, dtype=np.float64).T)
     mt = np.ascontiguousarray(np.asarray(mask, dtype=np.bool_).T)
     keys, counts, shift = _masked_keys(vt, mt)
-    _sort_keys(keys)
+    keys.sort(axis=1)  # as float32: see the module docstring
     ranks: FloatArray = _ranks_of_rows(keys, vt, counts, shift).T
     return ranks
 
@@ -367,7 +362,7 @@ def rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[SortKeys, IntArray, Int
     :func:`rank_ic_from_keys` (a caller may run it inside a compiled call of its
     own)."""
     keys, counts, ymap, shift = _rank_ic_keys(xt, y)
-    keys.sort(axis=1)  # as _sort_keys
+    keys.sort(axis=1)  # as float32: see the module docstring
     return keys, counts, ymap, shift
 
 

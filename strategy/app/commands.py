@@ -21,14 +21,17 @@ from them before it runs).  Exit codes are the command line's: a command raises
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from factorcast.strategy.app.settings import Settings
+
+N = TypeVar("N", int, float)
 
 #: Overrides of the settings, by section and key (they outrank environment and file).
 Overrides = dict[str, dict[str, Any]]
@@ -90,14 +93,32 @@ def _group(
 # -- argument types shared by the commands --------------------------------------------
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+def _number_type(
+    parse: Callable[[str], N], noun: str, ok: Callable[[N], bool], rule: str
+) -> Callable[[str], N]:
+    """An argparse type: ``parse`` the text (else "not a ``noun``"), then ``ok`` on
+    the value (else "``rule``, got ...")."""
+
+    def check(text: str) -> N:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {noun}: {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text}")
+        return value
+
+    return check
+
+
+positive_int = _number_type(int, "whole number", lambda v: v >= 1, "must be 1 or more")
+nonnegative_int = _number_type(int, "whole number", lambda v: v >= 0, "must be 0 or more")
+positive_float = _number_type(
+    float, "number", lambda v: math.isfinite(v) and v > 0, "must be a positive number"
+)
+nonnegative_float = _number_type(
+    float, "number", lambda v: math.isfinite(v) and v >= 0, "must be 0 or more"
+)
 
 
 def int_list(text: str) -> tuple[int, ...]:

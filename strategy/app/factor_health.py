@@ -15,13 +15,7 @@ from factorcast.strategy.app.commands import (
     positive_int,
     table_path,
 )
-from factorcast.strategy.app.offline import (
-    add_data_arguments,
-    analyze,
-    load,
-    print_json,
-    print_tables,
-)
+from factorcast.strategy.app.offline import add_data_arguments, analyze, load, show
 from factorcast.strategy.app.settings import Settings
 
 
@@ -74,12 +68,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         horizons=horizons,
         model=result.model,
     )
-    if args.json:
-        print_json(report)
-    elif not args.quiet:
-        print_tables(
-            health_table(report), decay_table(report), alerts_table(report["alerts"], args.alerts)
-        )
+    show(
+        args,
+        report,
+        lambda: (
+            health_table(report),
+            decay_table(report),
+            alerts_table(report["alerts"], args.alerts),
+        ),
+    )
 
 
 COMMAND = Command(

@@ -30,15 +30,13 @@ from factorcast.factors.analytics.regression import (
     holdings_returns,
     regress_returns,
 )
-from factorcast.strategy.app.commands import Command
+from factorcast.strategy.app.commands import Command, nonnegative_float, nonnegative_int
 from factorcast.strategy.app.market import (
     add_market_arguments,
-    nonnegative_float,
-    nonnegative_int,
     offline_closes,
     offline_state,
 )
-from factorcast.strategy.app.offline import print_json, print_tables
+from factorcast.strategy.app.offline import show
 from factorcast.strategy.app.settings import Settings
 from factorcast.strategy.factor_tools_wire import regression_object
 from factorcast.strategy.market_state import grid_returns
@@ -126,10 +124,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         bars_per_year=state.bars_per_year,
         model=result.model,
     )
-    if args.json:
-        print_json(obj)
-    elif not args.quiet:
-        print_tables(*regression_tables(obj))
+    show(args, obj, lambda: regression_tables(obj))
 
 
 COMMAND = Command(

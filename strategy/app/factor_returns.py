@@ -10,13 +10,7 @@ from factorcast.factors import REASON_LABELS
 from factorcast.strategy.analytics import AnalyticsHistory, summarize_returns
 from factorcast.strategy.analytics_wire import returns_summary_object
 from factorcast.strategy.app.commands import Command, table_path
-from factorcast.strategy.app.offline import (
-    add_data_arguments,
-    analyze,
-    load,
-    print_json,
-    print_tables,
-)
+from factorcast.strategy.app.offline import add_data_arguments, analyze, load, show
 from factorcast.strategy.app.settings import Settings
 
 
@@ -49,10 +43,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         bars=int(times.size),
         model=result.model,
     )
-    if args.json:
-        print_json({**summary, "out": str(args.out)})
-    elif not args.quiet:
-        print_tables(returns_table(summary, data.bars_per_year))
+    show(
+        args,
+        {**summary, "out": str(args.out)},
+        lambda: (returns_table(summary, data.bars_per_year),),
+    )
 
 
 COMMAND = Command(

@@ -9,13 +9,7 @@ import argparse
 from factorcast.strategy.analytics import AnalyticsHistory
 from factorcast.strategy.analytics_wire import risk_object
 from factorcast.strategy.app.commands import Command, UsageError, timestamp_ms
-from factorcast.strategy.app.offline import (
-    add_data_arguments,
-    analyze,
-    load,
-    print_json,
-    print_tables,
-)
+from factorcast.strategy.app.offline import add_data_arguments, analyze, load, show
 from factorcast.strategy.app.settings import Settings
 
 #: specific variances shown at each end without --all
@@ -47,10 +41,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
     if history.risk is None or history.risk_ts is None:  # a grid step the engine skipped
         raise UsageError(f"--at {args.at}: no grid step there (inside a long gap in the data)")
     risk = risk_object(history.risk_ts, history.risk, result.symbols, result.model)
-    if args.json:
-        print_json(risk)
-    elif not args.quiet:
-        print_tables(*risk_tables(risk, data.bars_per_year, None if args.all else SHOWN))
+    show(args, risk, lambda: risk_tables(risk, data.bars_per_year, None if args.all else SHOWN))
 
 
 COMMAND = Command(

@@ -14,7 +14,7 @@ from factorcast.factors.analytics.portfolio import PortfolioInputError
 from factorcast.factors.analytics.scan import DEFAULT_TOP, parse_factor_values, scan
 from factorcast.strategy.app.commands import Command, positive_int
 from factorcast.strategy.app.market import add_market_arguments, market_state, regression_names
-from factorcast.strategy.app.offline import print_json, print_tables
+from factorcast.strategy.app.offline import show
 from factorcast.strategy.app.settings import Settings
 from factorcast.strategy.factor_tools_wire import scan_object
 from factorcast.strategy.market_state import StateUnavailable
@@ -55,10 +55,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         bars_per_year=state.bars_per_year,
         model=state.model,
     )
-    if args.json:
-        print_json(obj)
-    elif not args.quiet:
-        print_tables(*scan_tables(obj))
+    show(args, obj, lambda: scan_tables(obj))
 
 
 COMMAND = Command(

@@ -21,15 +21,14 @@ from factorcast.factors.analytics.optimizer import (
 from factorcast.factors.analytics.portfolio import PortfolioInputError, holdings_weights
 from factorcast.factors.analytics.scan import parse_factor_values
 from factorcast.factors.custom import model_registry
-from factorcast.strategy.app.commands import Command
+from factorcast.strategy.app.commands import Command, positive_float
 from factorcast.strategy.app.market import (
     add_market_arguments,
     check_holdings,
     market_state,
-    positive_float,
     regression_names,
 )
-from factorcast.strategy.app.offline import print_json, print_tables
+from factorcast.strategy.app.offline import show
 from factorcast.strategy.app.settings import Settings
 from factorcast.strategy.factor_tools_wire import suggestion_object
 from factorcast.strategy.market_state import StateUnavailable
@@ -94,10 +93,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         model=state.model,
         registry=model_registry(settings.factors),
     )
-    if args.json:
-        print_json(obj)
-    elif not args.quiet:
-        print_tables(*suggestion_tables(obj))
+    show(args, obj, lambda: suggestion_tables(obj))
 
 
 COMMAND = Command(

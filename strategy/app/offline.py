@@ -13,7 +13,7 @@ import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,6 +185,19 @@ async def analyze(
         model,
         history,
     )
+
+
+def show(
+    args: argparse.Namespace,
+    obj: dict[str, Any],
+    tables: Callable[[], Iterable[RenderableType]],
+) -> None:
+    """A command's result on stdout: its JSON object with ``--json``, else its tables
+    (built only then), none with ``--quiet``."""
+    if args.json:
+        print_json(obj)
+    elif not args.quiet:
+        print_tables(*tables())
 
 
 def print_json(obj: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from factorcast.factors.analytics.riskattr import DEFAULT_VAR_WINDOW
 from factorcast.factors.custom import model_registry
 from factorcast.strategy.app.commands import Command, positive_int
 from factorcast.strategy.app.market import add_market_arguments, check_holdings, market_state
-from factorcast.strategy.app.offline import print_json, print_tables
+from factorcast.strategy.app.offline import show
 from factorcast.strategy.app.settings import Settings
 from factorcast.strategy.market_state import StateUnavailable
 from factorcast.strategy.portfolio_wire import portfolio_report
@@ -56,10 +56,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         var_window=DEFAULT_VAR_WINDOW,
         registry=model_registry(settings.factors),
     )
-    if args.json:
-        print_json(report)
-    elif not args.quiet:
-        print_tables(*portfolio_tables(report))
+    show(args, report, lambda: portfolio_tables(report))
 
 
 COMMAND = Command(
