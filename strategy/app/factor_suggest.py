@@ -9,7 +9,6 @@ that cannot be met says which constraint binds and exits 1."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +22,7 @@ from factorcast.factors.analytics.scan import parse_factor_values
 from factorcast.factors.custom import model_registry
 from factorcast.strategy.app.commands import Command, positive_float
 from factorcast.strategy.app.market import (
+    add_holdings_argument,
     add_market_arguments,
     check_holdings,
     market_state,
@@ -35,12 +35,7 @@ from factorcast.strategy.market_state import StateUnavailable
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--holdings",
-        type=Path,
-        required=True,
-        help="CSV (or .json): symbol and weight or quantity, optional CASH row (quantity)",
-    )
+    add_holdings_argument(parser)
     parser.add_argument(
         "--target", required=True, help="target exposures, e.g. size=-0.5,momentum=0.3"
     )

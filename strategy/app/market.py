@@ -34,6 +34,16 @@ from factorcast.strategy.market_state import grid_returns as _grid_returns
 FloatArray = NDArray[np.float64]
 
 
+def add_holdings_argument(parser: argparse.ArgumentParser) -> None:
+    """``--holdings FILE``, as ``portfolio`` and ``factor suggest`` take it."""
+    parser.add_argument(
+        "--holdings",
+        type=Path,
+        required=True,
+        help="CSV (or .json): symbol and weight or quantity, optional CASH row (quantity)",
+    )
+
+
 def add_market_arguments(parser: argparse.ArgumentParser, *, redis: bool = True) -> None:
     """``--data DIR`` (or ``--redis [URL]``), ``--timeframe``, ``--at``, ``--json``,
     ``--quiet``."""

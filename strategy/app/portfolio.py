@@ -17,7 +17,12 @@ from factorcast.factors.analytics.portfolio import PortfolioInputError
 from factorcast.factors.analytics.riskattr import DEFAULT_VAR_WINDOW
 from factorcast.factors.custom import model_registry
 from factorcast.strategy.app.commands import Command, positive_int
-from factorcast.strategy.app.market import add_market_arguments, check_holdings, market_state
+from factorcast.strategy.app.market import (
+    add_holdings_argument,
+    add_market_arguments,
+    check_holdings,
+    market_state,
+)
 from factorcast.strategy.app.offline import show
 from factorcast.strategy.app.settings import Settings
 from factorcast.strategy.market_state import StateUnavailable
@@ -25,12 +30,7 @@ from factorcast.strategy.portfolio_wire import portfolio_report
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--holdings",
-        type=Path,
-        required=True,
-        help="CSV (or .json): symbol and weight or quantity, optional CASH row (quantity)",
-    )
+    add_holdings_argument(parser)
     add_market_arguments(parser)
     parser.add_argument("--groups", type=Path, help="CSV mapping: symbol,sector,region")
     parser.add_argument(
