@@ -15,16 +15,18 @@ fixed cost outweighs the arithmetic, so the work is two compiled kernels
 2. numpy sorts the rows of keys in place: its vectorized sort of float32 takes a
    fraction of the time of an argsort (or of numba's own sort, or of float64
    keys, which are twice the bytes), and a sorted key still names its symbol;
-3. *ranks*: the symbols are read back from the sorted keys.  Rounding and the
-   index bits keep the order of the values except among values whose keys agree
-   above the index bits (relative difference below about ``2^-14`` for 500
-   symbols), which come out in the order of their symbols: each such run, most
-   often a run of equal values, is put in order of the exact values (an insertion
-   sort, which moves nothing where the values are equal).  Then each run of equal
-   values gets its average rank ``(first + last) / 2`` (1-based positions), the
-   ranks of ``scipy.stats.rankdata(method="average")`` exactly, whatever order
-   the sort left within the run.  (The runs grow with the universe: a key has
-   ``23 - ceil(log2 n)`` bits of the value, 14 for 500 symbols, 10 for 8192.)
+3. *ranks*: the symbols are read back from the sorted keys, the ``p``-th with rank
+   ``p + 1``.  Rounding and the index bits keep the order of the values except
+   among values whose keys agree above the index bits (relative difference below
+   about ``2^-14`` for 500 symbols), which come out in the order of their symbols:
+   each such run, most often a run of equal values, is put in order of the exact
+   values (an insertion sort, which moves nothing where the values are equal).
+   Then each run of equal values gets its average rank ``(first + last) / 2``
+   (1-based positions), the ranks of ``scipy.stats.rankdata(method="average")``
+   exactly, whatever order the sort left within the run.  (The runs grow with the
+   universe: a key has ``23 - ceil(log2 n)`` bits of the value, 14 for 500
+   symbols, 10 for 8192.)  The rank IC reads each row once, with the ranks
+   ``p + 1``, and then puts right what the runs change.
 
 Spearman's correlation is ``(sum r_x r_y - c m^2) / sqrt((sum r_x^2 - c m^2)
 (sum r_y^2 - c m^2))`` over the ``c`` symbols of the column, with ``m = (c +
@@ -203,6 +205,10 @@ def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[SortKeys, IntArray, In
     ymap = np.empty(k, dtype=np.int64)
     firsts = np.empty(k, dtype=np.int64)  # the first factor of each distinct mask
     masks = 0
+    finite_y = 0
+    for i in range(n):
+        finite_y += math.isfinite(y[i])
+    full = -1  # the mask of the factors finite wherever the returns are
     for j in range(k):
         c = 0
         for i in range(n):
@@ -211,6 +217,9 @@ def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[SortKeys, IntArray, In
             c += keep
         counts[j] = c
         ymap[j] = -1
+        if c == finite_y and full >= 0:  # that mask, without comparing them
+            ymap[j] = full
+            continue
         for m in range(masks):
             f = firsts[m]
             if counts[f] != c:
@@ -224,6 +233,8 @@ def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[SortKeys, IntArray, In
         if ymap[j] < 0:
             firsts[masks] = j
             ymap[j] = masks
+            if c == finite_y:
+                full = masks
             masks += 1
     for m in range(masks):
         f = firsts[m]
@@ -243,20 +254,28 @@ def rank_ic_from_keys(
     shift: int,
 ) -> tuple[FloatArray, CodeArray]:
     """Spearman's correlation and its reason code per factor from the sorted keys of
-    :func:`rank_ic_keys`."""
+    :func:`rank_ic_keys`.
+
+    One pass over each sorted row: the ``p``-th key's symbol has rank ``p + 1``
+    unless it is in a run (:func:`_settle_runs` puts those right), the returns'
+    ranks go into the symbols' order, and each factor's sum of products with them is
+    taken on the way; ``sum r^2`` is ``c (c + 1) (2c + 1) / 6`` put right for the
+    runs."""
     keys = sorted_keys.view(np.uint32)
     k, n = xt.shape
     masks = keys.shape[0] - k
     order = np.empty(n, dtype=np.int32)  # a symbol index: 4 bytes are plenty
     rank = np.empty(n)
     ry = np.empty((masks, n))  # the returns' ranks per mask, in the symbols' order
-    syy = np.zeros(masks)
+    syy = np.empty(masks)
+    low = (np.uint32(1) << np.uint32(shift)) - np.uint32(1)
     for m in range(masks):
+        row = keys[k + m]
         c = counts[k + m]
-        _rank_sorted(keys[k + m], y, c, shift, order, rank)
+        out = ry[m]
         for p in range(c):
-            ry[m, order[p]] = rank[p]
-        syy[m] = np.dot(rank[:c], rank[:c])  # exact in any order: see the module docstring
+            out[row[p] & low] = p + 1.0
+        syy[m] = _squares(c) + _settle_runs(row, y, c, shift, order, rank, out, True)[0]
     rho = np.full(k, np.nan)
     reason = np.zeros(k, dtype=np.int8)
     for j in range(k):
@@ -264,9 +283,12 @@ def rank_ic_from_keys(
         if c < MIN_IC_SYMBOLS:
             reason[j] = _TOO_FEW
             continue
-        _rank_sorted(keys[j], xt[j], c, shift, order, rank)
-        sxx = np.dot(rank[:c], rank[:c])
-        sxy = _gather_dot(rank, ry[ymap[j]], order, c)  # with the returns' ranks
+        row = keys[j]
+        other = ry[ymap[j]]
+        sxy = _ordered_dot(row, other, c, low)
+        d_xx, d_xy = _settle_runs(row, xt[j], c, shift, order, rank, other, False)
+        sxx = _squares(c) + d_xx
+        sxy += d_xy
         centre = c * ((c + 1) * 0.5) ** 2  # c m^2
         vx = sxx - centre
         vy = syy[ymap[j]] - centre
@@ -278,25 +300,74 @@ def rank_ic_from_keys(
 
 
 @kernel
-def _gather_dot(a: FloatArray, b: FloatArray, at: SymbolArray, count: int) -> float:
-    """``sum a[p] b[at[p]]`` over ``p < count``, in four running sums (not one chain
-    of additions): sums of products of ranks are exact in any order (see the module
-    docstring)."""
+def _squares(c: int) -> float:
+    """``sum_{p=1..c} p^2``, exactly."""
+    return float(c * (c + 1) * (2 * c + 1) // 6)
+
+
+@kernel
+def _ordered_dot(keys: KeyArray, other: FloatArray, count: int, low: np.uint32) -> float:
+    """``sum (p + 1) other[symbol of keys[p]]`` over ``p < count``, in four running
+    sums (not one chain of additions): sums of products of ranks are exact in any
+    order (see the module docstring)."""
     s0 = 0.0
     s1 = 0.0
     s2 = 0.0
     s3 = 0.0
     p = 0
     while p + 4 <= count:
-        s0 += a[p] * b[at[p]]
-        s1 += a[p + 1] * b[at[p + 1]]
-        s2 += a[p + 2] * b[at[p + 2]]
-        s3 += a[p + 3] * b[at[p + 3]]
+        s0 += (p + 1.0) * other[keys[p] & low]
+        s1 += (p + 2.0) * other[keys[p + 1] & low]
+        s2 += (p + 3.0) * other[keys[p + 2] & low]
+        s3 += (p + 4.0) * other[keys[p + 3] & low]
         p += 4
     while p < count:
-        s0 += a[p] * b[at[p]]
+        s0 += (p + 1.0) * other[keys[p] & low]
         p += 1
     return (s0 + s1) + (s2 + s3)
+
+
+@kernel
+def _settle_runs(
+    keys: KeyArray,
+    values: FloatArray,
+    count: int,
+    shift: int,
+    order: SymbolArray,
+    rank: FloatArray,
+    other: FloatArray,
+    scatter: bool,
+) -> tuple[float, float]:
+    """Put right what the ranks ``p + 1`` of the sorted ``keys`` got wrong: in each run
+    of keys that agree above the index bits (rare but for ties) the symbols are put
+    in order of their exact ``values`` and given average ranks (:func:`_settle_run`).
+    Returns what that changes in ``sum r^2`` and, unless ``scatter``, in ``sum r
+    other[symbol]``; with ``scatter`` the settled ranks go into ``other`` by symbol
+    instead.  ``order`` and ``rank`` are scratch."""
+    s = np.uint32(shift)
+    low = (np.uint32(1) << s) - np.uint32(1)
+    d_sq = 0.0
+    d_dot = 0.0
+    start = -1  # the first position of the run being read
+    for p in range(1, count + 1):
+        if p < count and not (keys[p] ^ keys[p - 1]) >> s:
+            if start < 0:
+                start = p - 1
+            continue
+        if start < 0:
+            continue
+        for e in range(start, p):
+            order[e] = np.int32(keys[e] & low)
+            rank[e] = e + 1.0
+        _settle_run(values, order, rank, start, p)
+        for e in range(start, p):
+            d_sq += rank[e] * rank[e] - (e + 1.0) * (e + 1.0)
+            if scatter:
+                other[order[e]] = rank[e]
+            else:
+                d_dot += rank[e] * other[order[e]] - (e + 1.0) * other[keys[e] & low]
+        start = -1
+    return d_sq, d_dot
 
 
 # --------------------------------------------------------------------------- the API
