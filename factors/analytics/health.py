@@ -82,7 +82,7 @@ def forward_return(close_now: FloatArray, close_then: FloatArray) -> FloatArray:
 
 @kernel
 def _ranked_pushes(
-    ranked: tuple[SortKeys, FloatArray, FloatArray, IntArray, IntArray, int],
+    ranked: tuple[SortKeys, FloatArray, FloatArray, IntArray, int],
     directions: FloatArray,
     window: tuple[FloatArray, int, FloatArray, int, FloatArray, bool, int],
     codes: CodeArray,
@@ -90,21 +90,24 @@ def _ranked_pushes(
     track: TrackPushArgs,
 ) -> tuple[
     FloatArray,
-    NDArray[np.int8],
     FloatArray,
     CodeArray,
     int,
-    tuple[IntArray, FloatArray, FloatArray, FloatArray, bool],
+    tuple[IntArray, FloatArray, FloatArray, bool],
 ]:
     """:func:`rank_ic_from_keys` of the sorted keys ``ranked``, :func:`ic_push_states`
     of those ICs into the window (``window`` is ``IcWindow.push_args()``) and
-    :func:`track_push` (``track`` is ``ReturnTrack.push_args()``), in one call."""
+    :func:`track_push` (``track`` is ``ReturnTrack.push_args()``), in one call.  The
+    ICs and their reasons come as the rows of one array (:class:`IcStats`)."""
     ic, reason = rank_ic_from_keys(*ranked)
     ring, pos, saved, save_at, sums, recompute, min_obs = window
     sums, codes, changed = ic_push_states(
         ic, directions, ring, pos, saved, save_at, sums, recompute, min_obs, codes, thresholds
     )
-    return ic, reason, sums, codes, changed, track_push(*track)
+    ic_rows = np.empty((2, ic.shape[0]))
+    ic_rows[0] = ic
+    ic_rows[1] = reason
+    return ic_rows, sums, codes, changed, track_push(*track)
 
 
 # --------------------------------------------------------------------------- state machine
@@ -188,29 +191,32 @@ class IcStats:
     """Rolling IC statistics of every factor at one horizon, at one bar.
 
     ``ic`` is the IC that became known at this bar (``IC[k, T-h, h]``) and
-    ``ic_reason`` its reason; ``n, mean_ic, std_ic, icir, t_stat, hit_rate`` and
-    ``reason`` (``insufficient_history`` / ``no_dispersion`` where the figures are
-    NaN) are read off the window's sums of that bar (kept by reference: a push
-    replaces the sums, never changes them) at the first access of one of them, the
-    same numbers whenever that is.  Read-only.
+    ``ic_reason`` its reason (given as the two rows of one array, ``ic_rows``);
+    ``n, mean_ic, std_ic, icir, t_stat, hit_rate`` and ``reason``
+    (``insufficient_history`` / ``no_dispersion`` where the figures are NaN) are
+    read off the window's sums of that bar (kept by reference: a push replaces the
+    sums, never changes them) at the first access of one of them, the same numbers
+    whenever that is.  Read-only.
     """
 
-    __slots__ = ("_figures", "_min_obs", "_sums", "horizon", "ic", "ic_reason")
+    __slots__ = ("_figures", "_ic_rows", "_min_obs", "_sums", "horizon")
 
-    def __init__(
-        self,
-        horizon: int,
-        ic: FloatArray,
-        ic_reason: NDArray[np.int8],
-        sums: FloatArray,
-        min_obs: int,
-    ) -> None:
+    def __init__(self, horizon: int, ic_rows: FloatArray, sums: FloatArray, min_obs: int) -> None:
         self.horizon = horizon
-        self.ic = ic
-        self.ic_reason = ic_reason
+        self._ic_rows = ic_rows
         self._sums = sums
         self._min_obs = min_obs
         self._figures: IcFigures | None = None
+
+    @property
+    def ic(self) -> FloatArray:
+        ic: FloatArray = self._ic_rows[0]
+        return ic
+
+    @property
+    def ic_reason(self) -> NDArray[np.int8]:
+        reason: NDArray[np.int8] = self._ic_rows[1].astype(np.int8)
+        return reason
 
     def _read(self) -> IcFigures:
         if self._figures is None:
@@ -276,12 +282,22 @@ class HealthSnapshot(NamedTuple):
     bar_ts: int
     #: per configured horizon
     stats: dict[int, IcStats]
-    #: factor-return track over the last ``window`` bars
-    cum_return: FloatArray
-    max_drawdown: FloatArray
+    #: factor-return track over the last ``window`` bars: the rows ``cum_return`` and
+    #: ``max_drawdown``
+    track: FloatArray
     #: horizon-1 states, in factor order, and the alerts this bar raised
     states: tuple[HealthState, ...]
     alerts: tuple[FactorAlert, ...]
+
+    @property
+    def cum_return(self) -> FloatArray:
+        cum: FloatArray = self.track[0]
+        return cum
+
+    @property
+    def max_drawdown(self) -> FloatArray:
+        mdd: FloatArray = self.track[1]
+        return mdd
 
 
 #: What :meth:`HealthTracker.restore` needs: the step count, the exposures and
@@ -336,6 +352,11 @@ class HealthTracker:
         self._steps = 0
         self.states: tuple[HealthState, ...] = (HealthState.UNKNOWN,) * k
         self._codes: CodeArray = np.full(k, UNKNOWN, dtype=np.int8)
+        # the ICs of a horizon without its bars yet, and their reason (IcStats' rows)
+        self._no_ic: FloatArray = np.vstack(
+            [np.full(k, np.nan), np.full(k, float(Reason.INSUFFICIENT_HISTORY))]
+        )
+        self._no_ic.flags.writeable = False
 
     def update(
         self,
@@ -366,54 +387,51 @@ class HealthTracker:
         returns, where given, are C-contiguous float64.  ``r1``, where the caller has
         them, are the horizon-1 forward returns ``close / previous close - 1`` (the
         closes of the previous update), float64 contiguous."""
-        k = len(self.names)
         slot = self._steps % self._depth
         self._x[slot] = xt
         self._c[slot] = close
         stats: dict[int, IcStats] = {}
         codes, changed = self._codes, 0
-        track: tuple[FloatArray, FloatArray] | None = None  # the track's push, once made
+        track: FloatArray | None = None  # the track's push, once made
         for h in self.horizons:
             then = self._steps - h
             window = self._ic[h]
+            ic_rows = self._no_ic
             if then >= 0:
                 x_then = self._x[then % self._depth]
                 c_then = self._c[then % self._depth]
                 assert x_then is not None and c_then is not None
                 fwd = r1 if h == 1 and r1 is not None else simple_returns(close, c_then)
                 if h == 1:  # the states follow horizon 1; with the track, in one call
-                    ic, ic_reason, codes, changed, track = self._horizon_one(
-                        x_then, fwd, factor_returns
-                    )
+                    ic_rows, codes, changed, track = self._horizon_one(x_then, fwd, factor_returns)
                 else:
                     ic, ic_reason, _ = rank_ic_rows(x_then, fwd)
                     window.push_sums(ic, self.directions)
-            else:
-                ic = np.full(k, np.nan)
-                ic_reason = np.full(k, Reason.INSUFFICIENT_HISTORY, dtype=np.int8)
-            stats[h] = IcStats(h, ic, ic_reason, window.sums, window.min_obs)
+                    ic_rows = np.vstack([ic, ic_reason])
+            stats[h] = IcStats(h, ic_rows, window.sums, window.min_obs)
             if h == 1 and then < 0:
                 codes, changed = next_codes(
                     self._codes, stats[h].t_stat, self.directions, self.t_enter, self.t_exit
                 )
-        cum, mdd = self._track.push(factor_returns) if track is None else track
+        if track is None:
+            track = self._track.push(factor_returns)
         self._steps += 1
         alerts = self._advance_states(bar_ts, stats[1], codes, changed) if changed else ()
-        return HealthSnapshot(bar_ts, stats, cum, mdd, self.states, alerts)
+        return HealthSnapshot(bar_ts, stats, track, self.states, alerts)
 
     def _horizon_one(
         self, x_then: FloatArray, fwd: FloatArray, factor_returns: FloatArray | None
-    ) -> tuple[FloatArray, NDArray[np.int8], CodeArray, int, tuple[FloatArray, FloatArray]]:
+    ) -> tuple[FloatArray, CodeArray, int, FloatArray]:
         """The horizon-1 IC of the exposures ``x_then`` with the forward returns
         ``fwd``, its push into the window with the states' step, and the push of the
         factor returns into the track: one compiled call after the sort of the keys
         (a call of each costs more than its arithmetic, :mod:`~factorcast.factors.jit`).
-        Returns the IC and its reasons, the next state codes and how many changed,
-        and the track's figures."""
-        keys, counts, ymap, shift = rank_ic_keys(x_then, fwd)
+        Returns the IC and its reasons (rows of one array), the next state codes and
+        how many changed, and the track's figures."""
+        keys, rows, shift = rank_ic_keys(x_then, fwd)
         window = self._ic[1]
-        ic, reason, sums, codes, changed, moved = _ranked_pushes(
-            (keys, x_then, fwd, counts, ymap, shift),
+        ic_rows, sums, codes, changed, moved = _ranked_pushes(
+            (keys, x_then, fwd, rows, shift),
             self.directions,
             window.push_args(),
             self._codes,
@@ -421,7 +439,7 @@ class HealthTracker:
             self._track.push_args(factor_returns),
         )
         window.pushed(sums)
-        return ic, reason, codes, changed, self._track.pushed(*moved)
+        return ic_rows, codes, changed, self._track.pushed(*moved)
 
     def keep_undo(self, depth: int) -> None:
         """From now on the windows save the ring slots each update overwrites, for the

@@ -191,18 +191,20 @@ def _ranks_of_rows(
 
 
 @kernel
-def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[SortKeys, IntArray, IntArray, int]:
+def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[SortKeys, IntArray, int]:
     """The keys of the rank IC of each factor (a row of ``xt`` ``(K, n)``) with the
     returns ``y``: a row per factor, over the symbols where both are finite, then a
-    row of the returns per distinct mask of those.  Also the counts of the rows,
-    ``ymap[k]`` (the returns' row of factor ``k``, less ``K``) and the index bits."""
+    row of the returns per distinct mask of those.  Also ``(counts, ymap)`` ``(2,
+    K)``: the count of each factor's row (its returns' row has the same) and its
+    returns' row (less ``K``); and the index bits."""
     k, n = xt.shape
     shift = _index_bits(n)
     # at most one returns' row per factor; float32, as numpy sorts them
     sortable = np.empty((2 * k, n), dtype=np.float32)
     keys = sortable.view(np.uint32)
-    counts = np.zeros(2 * k, dtype=np.int64)
-    ymap = np.empty(k, dtype=np.int64)
+    rows = np.empty((2, k), dtype=np.int64)  # one array: fewer for the caller to hold
+    counts = rows[0]
+    ymap = rows[1]
     firsts = np.empty(k, dtype=np.int64)  # the first factor of each distinct mask
     masks = 0
     finite_y = 0
@@ -240,8 +242,7 @@ def _rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[SortKeys, IntArray, In
         f = firsts[m]
         for i in range(n):
             keys[k + m, i] = _LEFT_OUT if keys[f, i] == _LEFT_OUT else _key(y[i], i, shift)
-        counts[k + m] = counts[f]
-    return sortable[: k + masks], counts[: k + masks], ymap, shift
+    return sortable[: k + masks], rows, shift
 
 
 @kernel
@@ -249,8 +250,7 @@ def rank_ic_from_keys(
     sorted_keys: SortKeys,
     xt: FloatArray,
     y: FloatArray,
-    counts: IntArray,
-    ymap: IntArray,
+    rows: IntArray,
     shift: int,
 ) -> tuple[FloatArray, CodeArray]:
     """Spearman's correlation and its reason code per factor from the sorted keys of
@@ -264,6 +264,11 @@ def rank_ic_from_keys(
     keys = sorted_keys.view(np.uint32)
     k, n = xt.shape
     masks = keys.shape[0] - k
+    counts = rows[0]
+    ymap = rows[1]
+    mask_counts = np.empty(masks, dtype=np.int64)  # a mask's count is its factors'
+    for j in range(k):
+        mask_counts[ymap[j]] = counts[j]
     order = np.empty(n, dtype=np.int32)  # a symbol index: 4 bytes are plenty
     rank = np.empty(n)
     ry = np.empty((masks, n))  # the returns' ranks per mask, in the symbols' order
@@ -271,7 +276,7 @@ def rank_ic_from_keys(
     low = (np.uint32(1) << np.uint32(shift)) - np.uint32(1)
     for m in range(masks):
         row = keys[k + m]
-        c = counts[k + m]
+        c = mask_counts[m]
         out = ry[m]
         for p in range(c):
             out[row[p] & low] = p + 1.0
@@ -422,19 +427,19 @@ def rank_ic(
 def rank_ic_rows(xt: FloatArray, y: FloatArray) -> tuple[FloatArray, CodeArray, IntArray]:
     """:func:`rank_ic` with the exposures as a row per factor, ``xt`` ``(K, n)``, and
     the returns ``y``, both C-contiguous float64."""
-    keys, counts, ymap, shift = rank_ic_keys(xt, y)
-    rho, reason = rank_ic_from_keys(keys, xt, y, counts, ymap, shift)
-    return rho, reason, counts[: xt.shape[0]]
+    keys, rows, shift = rank_ic_keys(xt, y)
+    rho, reason = rank_ic_from_keys(keys, xt, y, rows, shift)
+    return rho, reason, rows[0]
 
 
-def rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[SortKeys, IntArray, IntArray, int]:
-    """The first two steps of :func:`rank_ic_rows`: the rows of keys, sorted, with
-    their counts, the returns' row of each factor and the index bits, for
+def rank_ic_keys(xt: FloatArray, y: FloatArray) -> tuple[SortKeys, IntArray, int]:
+    """The first two steps of :func:`rank_ic_rows`: the rows of keys, sorted; each
+    factor's count and returns' row, ``(2, K)``; the index bits; for
     :func:`rank_ic_from_keys` (a caller may run it inside a compiled call of its
     own)."""
-    keys, counts, ymap, shift = _rank_ic_keys(xt, y)
+    keys, rows, shift = _rank_ic_keys(xt, y)
     keys.sort(axis=1)  # as float32: see the module docstring
-    return keys, counts, ymap, shift
+    return keys, rows, shift
 
 
 def _correlation(

@@ -65,11 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.analytics.risk_kernels import (
-    risk_covariance,
-    risk_update,
-    specific_variances,
-)
+from factorcast.factors.analytics.risk_kernels import risk_update, specific_variances
 from factorcast.factors.reasons import Reason
 from factorcast.factors.registry import UNIVERSE
 
@@ -97,29 +93,36 @@ class RiskSnapshot:
     ``fallback[i]`` True where it is the cross-sectional median
     (``specific_fallback``), ``n_residuals[i]`` the residuals it had in the window.
 
-    The last three are read off the model's residual sums of that bar (kept by
-    reference: an update replaces the sums, never changes them) at their first
-    access, the same numbers whenever that is; the snapshot is read-only.
+    The covariance is the second layer of the model's ``factor`` array of that bar
+    (its sums ``S`` and the covariance); the last three are read off the model's
+    residual sums of that bar at their first access.  Both are kept by reference
+    (an update replaces them, never changes them): the same numbers whenever they
+    are read; the snapshot is read-only.
     """
 
-    __slots__ = ("_figures", "_min_residuals", "_u_sums", "covariance", "n_obs", "names", "reason")
+    __slots__ = ("_factor", "_figures", "_min_residuals", "_u_sums", "n_obs", "names", "reason")
 
     def __init__(
         self,
         names: tuple[str, ...],
-        covariance: FloatArray,
+        factor: FloatArray,
         reason: Reason,
         n_obs: int,
         u_sums: FloatArray,
         min_residuals: int,
     ) -> None:
         self.names = names
-        self.covariance = covariance
+        self._factor = factor
         self.reason = reason
         self.n_obs = n_obs
         self._u_sums = u_sums
         self._min_residuals = min_residuals
         self._figures: tuple[FloatArray, BoolArray, NDArray[np.int64]] | None = None
+
+    @property
+    def covariance(self) -> FloatArray:
+        covariance: FloatArray = self._factor[1]
+        return covariance
 
     def _specific_figures(self) -> tuple[FloatArray, BoolArray, NDArray[np.int64]]:
         if self._figures is None:
@@ -142,8 +145,8 @@ class RiskSnapshot:
         return f"RiskSnapshot(names={self.names!r}, reason={self.reason!r}, n_obs={self.n_obs})"
 
 
-#: What :meth:`RiskModel.restore` needs: position and pushes, the factor sums, their
-#: normalizer and count, the residual sums, and the ring slot the next update
+#: What :meth:`RiskModel.restore` needs: position and pushes, the factor sums (with
+#: the covariance), their normalizer and count, the residual sums, and the ring slot the next update
 #: overwrites (its factor returns, whether they were finite, its residuals), or None
 #: where the update saves that slot itself (:meth:`RiskModel.keep_undo`).
 _RiskToken = tuple[
@@ -161,8 +164,8 @@ class RiskModel:
         "_f_count",
         "_f_ok",
         "_f_ring",
-        "_f_sum",
         "_f_z",
+        "_factor",
         "_least",
         "_leave",
         "_pos",
@@ -210,7 +213,8 @@ class RiskModel:
         self._f_ok: BoolArray = np.zeros(window, dtype=np.bool_)
         self._u_ring: FloatArray = np.full((window, n_symbols), np.nan)
         # the decayed sums of f f', their normalizer and count; of u^2, of 1, and the count
-        self._f_sum: FloatArray = np.zeros((d, d))
+        self._factor: FloatArray = np.zeros((2, d, d))  # the sums, and the covariance
+        self._factor[1] = np.nan
         self._f_z = 0.0
         self._f_count = 0
         self._u_sums: FloatArray = np.zeros((3, n_symbols))
@@ -252,10 +256,10 @@ class RiskModel:
         depth = self._saved[1].shape[0]
         save_at = self._pushes % depth if depth else -1
         self._pushes += 1
-        sums, covariance = risk_update(
+        sums = risk_update(
             f,
             u,
-            (self._f_sum, self._f_z, self._f_count, self._u_sums),
+            (self._factor, self._f_z, self._f_count, self._u_sums),
             self._ring,
             pos,
             self._saved,
@@ -264,9 +268,9 @@ class RiskModel:
             self._pushes % self.window == 0,  # every W bars, the sums afresh from the ring
             self._least,
         )
-        self._f_sum, self._f_z, self._f_count, self._u_sums = sums
+        self._factor, self._f_z, self._f_count, self._u_sums = sums
         self._pos = 0 if pos + 1 == self.window else pos + 1
-        return self._snapshot(covariance)
+        return self.snapshot()
 
     def checkpoint(self) -> _RiskToken:
         """What :meth:`restore` needs to put the model back as it is now, before the
@@ -276,11 +280,11 @@ class RiskModel:
         slot = None
         if not self._saved[1].shape[0]:
             slot = (self._f_ring[pos].copy(), bool(self._f_ok[pos]), self._u_ring[pos].copy())
-        return (pos, self._pushes, self._f_sum, self._f_z, self._f_count, self._u_sums, slot)
+        return (pos, self._pushes, self._factor, self._f_z, self._f_count, self._u_sums, slot)
 
     def restore(self, token: _RiskToken) -> None:
         pushed = self._pushes > token[1]  # else nothing was updated since the checkpoint
-        pos, self._pushes, self._f_sum, self._f_z, self._f_count, self._u_sums, slot = token
+        pos, self._pushes, self._factor, self._f_z, self._f_count, self._u_sums, slot = token
         self._pos = pos
         if slot is None and pushed:  # the update saved it
             saved_f, saved_ok, saved_u = self._saved
@@ -291,15 +295,10 @@ class RiskModel:
 
     def snapshot(self) -> RiskSnapshot:
         """The risk model at the last bar updated."""
-        return self._snapshot(
-            risk_covariance(self._f_sum, self._f_z, self._f_count >= self.min_obs)
-        )
-
-    def _snapshot(self, covariance: FloatArray) -> RiskSnapshot:
         ok = self._f_count >= self.min_obs
         return RiskSnapshot(
             self.names,
-            covariance,
+            self._factor,
             _OK if ok else _INSUFFICIENT,
             self._f_count,
             self._u_sums,

@@ -16,7 +16,8 @@ one call:
   nothing out);
 - every ``W`` bars, all the sums afresh from the ring, with the weights
   ``2^(-age/H)`` (bounds the drift of add/subtract);
-- the covariance ``S / Z`` (:func:`risk_covariance`).
+- the covariance ``S / Z`` (:func:`risk_covariance`), returned with ``S`` as the
+  two layers of one array (one array for the caller to take).
 
 The specific variances ``D_i`` with the median fallback (:func:`specific_variances`)
 are read off the residual sums only when asked for (risk.py's snapshot keeps the
@@ -53,17 +54,20 @@ def risk_update(
     rates: tuple[float, float, float],
     recompute: bool,
     least: tuple[int, int],
-) -> tuple[tuple[FloatArray, float, int, FloatArray], FloatArray]:
+) -> tuple[FloatArray, float, int, FloatArray]:
     """Bar ``f`` (``K + 1`` factor returns), ``u`` (residuals) into ring slot ``pos``.
 
-    ``sums`` are ``(S, Z, count, residual sums (3, n))`` before the bar, ``ring``
+    ``sums`` are ``(factor, Z, count, residual sums (3, n))`` before the bar, with
+    ``factor`` ``(2, K + 1, K + 1)`` the sums ``S`` and the covariance; ``ring``
     the factor returns ``(W, K + 1)``, their finiteness ``(W,)`` and the residuals
     ``(W, n)`` of the last ``W`` bars; where ``save_at >= 0`` the slot ``pos`` holds
     before the bar is first saved at ``save_at`` of ``saved`` (the same three, a row
     per saved slot).  ``rates`` are the decay ``g``, the leaving weight ``g^W`` and
     the half-life, ``least`` ``(min_obs, min_residuals)``.  Returns the sums after
-    the bar (afresh from the ring where ``recompute``) and :func:`risk_covariance`."""
-    f_sum, f_z, f_count, u_sums = sums
+    the bar (afresh from the ring where ``recompute``), ``factor`` with the
+    covariance (:func:`risk_covariance`)."""
+    factor, f_z, f_count, u_sums = sums
+    f_sum = factor[0]
     ring_f, ring_ok, ring_u = ring
     if save_at >= 0:
         saved[0][save_at] = ring_f[pos]
@@ -76,7 +80,8 @@ def risk_update(
     for a in range(d):
         ok = ok and math.isfinite(f[a])
     old_ok = ring_ok[pos]
-    new_sum = np.empty((d, d))
+    new_factor = np.empty((2, d, d))
+    new_sum = new_factor[0]
     for a in range(d):
         for b in range(d):
             s = f_sum[a, b] * decay
@@ -116,8 +121,8 @@ def risk_update(
         ring_u[pos, i] = u[i]
     if recompute:
         z, f_count = _recompute(ring_f, ring_ok, ring_u, pos, half_life, new_sum, new_u)
-    min_obs = least[0]
-    return (new_sum, z, f_count, new_u), risk_covariance(new_sum, z, f_count >= min_obs)
+    risk_covariance(new_sum, z, f_count >= least[0], new_factor[1])
+    return new_factor, z, f_count, new_u
 
 
 @kernel
@@ -168,15 +173,15 @@ def _recompute(
 
 
 @kernel
-def risk_covariance(f_sum: FloatArray, f_z: float, covariance_ok: bool) -> FloatArray:
-    """The covariance ``S / Z`` from the sums (NaN unless ``covariance_ok``)."""
+def risk_covariance(
+    f_sum: FloatArray, f_z: float, covariance_ok: bool, covariance: FloatArray
+) -> None:
+    """The covariance ``S / Z`` from the sums into ``covariance`` (NaN unless
+    ``covariance_ok``)."""
     d = f_sum.shape[0]
-    covariance = np.full((d, d), np.nan)
-    if covariance_ok:
-        for a in range(d):
-            for b in range(d):
-                covariance[a, b] = f_sum[a, b] / f_z
-    return covariance
+    for a in range(d):
+        for b in range(d):
+            covariance[a, b] = f_sum[a, b] / f_z if covariance_ok else np.nan
 
 
 @kernel

@@ -262,9 +262,7 @@ TrackPushArgs = tuple[
 #: What :meth:`ReturnTrack.restore` needs: the count of pushes, the returns of the
 #: slot the next push overwrites (None: the push saves them), the counts, the figures
 #: of the previous block's tails and of this block's head, the last figures.
-ReturnTrackToken = tuple[
-    int, FloatArray | None, IntArray, FloatArray, FloatArray, tuple[FloatArray, FloatArray]
-]
+ReturnTrackToken = tuple[int, FloatArray | None, IntArray, FloatArray, FloatArray, FloatArray]
 
 
 class ReturnTrack:
@@ -314,7 +312,8 @@ class ReturnTrack:
         self._suffix: FloatArray = np.ones((window, 4, k))
         self._prefix: FloatArray = _empty_part(k)
         self._nan: FloatArray = np.full(k, np.nan)  # the returns of a push without any
-        self._result: tuple[FloatArray, FloatArray] = (self._nan, self._nan)
+        # the last figures: the cumulative return and maximum drawdown, (2, K)
+        self._result: FloatArray = np.full((2, k), np.nan)
         self._steps = 0
         # the ring slots the last pushes overwrote, push p's at p % depth (none kept)
         self._saved: FloatArray = np.empty((0, k))
@@ -324,9 +323,10 @@ class ReturnTrack:
         ``depth`` pushes: a :meth:`checkpoint` is then references alone."""
         self._saved = np.empty((depth, self._returns.shape[1]))
 
-    def push(self, returns: FloatArray | None) -> tuple[FloatArray, FloatArray]:
+    def push(self, returns: FloatArray | None) -> FloatArray:
         """The factor returns of the next bar (None: none); the cumulative return
-        and maximum drawdown over the window that ends with it."""
+        and maximum drawdown over the window that ends with it, the rows of a ``(2,
+        K)`` array."""
         f = None if returns is None else np.ascontiguousarray(returns, dtype=np.float64)
         return self.pushed(*track_push(*self.push_args(f)))
 
@@ -351,20 +351,19 @@ class ReturnTrack:
         )
 
     def pushed(
-        self, counts: IntArray, prefix: FloatArray, cum: FloatArray, mdd: FloatArray, changed: bool
-    ) -> tuple[FloatArray, FloatArray]:
+        self, counts: IntArray, prefix: FloatArray, figures: FloatArray, changed: bool
+    ) -> FloatArray:
         """The push :meth:`push_args` began is done (:func:`track_push`'s figures):
-        the cumulative return and maximum drawdown over the window."""
+        the cumulative return and maximum drawdown over the window, ``(2, K)``."""
         self._counts, self._prefix = counts, prefix
         if (self._steps - 1) % self.window == self.window - 1:
             # the block is complete: its parts, a new block
             self._suffix = _suffixes(self._returns)
             self._prefix = _empty_part(prefix.shape[1])
         if not changed:  # the window's finite returns are the same
-            cum, mdd = self._result
-            return cum.copy(), mdd.copy()
-        self._result = (cum, mdd)
-        return cum, mdd
+            return self._result.copy()
+        self._result = figures
+        return figures
 
     def checkpoint(self) -> ReturnTrackToken:
         """The state before the next push: the slot it overwrites, and references."""
@@ -423,10 +422,10 @@ def track_push(
     f: FloatArray,
     saved: FloatArray,
     save_at: int,
-) -> tuple[IntArray, FloatArray, FloatArray, FloatArray, bool]:
+) -> tuple[IntArray, FloatArray, FloatArray, bool]:
     """Write the returns ``f`` into ring slot ``slot`` (in place; where ``save_at >=
     0``, the slot's old returns first into ``saved[save_at]``); return the new
-    counts, this block's part with them, the cumulative
+    counts, this block's part with them, the figures ``(2, K)``: the cumulative
     return and the maximum drawdown over the window (NaN where a factor has no
     finite return), and whether a finite return entered or left (else the figures
     are not computed: NaN)."""
@@ -447,10 +446,9 @@ def track_push(
         changed = changed or now or was
         _single(g, j, single)
         _join(prefix, single, j, part)
-    cum = np.full(k, np.nan)
-    mdd = np.full(k, np.nan)
+    figures = np.full((2, k), np.nan)  # one array: fewer for the caller to take
     if not changed:
-        return new_counts, part, cum, mdd, False
+        return new_counts, part, figures, False
     window = part
     if slot + 1 < w:  # the previous block's slots after this one come first
         window = np.empty((4, k))
@@ -463,9 +461,9 @@ def track_push(
             e, least = _walk(ring, j, slot)
         else:
             e, least = window[0, j], window[3, j]
-        cum[j] = e - 1.0
-        mdd[j] = least - 1.0
-    return new_counts, part, cum, mdd, True
+        figures[0, j] = e - 1.0
+        figures[1, j] = least - 1.0
+    return new_counts, part, figures, True
 
 
 @kernel
