@@ -44,6 +44,11 @@ from factorcast.factors.analytics.ranks import (
     rank_ic_rows,
 )
 from factorcast.factors.analytics.track import (
+    CUM,
+    IC,
+    IC_REASON,
+    MDD,
+    SUMS,
     UNKNOWN,
     IcFigures,
     IcWindow,
@@ -59,7 +64,6 @@ from factorcast.factors.analytics.track import (
 )
 from factorcast.factors.analytics.wls import simple_returns
 from factorcast.factors.jit import kernel
-from factorcast.factors.reasons import Reason
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -88,26 +92,15 @@ def _ranked_pushes(
     codes: CodeArray,
     thresholds: tuple[float, float],
     track: TrackPushArgs,
-) -> tuple[
-    FloatArray,
-    FloatArray,
-    CodeArray,
-    int,
-    tuple[IntArray, FloatArray, FloatArray, bool],
-]:
+) -> tuple[FloatArray, CodeArray, int, FloatArray]:
     """:func:`rank_ic_from_keys` of the sorted keys ``ranked``, :func:`ic_push_states`
     of those ICs into the window (``window`` is ``IcWindow.push_args()``) and
-    :func:`track_push` (``track`` is ``ReturnTrack.push_args()``), in one call.  The
-    ICs and their reasons come as the rows of one array (:class:`IcStats`)."""
+    :func:`track_push` (``track`` is ``ReturnTrack.push_args()``), in one call:
+    the window's state, the next state codes and how many changed, the track's
+    state."""
     ic, reason = rank_ic_from_keys(*ranked)
-    ring, pos, saved, save_at, sums, recompute, min_obs = window
-    sums, codes, changed = ic_push_states(
-        ic, directions, ring, pos, saved, save_at, sums, recompute, min_obs, codes, thresholds
-    )
-    ic_rows = np.empty((2, ic.shape[0]))
-    ic_rows[0] = ic
-    ic_rows[1] = reason
-    return ic_rows, sums, codes, changed, track_push(*track)
+    state, codes, changed = ic_push_states(ic, reason, directions, *window, codes, thresholds)
+    return state, codes, changed, track_push(*track)
 
 
 # --------------------------------------------------------------------------- state machine
@@ -191,36 +184,35 @@ class IcStats:
     """Rolling IC statistics of every factor at one horizon, at one bar.
 
     ``ic`` is the IC that became known at this bar (``IC[k, T-h, h]``) and
-    ``ic_reason`` its reason (given as the two rows of one array, ``ic_rows``);
-    ``n, mean_ic, std_ic, icir, t_stat, hit_rate`` and ``reason``
-    (``insufficient_history`` / ``no_dispersion`` where the figures are NaN) are
-    read off the window's sums of that bar (kept by reference: a push replaces the
-    sums, never changes them) at the first access of one of them, the same numbers
-    whenever that is.  Read-only.
+    ``ic_reason`` its reason; ``n, mean_ic, std_ic, icir, t_stat, hit_rate`` and
+    ``reason`` (``insufficient_history`` / ``no_dispersion`` where the figures are
+    NaN) are read off the window's sums of that bar at the first access of one of
+    them.  All come from the IC window's state of that bar (track.py's
+    :class:`IcWindow`), kept by reference (a push replaces the state, never changes
+    it): the same numbers whenever they are read.  Read-only.
     """
 
-    __slots__ = ("_figures", "_ic_rows", "_min_obs", "_sums", "horizon")
+    __slots__ = ("_figures", "_min_obs", "_state", "horizon")
 
-    def __init__(self, horizon: int, ic_rows: FloatArray, sums: FloatArray, min_obs: int) -> None:
+    def __init__(self, horizon: int, state: FloatArray, min_obs: int) -> None:
         self.horizon = horizon
-        self._ic_rows = ic_rows
-        self._sums = sums
+        self._state = state
         self._min_obs = min_obs
         self._figures: IcFigures | None = None
 
     @property
     def ic(self) -> FloatArray:
-        ic: FloatArray = self._ic_rows[0]
+        ic: FloatArray = self._state[IC]
         return ic
 
     @property
     def ic_reason(self) -> NDArray[np.int8]:
-        reason: NDArray[np.int8] = self._ic_rows[1].astype(np.int8)
+        reason: NDArray[np.int8] = self._state[IC_REASON].astype(np.int8)
         return reason
 
     def _read(self) -> IcFigures:
         if self._figures is None:
-            self._figures = window_statistics(self._sums, self._min_obs)
+            self._figures = window_statistics(self._state[SUMS:], self._min_obs)
         return self._figures
 
     @property
@@ -282,8 +274,8 @@ class HealthSnapshot(NamedTuple):
     bar_ts: int
     #: per configured horizon
     stats: dict[int, IcStats]
-    #: factor-return track over the last ``window`` bars: the rows ``cum_return`` and
-    #: ``max_drawdown``
+    #: factor-return track over the last ``window`` bars: its state, whose rows
+    #: ``CUM`` and ``MDD`` (track.py) are ``cum_return`` and ``max_drawdown``
     track: FloatArray
     #: horizon-1 states, in factor order, and the alerts this bar raised
     states: tuple[HealthState, ...]
@@ -291,12 +283,12 @@ class HealthSnapshot(NamedTuple):
 
     @property
     def cum_return(self) -> FloatArray:
-        cum: FloatArray = self.track[0]
+        cum: FloatArray = self.track[CUM]
         return cum
 
     @property
     def max_drawdown(self) -> FloatArray:
-        mdd: FloatArray = self.track[1]
+        mdd: FloatArray = self.track[MDD]
         return mdd
 
 
@@ -352,11 +344,6 @@ class HealthTracker:
         self._steps = 0
         self.states: tuple[HealthState, ...] = (HealthState.UNKNOWN,) * k
         self._codes: CodeArray = np.full(k, UNKNOWN, dtype=np.int8)
-        # the ICs of a horizon without its bars yet, and their reason (IcStats' rows)
-        self._no_ic: FloatArray = np.vstack(
-            [np.full(k, np.nan), np.full(k, float(Reason.INSUFFICIENT_HISTORY))]
-        )
-        self._no_ic.flags.writeable = False
 
     def update(
         self,
@@ -396,19 +383,19 @@ class HealthTracker:
         for h in self.horizons:
             then = self._steps - h
             window = self._ic[h]
-            ic_rows = self._no_ic
             if then >= 0:
                 x_then = self._x[then % self._depth]
                 c_then = self._c[then % self._depth]
                 assert x_then is not None and c_then is not None
                 fwd = r1 if h == 1 and r1 is not None else simple_returns(close, c_then)
                 if h == 1:  # the states follow horizon 1; with the track, in one call
-                    ic_rows, codes, changed, track = self._horizon_one(x_then, fwd, factor_returns)
+                    codes, changed, track = self._horizon_one(x_then, fwd, factor_returns)
                 else:
                     ic, ic_reason, _ = rank_ic_rows(x_then, fwd)
-                    window.push_sums(ic, self.directions)
-                    ic_rows = np.vstack([ic, ic_reason])
-            stats[h] = IcStats(h, ic_rows, window.sums, window.min_obs)
+                    window.push(ic, ic_reason, self.directions)
+            # before the horizon's first bar, the window's first state: no IC for want
+            # of history
+            stats[h] = IcStats(h, window.state, window.min_obs)
             if h == 1 and then < 0:
                 codes, changed = next_codes(
                     self._codes, stats[h].t_stat, self.directions, self.t_enter, self.t_exit
@@ -421,16 +408,15 @@ class HealthTracker:
 
     def _horizon_one(
         self, x_then: FloatArray, fwd: FloatArray, factor_returns: FloatArray | None
-    ) -> tuple[FloatArray, CodeArray, int, FloatArray]:
+    ) -> tuple[CodeArray, int, FloatArray]:
         """The horizon-1 IC of the exposures ``x_then`` with the forward returns
         ``fwd``, its push into the window with the states' step, and the push of the
         factor returns into the track: one compiled call after the sort of the keys
         (a call of each costs more than its arithmetic, :mod:`~factorcast.factors.jit`).
-        Returns the IC and its reasons (rows of one array), the next state codes and
-        how many changed, and the track's figures."""
+        Returns the next state codes and how many changed, and the track's state."""
         keys, rows, shift = rank_ic_keys(x_then, fwd)
         window = self._ic[1]
-        ic_rows, sums, codes, changed, moved = _ranked_pushes(
+        state, codes, changed, moved = _ranked_pushes(
             (keys, x_then, fwd, rows, shift),
             self.directions,
             window.push_args(),
@@ -438,8 +424,8 @@ class HealthTracker:
             (self.t_enter, self.t_exit),
             self._track.push_args(factor_returns),
         )
-        window.pushed(sums)
-        return ic_rows, codes, changed, self._track.pushed(*moved)
+        window.pushed(state)
+        return codes, changed, self._track.pushed(moved)
 
     def keep_undo(self, depth: int) -> None:
         """From now on the windows save the ring slots each update overwrites, for the

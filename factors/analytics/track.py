@@ -65,7 +65,7 @@ def next_codes(
     return out, changed
 
 
-#: What :meth:`IcWindow.restore` needs: the sums, the ring slot the next push
+#: What :meth:`IcWindow.restore` needs: the state, the ring slot the next push
 #: overwrites (None: the push saves it), the position and the count of pushes (a
 #: tuple: cheaper than an object).
 IcWindowToken = tuple[FloatArray, FloatArray | None, int, int]
@@ -76,51 +76,68 @@ IcFigures = tuple[
     IntArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.int8]
 ]
 
+#: The rows of an :class:`IcWindow`'s state ``(6, K)``: the ICs of the last push
+#: and their reason codes, then the window's sums of ``[finite, ic, ic^2, hit]``.
+IC, IC_REASON, SUMS = 0, 1, 2
+
 
 class IcWindow:
     """Sums of ``[finite, ic, ic^2, hit]`` per factor over the last ``window``
     pushes, O(K) per push; recomputed exactly from the ring every ``window``
-    pushes to bound add/subtract drift (as factors/rolling.py does).  A push
-    returns the rolling statistics (:func:`ic_statistics`) of the window."""
+    pushes to bound add/subtract drift (as factors/rolling.py does).
 
-    __slots__ = ("_pos", "_pushes", "_ring", "_saved", "min_obs", "sums", "window")
+    The sums and the ICs of the last push (with their reasons) are the rows of one
+    array, the ``state`` (:data:`IC`, :data:`IC_REASON`, :data:`SUMS`), which a push
+    replaces: one array for a push to hand back, and for a checkpoint to keep."""
+
+    __slots__ = ("_pos", "_pushes", "_ring", "_saved", "min_obs", "state", "window")
 
     def __init__(self, k: int, window: int, min_obs: int) -> None:
         self.window = window
         self.min_obs = min_obs
         self._ring: FloatArray = np.zeros((window, 4, k))  # zeros: nothing pushed there
-        self.sums: FloatArray = np.zeros((4, k))
+        # no ICs yet (for want of history), and nothing summed
+        self.state: FloatArray = np.zeros((SUMS + 4, k))
+        self.state[IC] = np.nan
+        self.state[IC_REASON] = float(Reason.INSUFFICIENT_HISTORY)
         self._pos = 0
         self._pushes = 0
         # the ring slots the last pushes overwrote, push p's at p % depth (none kept)
         self._saved: FloatArray = np.empty((0, 4, k))
+
+    @property
+    def sums(self) -> FloatArray:
+        """The window's sums of ``[finite, ic, ic^2, hit]``, ``(4, K)``."""
+        sums: FloatArray = self.state[SUMS:]
+        return sums
 
     def keep_undo(self, depth: int) -> None:
         """From now on each push saves the ring slot it overwrites, for the last
         ``depth`` pushes: a :meth:`checkpoint` is then references alone."""
         self._saved = np.empty((depth, *self._ring.shape[1:]))
 
-    def push_sums(self, ic: FloatArray, directions: FloatArray) -> None:
-        """The ICs of the next bar (NaN where none) into the window (:meth:`statistics`
-        gives its figures)."""
-        ring, pos, saved, save_at, sums, recompute, _ = self.push_args()
-        self.pushed(_ic_push_sums(ic, directions, ring, pos, saved, save_at, sums, recompute))
+    def push(self, ic: FloatArray, reason: NDArray[np.int8], directions: FloatArray) -> None:
+        """The ICs of the next bar (NaN where none) and their reasons into the window
+        (:meth:`statistics` gives its figures)."""
+        ring, pos, saved, save_at, state, recompute, _ = self.push_args()
+        self.pushed(_ic_push(ic, reason, directions, ring, pos, saved, save_at, state, recompute))
 
     def push_args(self) -> tuple[FloatArray, int, FloatArray, int, FloatArray, bool, int]:
         """Count the next push and give what :func:`ic_push_states` takes after the
-        ICs and directions: ``(ring, pos, saved, save_at, sums, recompute, min_obs)``,
-        for a caller that runs it inside a compiled call of its own (the health
-        tracker, with the rank ICs before it); then :meth:`pushed` with the sums."""
+        ICs, their reasons and the directions: ``(ring, pos, saved, save_at, state,
+        recompute, min_obs)``, for a caller that runs it inside a compiled call of its
+        own (the health tracker, with the rank ICs before it); then :meth:`pushed`
+        with the state."""
         pushes = self._pushes
         depth = self._saved.shape[0]
         save_at = pushes % depth if depth else -1
         self._pushes = pushes = pushes + 1
         recompute = pushes % self.window == 0  # every W pushes, the sums afresh
-        return self._ring, self._pos, self._saved, save_at, self.sums, recompute, self.min_obs
+        return self._ring, self._pos, self._saved, save_at, self.state, recompute, self.min_obs
 
-    def pushed(self, sums: FloatArray) -> None:
-        """The push :meth:`push_args` began is done: its sums."""
-        self.sums = sums
+    def pushed(self, state: FloatArray) -> None:
+        """The push :meth:`push_args` began is done: its state."""
+        self.state = state
         self._pos = (self._pos + 1) % self.window
 
     def statistics(self) -> IcFigures:
@@ -131,11 +148,11 @@ class IcWindow:
         """The state before the next push: the slot it overwrites (unless the push
         saves it), and references."""
         slot = None if self._saved.shape[0] else self._ring[self._pos].copy()
-        return (self.sums, slot, self._pos, self._pushes)
+        return (self.state, slot, self._pos, self._pushes)
 
     def restore(self, token: IcWindowToken) -> None:
         pushed = self._pushes > token[3]  # else nothing was pushed since the checkpoint
-        self.sums, slot, self._pos, self._pushes = token
+        self.state, slot, self._pos, self._pushes = token
         if slot is None and pushed:  # the push saved it
             slot = self._saved[self._pushes % self._saved.shape[0]]
         if slot is not None:
@@ -145,12 +162,13 @@ class IcWindow:
 @kernel
 def ic_push_states(
     ic: FloatArray,
+    reason: CodeArray,
     directions: FloatArray,
     ring: FloatArray,
     pos: int,
     saved: FloatArray,
     save_at: int,
-    sums: FloatArray,
+    state: FloatArray,
     recompute: bool,
     min_obs: int,
     codes: CodeArray,
@@ -159,45 +177,49 @@ def ic_push_states(
     """Ring slot ``pos`` takes the row ``[finite, ic, ic^2, hit]`` of ``ic`` (0 where
     it is not finite; a hit where the sign of ``ic`` is the factor's direction), the
     slot's old row first saved at ``saved[save_at]`` where ``save_at >= 0``; the
-    window's sums with it in and the old row out (where ``recompute``, the sum of
-    the ring's rows in slot order), and the state codes' step on their ``t_stat``
-    (:func:`next_codes` from ``codes`` with ``thresholds`` ``(t_enter, t_exit)``):
-    ``(sums, codes, changed)``."""
-    out = _ic_push_sums(ic, directions, ring, pos, saved, save_at, sums, recompute)
-    t_stat = window_statistics(out, min_obs)[4]
+    window's state after the push (:func:`_ic_push`) and the state codes' step on
+    its ``t_stat`` (:func:`next_codes` from ``codes`` with ``thresholds``
+    ``(t_enter, t_exit)``): ``(state, codes, changed)``."""
+    out = _ic_push(ic, reason, directions, ring, pos, saved, save_at, state, recompute)
+    t_stat = window_statistics(out[SUMS:], min_obs)[4]
     new_codes, changed = next_codes(codes, t_stat, directions, thresholds[0], thresholds[1])
     return out, new_codes, changed
 
 
 @kernel
-def _ic_push_sums(
+def _ic_push(
     ic: FloatArray,
+    reason: CodeArray,
     directions: FloatArray,
     ring: FloatArray,
     pos: int,
     saved: FloatArray,
     save_at: int,
-    sums: FloatArray,
+    state: FloatArray,
     recompute: bool,
 ) -> FloatArray:
-    """The sums of :func:`ic_push_states` (ring slot ``pos`` written in place)."""
+    """The window's state after the push of :func:`ic_push_states` (ring slot ``pos``
+    written in place): the ICs and their reasons, and the sums with their row in and
+    the slot's old row out (where ``recompute``, the sum of the ring's rows)."""
     k = ic.shape[0]
     if save_at >= 0:
         saved[save_at] = ring[pos]
-    out = np.empty((4, k))
+    out = np.empty((SUMS + 4, k))
     for j in range(k):
         v = ic[j]
+        out[IC, j] = v
+        out[IC_REASON, j] = reason[j]
         row = (0.0, 0.0, 0.0, 0.0)
         if math.isfinite(v):
             sign = (v > 0) - (v < 0)
             row = (1.0, v, v * v, 1.0 if sign == directions[j] else 0.0)
         for r in range(4):
-            out[r, j] = sums[r, j] + (row[r] - ring[pos, r, j])
+            out[SUMS + r, j] = state[SUMS + r, j] + (row[r] - ring[pos, r, j])
             ring[pos, r, j] = row[r]
     if recompute:
-        out[:, :] = 0.0
+        out[SUMS:, :] = 0.0
         for s in range(ring.shape[0]):
-            out += ring[s]
+            out[SUMS:] += ring[s]
     return out
 
 
@@ -253,16 +275,19 @@ def ic_statistics(
     return mean, std, icir, t_stat, hit, reason
 
 
-#: What :func:`track_push` takes: the ring, the counts, the previous block's tails,
-#: this block's head, the slot, the returns, the saved slots and where to save.
-TrackPushArgs = tuple[
-    FloatArray, IntArray, FloatArray, FloatArray, int, FloatArray, FloatArray, int
-]
+#: What :func:`track_push` takes: the ring, the state, the previous block's tails,
+#: the slot, the returns, the saved slots and where to save.
+TrackPushArgs = tuple[FloatArray, FloatArray, FloatArray, int, FloatArray, FloatArray, int]
 
 #: What :meth:`ReturnTrack.restore` needs: the count of pushes, the returns of the
-#: slot the next push overwrites (None: the push saves them), the counts, the figures
-#: of the previous block's tails and of this block's head, the last figures.
-ReturnTrackToken = tuple[int, FloatArray | None, IntArray, FloatArray, FloatArray, FloatArray]
+#: slot the next push overwrites (None: the push saves them), the state and the
+#: figures of the previous block's tails.
+ReturnTrackToken = tuple[int, FloatArray | None, FloatArray, FloatArray]
+
+#: The rows of a :class:`ReturnTrack`'s state ``(8, K)``: the figures (cumulative
+#: return, maximum drawdown), the counts in the window (finite returns, negative
+#: growth factors) and this block's part ``P, M, m, D``.
+CUM, MDD, FINITE, NEGATIVE, PART = 0, 1, 2, 3, 4
 
 
 class ReturnTrack:
@@ -289,31 +314,24 @@ class ReturnTrack:
     with a negative growth factor in the window (a return below -100 %) is walked.
     Where no finite return enters or leaves the window, the figures are those of the
     previous push, kept.
+
+    All that a push changes besides its ring slot is one array, the state (rows
+    :data:`CUM` .. :data:`PART`), replaced at each push: a push hands back one
+    array, and a checkpoint is a reference to it.
     """
 
-    __slots__ = (
-        "_counts",
-        "_nan",
-        "_prefix",
-        "_result",
-        "_returns",
-        "_saved",
-        "_steps",
-        "_suffix",
-        "window",
-    )
+    __slots__ = ("_nan", "_returns", "_saved", "_state", "_steps", "_suffix", "window")
 
     def __init__(self, k: int, window: int) -> None:
         self.window = window
         self._returns: FloatArray = np.full((window, k), np.nan)
-        # per factor, the finite returns and the negative growth factors in the window
-        self._counts: IntArray = np.zeros((2, k), dtype=np.int64)
-        # the previous block's parts from each slot on (ones), this block's part (empty)
+        # the previous block's parts from each slot on (ones)
         self._suffix: FloatArray = np.ones((window, 4, k))
-        self._prefix: FloatArray = _empty_part(k)
+        # no figures yet, nothing counted, this block's part empty
+        self._state: FloatArray = np.full((PART + 4, k), np.nan)
+        self._state[FINITE : NEGATIVE + 1] = 0.0
+        _empty_part(self._state[PART:])
         self._nan: FloatArray = np.full(k, np.nan)  # the returns of a push without any
-        # the last figures: the cumulative return and maximum drawdown, (2, K)
-        self._result: FloatArray = np.full((2, k), np.nan)
         self._steps = 0
         # the ring slots the last pushes overwrote, push p's at p % depth (none kept)
         self._saved: FloatArray = np.empty((0, k))
@@ -328,7 +346,8 @@ class ReturnTrack:
         and maximum drawdown over the window that ends with it, the rows of a ``(2,
         K)`` array."""
         f = None if returns is None else np.ascontiguousarray(returns, dtype=np.float64)
-        return self.pushed(*track_push(*self.push_args(f)))
+        figures: FloatArray = self.pushed(track_push(*self.push_args(f)))[: MDD + 1]
+        return figures
 
     def push_args(self, returns: FloatArray | None) -> TrackPushArgs:
         """Count the next push of ``returns`` (C-contiguous float64, or None) and give
@@ -339,31 +358,17 @@ class ReturnTrack:
         depth = self._saved.shape[0]
         save_at = self._steps % depth if depth else -1
         self._steps += 1
-        return (
-            self._returns,
-            self._counts,
-            self._suffix,
-            self._prefix,
-            slot,
-            f,
-            self._saved,
-            save_at,
-        )
+        return (self._returns, self._state, self._suffix, slot, f, self._saved, save_at)
 
-    def pushed(
-        self, counts: IntArray, prefix: FloatArray, figures: FloatArray, changed: bool
-    ) -> FloatArray:
-        """The push :meth:`push_args` began is done (:func:`track_push`'s figures):
-        the cumulative return and maximum drawdown over the window, ``(2, K)``."""
-        self._counts, self._prefix = counts, prefix
+    def pushed(self, state: FloatArray) -> FloatArray:
+        """The push :meth:`push_args` began is done: its state (:func:`track_push`),
+        whose first rows are the cumulative return and maximum drawdown over the
+        window."""
+        self._state = state
         if (self._steps - 1) % self.window == self.window - 1:
-            # the block is complete: its parts, a new block
+            # the block is complete: its parts (the state has a new block's)
             self._suffix = _suffixes(self._returns)
-            self._prefix = _empty_part(prefix.shape[1])
-        if not changed:  # the window's finite returns are the same
-            return self._result.copy()
-        self._result = figures
-        return figures
+        return state
 
     def checkpoint(self) -> ReturnTrackToken:
         """The state before the next push: the slot it overwrites, and references."""
@@ -371,26 +376,25 @@ class ReturnTrack:
         return (
             self._steps,
             None if self._saved.shape[0] else self._returns[slot].copy(),
-            self._counts,
+            self._state,
             self._suffix,
-            self._prefix,
-            self._result,
         )
 
     def restore(self, token: ReturnTrackToken) -> None:
         pushed = self._steps > token[0]  # else nothing was pushed since the checkpoint
-        self._steps, returns, self._counts, self._suffix, self._prefix, self._result = token
+        self._steps, returns, self._state, self._suffix = token
         if returns is None and pushed:  # the push saved them
             returns = self._saved[self._steps % self._saved.shape[0]]
         if returns is not None:
             self._returns[self._steps % self.window] = returns
 
 
-def _empty_part(k: int) -> FloatArray:
-    """The figures ``P, M, m, D`` of no growth factor (``m`` infinite: no product)."""
-    part = np.ones((4, k))
-    part[2] = np.inf
-    return part
+@kernel
+def _empty_part(part: FloatArray) -> None:
+    """``part`` ``(4, K)``: the figures ``P, M, m, D`` of no growth factor (``m``
+    infinite: no product)."""
+    part[:, :] = 1.0
+    part[2, :] = np.inf
 
 
 @kernel
@@ -415,55 +419,60 @@ def _join(a: FloatArray, b: FloatArray, j: int, out: FloatArray) -> None:
 @kernel
 def track_push(
     ring: FloatArray,
-    counts: IntArray,
+    state: FloatArray,
     suffix: FloatArray,
-    prefix: FloatArray,
     slot: int,
     f: FloatArray,
     saved: FloatArray,
     save_at: int,
-) -> tuple[IntArray, FloatArray, FloatArray, bool]:
+) -> FloatArray:
     """Write the returns ``f`` into ring slot ``slot`` (in place; where ``save_at >=
-    0``, the slot's old returns first into ``saved[save_at]``); return the new
-    counts, this block's part with them, the figures ``(2, K)``: the cumulative
-    return and the maximum drawdown over the window (NaN where a factor has no
-    finite return), and whether a finite return entered or left (else the figures
-    are not computed: NaN)."""
+    0``, the slot's old returns first into ``saved[save_at]``) and return the state
+    after it (:class:`ReturnTrack`, rows :data:`CUM` .. :data:`PART`; ``state`` is
+    the one before): the counts, the cumulative return and the maximum drawdown
+    over the window (NaN where a factor has no finite return; those of ``state``
+    where no finite return entered or left), and this block's part with ``f`` (an
+    empty one where ``f`` completes the block)."""
     w, k = ring.shape
     if save_at >= 0:
         saved[save_at] = ring[slot]
-    new_counts = counts.copy()
-    part = np.empty((4, k))
+    new = np.empty((PART + 4, k))
+    new[FINITE : NEGATIVE + 1] = state[FINITE : NEGATIVE + 1]
+    part = new[PART:]
     single = np.empty((4, k))
     changed = False
     for j in range(k):
         now = math.isfinite(f[j])
         was = math.isfinite(ring[slot, j])
         g = _growth(f[j])
-        new_counts[0, j] += np.int64(now) - np.int64(was)
-        new_counts[1, j] += np.int64(g < 0) - np.int64(_growth(ring[slot, j]) < 0)
+        new[FINITE, j] += (1.0 if now else 0.0) - (1.0 if was else 0.0)
+        new[NEGATIVE, j] += (1.0 if g < 0 else 0.0) - (1.0 if _growth(ring[slot, j]) < 0 else 0.0)
         ring[slot, j] = f[j]
         changed = changed or now or was
         _single(g, j, single)
-        _join(prefix, single, j, part)
-    figures = np.full((2, k), np.nan)  # one array: fewer for the caller to take
-    if not changed:
-        return new_counts, part, figures, False
-    window = part
-    if slot + 1 < w:  # the previous block's slots after this one come first
-        window = np.empty((4, k))
+        _join(state[PART:], single, j, part)
+    if not changed:  # the window's finite returns are the same: so are the figures
+        new[CUM : MDD + 1] = state[CUM : MDD + 1]
+    else:
+        window = part
+        if slot + 1 < w:  # the previous block's slots after this one come first
+            window = np.empty((4, k))
+            for j in range(k):
+                _join(suffix[slot + 1], part, j, window)
         for j in range(k):
-            _join(suffix[slot + 1], part, j, window)
-    for j in range(k):
-        if new_counts[0, j] == 0:
-            continue
-        if new_counts[1, j] > 0:  # a negative growth factor: walk the window
-            e, least = _walk(ring, j, slot)
-        else:
-            e, least = window[0, j], window[3, j]
-        figures[0, j] = e - 1.0
-        figures[1, j] = least - 1.0
-    return new_counts, part, figures, True
+            new[CUM, j] = np.nan
+            new[MDD, j] = np.nan
+            if new[FINITE, j] == 0:
+                continue
+            if new[NEGATIVE, j] > 0:  # a negative growth factor: walk the window
+                e, least = _walk(ring, j, slot)
+            else:
+                e, least = window[0, j], window[3, j]
+            new[CUM, j] = e - 1.0
+            new[MDD, j] = least - 1.0
+    if slot + 1 == w:  # the block is complete: the next one starts empty
+        _empty_part(part)
+    return new
 
 
 @kernel
