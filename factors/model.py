@@ -351,7 +351,9 @@ class FactorModel:
         exposure, row_why = standardize(raw, weights, p)
         reason = np.where(np.isfinite(raw), row_why, why).astype(np.uint8)
         reason[:, ~present] = _MISSING
-        # read-only: consumers keep it by reference (the analytics, as a row per factor)
+        # C-contiguous (a row per factor) and read-only: consumers keep it by reference
+        # (the analytics, as those rows)
+        exposure = np.ascontiguousarray(exposure)
         exposure.flags.writeable = False
         return FactorSnapshot(
             names=self.names,

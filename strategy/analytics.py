@@ -247,15 +247,15 @@ class RecordingAnalytics(FactorAnalytics):
             raise ValueError("a recording of the analytics takes no bar back (amend_bars=0)")
         super().keep_undo(depth)
 
-    def update(
+    def update_rows(
         self,
         bar_ts: int,
         close: FloatArray,
-        exposure: FloatArray,
+        xt: FloatArray,
         weights: FloatArray | None = None,
     ) -> AnalyticsBar:
-        bar = super().update(bar_ts, close, exposure, weights)
-        self.history.record(bar, close, exposure)
+        bar = super().update_rows(bar_ts, close, xt, weights)
+        self.history.record(bar, close, xt.T)
         return bar
 
 

@@ -132,6 +132,7 @@ class Engine:
         )
         self._filled = 0  # empty grid steps the model took since last_ts
         self._empty = CrossSection.empty(0, len(self.symbols))
+        self._empty_close = _closes(self._empty)
         self.amend_bars = amend_bars
         self.stats = AmendStats()
         self._done: deque[_Done] = deque(maxlen=amend_bars)
@@ -179,7 +180,9 @@ class Engine:
     def _analyze(self, ts: int, close: np.ndarray, snapshot: FactorSnapshot) -> AnalyticsBar | None:
         if self.analytics is None:
             return None
-        return self.analytics.update(ts, close, snapshot.exposure, snapshot.weights)
+        # the model's exposures (by factor: the transpose of its (n, K) view) and the
+        # closes are read-only, as the analytics keep them
+        return self.analytics.update_rows(ts, close, snapshot.exposure.T, snapshot.weights)
 
     def _advance_empty(self, steps: int) -> None:
         """Grid times where no symbol has a bar still move every window and lag."""
@@ -190,7 +193,7 @@ class Engine:
             if self.amend_bars:
                 self._done.append(_Done(ts, None, None, self.last_ts, self._filled))
             snapshot = self.model.step(empty)
-            bar = self._analyze(ts, empty.close, snapshot)
+            bar = self._analyze(ts, self._empty_close, snapshot)
             if bar is not None:
                 self._earlier_alerts.extend(bar.alerts)
             self._filled += 1

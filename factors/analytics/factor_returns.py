@@ -192,13 +192,12 @@ class FactorReturns:
         ``(n_model_factors, n_symbols)`` C-contiguous float64, and float64 contiguous
         closes (NaN where no bar), both read-only: they are kept as they are (and the
         compiled calls, which numba compiles apart for a read-only argument, always
-        see the same kind of array).  The bar's returns over the
-        previous closes are the result's ``asset_returns``."""
-        n = self.n_symbols
-        if close.shape != (n,) or xt.shape != (len(self.model_names), n):
-            raise ValueError("close or exposure does not fit the universe and the factors")
+        see the same kind of array); their shapes are not checked again (:meth:`update`
+        does).  The bar's returns over the previous closes are the result's
+        ``asset_returns``."""
         v: FloatArray | None = None  # equal weights
         if self.weighting != "equal":
+            n = self.n_symbols
             if weights is None:
                 raise ValueError(f"{self.weighting} weighting needs the weights of every bar")
             w = np.asarray(weights, dtype=np.float64)

@@ -196,25 +196,37 @@ class FactorAnalytics:
     ) -> AnalyticsBar:
         """Grid step ``bar_ts`` closed: closes ``(n,)`` (NaN where no bar), the
         model's exposures ``(n, K)`` and weights ``(n,)`` at that step."""
-        if self._undo.maxlen:
-            self._undo.append(
-                (self.returns.checkpoint(), self.health.checkpoint(), self.risk.checkpoint())
-            )
-        # kept by both parts, as they are where nobody can change them (read-only, as
+        # kept by every part, as they are where nobody can change them (read-only, as
         # the engine and the model give them), else copied: the exposures as a row
         # per factor, and the closes
         xt = _kept(np.asarray(exposure, dtype=np.float64).T)
         c = _kept(np.asarray(close, dtype=np.float64))
-        fr = self.returns.update_rows(c, xt, weights)
+        return self.update_rows(bar_ts, c, xt, weights)
+
+    def update_rows(
+        self,
+        bar_ts: int,
+        close: FloatArray,
+        xt: FloatArray,
+        weights: FloatArray | None = None,
+    ) -> AnalyticsBar:
+        """:meth:`update` with the exposures as a row per factor, ``xt`` ``(K, n)``;
+        ``xt`` and ``close`` C-contiguous float64 and read-only down to the array that
+        owns their memory (nobody changes them: the parts keep them by reference),
+        as the factor model and the engine give them.  Unchecked."""
+        if self._undo.maxlen:
+            self._undo.append(
+                (self.returns.checkpoint(), self.health.checkpoint(), self.risk.checkpoint())
+            )
+        fr = self.returns.update_rows(close, xt, weights)
         # the bar's returns over the previous step's closes, once: the regression's
         # and the health tracker's horizon 1 (both were fed the same closes)
-        r1 = fr.asset_returns
         if self._every_factor:  # the regression has every factor
             track = fr.returns[1:]
         else:
             track = np.full(len(self.names), np.nan)
             track[self._track_columns] = fr.returns[1:]
-        health = self.health.update_rows(bar_ts, xt, c, track, r1)
+        health = self.health.update_rows(bar_ts, xt, close, track, fr.asset_returns)
         risk = self.risk.update_rows(fr.returns, fr.residuals)
         return AnalyticsBar(bar_ts, fr, health, risk)
 
