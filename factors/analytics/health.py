@@ -335,6 +335,7 @@ class HealthTracker:
         self.min_obs = min_obs
         self.t_enter = t_enter
         self.t_exit = t_exit
+        self._thresholds = (t_enter, t_exit)
         self._depth = max(self.horizons) + 1
         self._x: list[FloatArray | None] = [None] * self._depth
         self._c: list[FloatArray | None] = [None] * self._depth
@@ -421,7 +422,7 @@ class HealthTracker:
             self.directions,
             window.push_args(),
             self._codes,
-            (self.t_enter, self.t_exit),
+            self._thresholds,
             self._track.push_args(factor_returns),
         )
         window.pushed(state)

@@ -145,13 +145,16 @@ class RiskSnapshot:
         return f"RiskSnapshot(names={self.names!r}, reason={self.reason!r}, n_obs={self.n_obs})"
 
 
-#: What :meth:`RiskModel.restore` needs: position and pushes, the factor sums (with
-#: the covariance), their normalizer and count, the residual sums, and the ring slot the next update
-#: overwrites (its factor returns, whether they were finite, its residuals), or None
-#: where the update saves that slot itself (:meth:`RiskModel.keep_undo`).
-_RiskToken = tuple[
-    int, int, FloatArray, float, int, FloatArray, tuple[FloatArray, bool, FloatArray] | None
-]
+#: The risk model's sums after a bar: the factor sums ``S`` with the covariance
+#: ``(2, K + 1, K + 1)``, their normalizer ``Z`` and count, and the residual sums
+#: ``(3, n)`` (risk_kernels.py's ``risk_update``).
+_Sums = tuple[FloatArray, float, int, FloatArray]
+
+#: What :meth:`RiskModel.restore` needs: position and pushes, the sums, and the ring
+#: slot the next update overwrites (its factor returns, whether they were finite, its
+#: residuals), or None where the update saves that slot itself
+#: (:meth:`RiskModel.keep_undo`).
+_RiskToken = tuple[int, int, _Sums, tuple[FloatArray, bool, FloatArray] | None]
 
 
 class RiskModel:
@@ -161,11 +164,8 @@ class RiskModel:
     __slots__ = (
         "_d",
         "_decay",
-        "_f_count",
         "_f_ok",
         "_f_ring",
-        "_f_z",
-        "_factor",
         "_least",
         "_leave",
         "_pos",
@@ -173,8 +173,8 @@ class RiskModel:
         "_rates",
         "_ring",
         "_saved",
+        "_sums",
         "_u_ring",
-        "_u_sums",
         "half_life",
         "min_obs",
         "min_residuals",
@@ -212,12 +212,11 @@ class RiskModel:
         self._f_ring: FloatArray = np.full((window, d), np.nan)
         self._f_ok: BoolArray = np.zeros(window, dtype=np.bool_)
         self._u_ring: FloatArray = np.full((window, n_symbols), np.nan)
-        # the decayed sums of f f', their normalizer and count; of u^2, of 1, and the count
-        self._factor: FloatArray = np.zeros((2, d, d))  # the sums, and the covariance
-        self._factor[1] = np.nan
-        self._f_z = 0.0
-        self._f_count = 0
-        self._u_sums: FloatArray = np.zeros((3, n_symbols))
+        # the decayed sums of f f' (with the covariance: none yet), their normalizer and
+        # count; of u^2, of 1, and the count; replaced at each update
+        factor = np.zeros((2, d, d))
+        factor[1] = np.nan
+        self._sums: _Sums = (factor, 0.0, 0, np.zeros((3, n_symbols)))
         self._pos = 0
         self._pushes = 0
         # the compiled update's fixed arguments: the ring, the rates, the least counts
@@ -253,13 +252,13 @@ class RiskModel:
         """:meth:`update` with C-contiguous float64 factor returns ``(K + 1,)`` and
         residuals ``(n,)``, as the factor-return regression gives them (unchecked)."""
         pos = self._pos
-        depth = self._saved[1].shape[0]
+        depth = len(self._saved[1])
         save_at = self._pushes % depth if depth else -1
         self._pushes += 1
-        sums = risk_update(
+        self._sums = risk_update(
             f,
             u,
-            (self._factor, self._f_z, self._f_count, self._u_sums),
+            self._sums,
             self._ring,
             pos,
             self._saved,
@@ -268,7 +267,6 @@ class RiskModel:
             self._pushes % self.window == 0,  # every W bars, the sums afresh from the ring
             self._least,
         )
-        self._factor, self._f_z, self._f_count, self._u_sums = sums
         self._pos = 0 if pos + 1 == self.window else pos + 1
         return self.snapshot()
 
@@ -278,31 +276,27 @@ class RiskModel:
         factor returns and the residuals), copied unless the update saves it."""
         pos = self._pos
         slot = None
-        if not self._saved[1].shape[0]:
+        if not len(self._saved[1]):
             slot = (self._f_ring[pos].copy(), bool(self._f_ok[pos]), self._u_ring[pos].copy())
-        return (pos, self._pushes, self._factor, self._f_z, self._f_count, self._u_sums, slot)
+        return (pos, self._pushes, self._sums, slot)
 
     def restore(self, token: _RiskToken) -> None:
         pushed = self._pushes > token[1]  # else nothing was updated since the checkpoint
-        pos, self._pushes, self._factor, self._f_z, self._f_count, self._u_sums, slot = token
+        pos, self._pushes, self._sums, slot = token
         self._pos = pos
         if slot is None and pushed:  # the update saved it
             saved_f, saved_ok, saved_u = self._saved
-            at = self._pushes % saved_ok.shape[0]
+            at = self._pushes % len(saved_ok)
             slot = (saved_f[at], bool(saved_ok[at]), saved_u[at])
         if slot is not None:
             self._f_ring[pos], self._f_ok[pos], self._u_ring[pos] = slot
 
     def snapshot(self) -> RiskSnapshot:
         """The risk model at the last bar updated."""
-        ok = self._f_count >= self.min_obs
+        factor, _, count, u_sums = self._sums
+        ok = count >= self.min_obs
         return RiskSnapshot(
-            self.names,
-            self._factor,
-            _OK if ok else _INSUFFICIENT,
-            self._f_count,
-            self._u_sums,
-            self.min_residuals,
+            self.names, factor, _OK if ok else _INSUFFICIENT, count, u_sums, self.min_residuals
         )
 
 

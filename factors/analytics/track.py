@@ -129,7 +129,7 @@ class IcWindow:
         own (the health tracker, with the rank ICs before it); then :meth:`pushed`
         with the state."""
         pushes = self._pushes
-        depth = self._saved.shape[0]
+        depth = len(self._saved)
         save_at = pushes % depth if depth else -1
         self._pushes = pushes = pushes + 1
         recompute = pushes % self.window == 0  # every W pushes, the sums afresh
@@ -147,14 +147,14 @@ class IcWindow:
     def checkpoint(self) -> IcWindowToken:
         """The state before the next push: the slot it overwrites (unless the push
         saves it), and references."""
-        slot = None if self._saved.shape[0] else self._ring[self._pos].copy()
+        slot = None if len(self._saved) else self._ring[self._pos].copy()
         return (self.state, slot, self._pos, self._pushes)
 
     def restore(self, token: IcWindowToken) -> None:
         pushed = self._pushes > token[3]  # else nothing was pushed since the checkpoint
         self.state, slot, self._pos, self._pushes = token
         if slot is None and pushed:  # the push saved it
-            slot = self._saved[self._pushes % self._saved.shape[0]]
+            slot = self._saved[self._pushes % len(self._saved)]
         if slot is not None:
             self._ring[self._pos] = slot
 
@@ -355,7 +355,7 @@ class ReturnTrack:
         call of its own; then :meth:`pushed` with what it returned."""
         f = self._nan if returns is None else returns
         slot = self._steps % self.window
-        depth = self._saved.shape[0]
+        depth = len(self._saved)
         save_at = self._steps % depth if depth else -1
         self._steps += 1
         return (self._returns, self._state, self._suffix, slot, f, self._saved, save_at)
@@ -375,7 +375,7 @@ class ReturnTrack:
         slot = self._steps % self.window
         return (
             self._steps,
-            None if self._saved.shape[0] else self._returns[slot].copy(),
+            None if len(self._saved) else self._returns[slot].copy(),
             self._state,
             self._suffix,
         )
@@ -384,7 +384,7 @@ class ReturnTrack:
         pushed = self._steps > token[0]  # else nothing was pushed since the checkpoint
         self._steps, returns, self._state, self._suffix = token
         if returns is None and pushed:  # the push saved them
-            returns = self._saved[self._steps % self._saved.shape[0]]
+            returns = self._saved[self._steps % len(self._saved)]
         if returns is not None:
             self._returns[self._steps % self.window] = returns
 
