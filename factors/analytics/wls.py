@@ -99,18 +99,16 @@ def wls_normal(
         return TOO_FEW, sample, n, np.nan, f, residuals, np.nan
     # the design and the returns as rows [1, X_1 .. X_K, R], zero outside the sample,
     # and the same weighted: one product (BLAS) gives X'VX and X'VR
-    rows = np.zeros((p + 1, n_sym))
+    rows = np.empty((p + 1, n_sym))  # each entry written once
     for i in range(n_sym):
-        if sample[i]:
-            rows[0, i] = 1.0
-            rows[p, i] = r[i]
+        rows[0, i] = 1.0 if sample[i] else 0.0
+        rows[p, i] = r[i] if sample[i] else 0.0
     for j in range(k):
         for i in range(n_sym):
-            if sample[i]:
-                rows[j + 1, i] = xt[j, i]
+            rows[j + 1, i] = xt[j, i] if sample[i] else 0.0
     weighted = rows
     if not equal:
-        weighted = np.zeros((p + 1, n_sym))
+        weighted = np.empty((p + 1, n_sym))
         for j in range(p + 1):
             for i in range(n_sym):
                 weighted[j, i] = rows[j, i] * v[i] if sample[i] else 0.0
