@@ -104,6 +104,18 @@ class FactorReturns:
     the regression to some of them (their order is the model's).
     """
 
+    __slots__ = (
+        "_columns",
+        "_every_column",
+        "_prev_close",
+        "_prev_v",
+        "_prev_x",
+        "model_names",
+        "n_symbols",
+        "names",
+        "weighting",
+    )
+
     def __init__(
         self,
         n_symbols: int,

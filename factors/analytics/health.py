@@ -309,6 +309,26 @@ _HealthToken = tuple[
 class HealthTracker:
     """Incremental factor health: feed one :meth:`update` per grid step."""
 
+    __slots__ = (
+        "_c",
+        "_codes",
+        "_depth",
+        "_ic",
+        "_steps",
+        "_thresholds",
+        "_track",
+        "_windows",
+        "_x",
+        "directions",
+        "horizons",
+        "min_obs",
+        "names",
+        "states",
+        "t_enter",
+        "t_exit",
+        "window",
+    )
+
     def __init__(
         self,
         names: tuple[str, ...],

@@ -137,6 +137,19 @@ class FactorAnalytics:
     ``directions`` their ``d_k`` (SIGNALS.md section 2) in the same order.
     """
 
+    __slots__ = (
+        "_every_factor",
+        "_track_columns",
+        "_undo",
+        "health",
+        "health_params",
+        "n_symbols",
+        "names",
+        "returns",
+        "risk",
+        "risk_params",
+    )
+
     def __init__(
         self,
         names: Sequence[str],
