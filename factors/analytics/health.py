@@ -465,7 +465,7 @@ class HealthTracker:
             self._steps,
             self._x[slot],
             self._c[slot],
-            tuple(map(IcWindow.checkpoint, self._windows)),
+            tuple([w.checkpoint() for w in self._windows]),
             self._track.checkpoint(),
             self.states,
             self._codes,
