@@ -97,36 +97,6 @@ def _key(value: float, index: int, shift: int) -> np.uint32:
 
 
 @kernel
-def _rank_sorted(
-    keys: KeyArray,
-    values: FloatArray,
-    count: int,
-    shift: int,
-    order: SymbolArray,
-    rank: FloatArray,
-) -> None:
-    """From one sorted row of keys (its first ``count`` entries are symbols of the
-    row, the rest left out): ``order[p]``, the symbol of the ``p``-th smallest value
-    of ``values``, and ``rank[p]``, its average rank (1-based)."""
-    s = np.uint32(shift)
-    low = (np.uint32(1) << s) - np.uint32(1)
-    for p in range(count):
-        order[p] = np.int32(keys[p] & low)
-        rank[p] = p + 1.0
-    # runs of keys that agree above the index bits (rare but for ties): settle each
-    p = 1
-    while p < count:
-        if (keys[p] ^ keys[p - 1]) >> s:
-            p += 1
-            continue
-        q = p + 1
-        while q < count and not (keys[q] ^ keys[q - 1]) >> s:
-            q += 1
-        _settle_run(values, order, rank, p - 1, q)
-        p = q + 1
-
-
-@kernel
 def _settle_run(
     values: FloatArray, order: SymbolArray, rank: FloatArray, start: int, stop: int
 ) -> None:
@@ -182,11 +152,12 @@ def _ranks_of_rows(
     out = np.full((rows, n), np.nan)
     order = np.empty(n, dtype=np.int32)  # a symbol index: 4 bytes are plenty
     rank = np.empty(n)
+    low = (np.uint32(1) << np.uint32(shift)) - np.uint32(1)
     for r in range(rows):
         c = counts[r]
-        _rank_sorted(keys[r], values[r], c, shift, order, rank)
-        for p in range(c):
-            out[r, order[p]] = rank[p]
+        for p in range(c):  # the p-th key's symbol has rank p + 1, but in a run
+            out[r, keys[r, p] & low] = p + 1.0
+        _settle_runs(keys[r], values[r], c, shift, order, rank, out[r], True)
     return out
 
 

@@ -1,11 +1,12 @@
 """The rolling windows of the health tracker (ANALYTICS.md section 2), one push per
 grid step: the sums of the ICs and the factor-return track.
 
-Both keep their sums in arrays that a push replaces and never changes in place,
-and write one ring slot, so that a checkpoint (the engine's undo log keeps one per
-step) is a handful of references and the few values of the ring slot the next
-push overwrites: a copy, or (after ``keep_undo(depth)``) saved by the push itself,
-in its compiled call, for the last ``depth`` pushes.
+Both keep what a push changes, but for one ring slot, in one array (their
+*state*) that a push replaces and never changes in place, so that a push hands
+back one array and a checkpoint (the engine's undo log keeps one per step) is a
+handful of references and the few values of the ring slot the next push
+overwrites: a copy, or (after ``keep_undo(depth)``) saved by the push itself, in
+its compiled call, for the last ``depth`` pushes.
 
 A push is one compiled kernel (:mod:`~factorcast.factors.jit`): a
 handful of factors per step cost less in one loop than in a numpy call per row.
