@@ -14,6 +14,9 @@ function, a *kernel*, that loops over the symbols once: :func:`kernel` is
 - ``error_model="numpy"``: a division by zero gives an infinity or NaN, as in
   numpy, rather than raise.
 
+:func:`sum_kernel` is the same, with sums the compiler may reorder (the
+regression's moments, wls.py).
+
 Where no cache directory is writable at all (a read-only file system), numba
 refuses ``cache=True``; the kernels are then compiled in every process instead.
 
@@ -94,8 +97,21 @@ _key_caches_on_the_package()
 
 def kernel(fn: F) -> F:
     """``fn`` compiled by numba (``njit``), cached on disk, without the GIL."""
+    return _compiled(fn, {})
+
+
+def sum_kernel(fn: F) -> F:
+    """:func:`kernel` whose sums the compiler may reorder (LLVM's ``reassoc`` and
+    ``contract``): a loop that adds up products is then vectorized, with several
+    running sums.  Only the last bits of such a sum change.  NaN and infinities
+    keep their meaning (the flags that would let the compiler assume there are none
+    are not given)."""
+    return _compiled(fn, {"fastmath": {"reassoc", "contract"}})
+
+
+def _compiled(fn: F, options: dict[str, Any]) -> F:
     try:
-        compiled = njit(cache=True, nogil=True, error_model="numpy")(fn)
+        compiled = njit(cache=True, nogil=True, error_model="numpy", **options)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        compiled = njit(nogil=True, error_model="numpy")(fn)
+        compiled = njit(nogil=True, error_model="numpy", **options)(fn)
     return cast(F, compiled)

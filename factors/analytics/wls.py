@@ -8,10 +8,13 @@ cost was most of the time (:mod:`~factorcast.factors.jit`).  Here:
 
 - :func:`wls_normal`: the sample (the symbols with the return, every exposure and
   the weight finite), its size, and the moments ``X'VX`` and ``X'VR`` of the
-  design ``[1, X]`` (one matrix product of the rows ``[1, X_1 .. X_K, R]``, zero
-  outside the sample, and the same rows weighted); then, where ``X'VX`` is clearly well conditioned,
-  its Cholesky factor gives the factor returns, and :func:`wls_fit` the
-  residuals and ``R^2``;
+  design ``[1, X]``: a weighted sum of products over the sample for each, read off
+  the exposures' rows and the returns where they are (:func:`_weighted_sum`,
+  vectorized; a matrix product would first copy them into a design matrix, and
+  BLAS would copy that again, some 100 KB written at every bar after the factor
+  model's step has left the caches cold); then, where ``X'VX`` is clearly well
+  conditioned, its Cholesky factor gives the factor returns, and :func:`wls_fit`
+  the residuals and ``R^2``;
 - "clearly well conditioned" is ``trace(X'VX) trace((X'VX)^-1)`` (at least the
   condition number of ``X'VX``) below the caller's bound, ``(X'VX)^-1``'s diagonal
   from the inverse of the Cholesky factor (the squares of its columns).  Below
@@ -34,7 +37,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from factorcast.factors.jit import kernel
+from factorcast.factors.jit import kernel, sum_kernel
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -97,30 +100,50 @@ def wls_normal(
     residuals = np.full(n_sym, np.nan)
     if n < k + 2:
         return TOO_FEW, sample, n, np.nan, f, residuals, np.nan
-    # the design and the returns as rows [1, X_1 .. X_K, R], zero outside the sample,
-    # and the same weighted: one product (BLAS) gives X'VX and X'VR
-    rows = np.empty((p + 1, n_sym))  # each entry written once
+    # X'VX and X'VR of the design [1, X_1 .. X_K] and the returns over the sample,
+    # read off the rows where they are: the weights (or the sample's ones) times each
+    # row, then its products with the rows before it and the returns
+    gram = np.empty((p, p))
+    xvy = np.empty(p)
+    w = np.empty(n_sym)  # v_i (1 where equal) in the sample, 0 outside
     for i in range(n_sym):
-        rows[0, i] = 1.0 if sample[i] else 0.0
-        rows[p, i] = r[i] if sample[i] else 0.0
+        w[i] = (1.0 if equal else v[i]) if sample[i] else 0.0
+    gram[0, 0] = _weighted_sum(w, w, w, sample, 0)
+    xvy[0] = _weighted_sum(w, r, r, sample, 1)
     for j in range(k):
-        for i in range(n_sym):
-            rows[j + 1, i] = xt[j, i] if sample[i] else 0.0
-    weighted = rows
-    if not equal:
-        weighted = np.empty((p + 1, n_sym))
-        for j in range(p + 1):
-            for i in range(n_sym):
-                weighted[j, i] = rows[j, i] * v[i] if sample[i] else 0.0
-    moments = weighted @ rows.T
-    gram = moments[:p, :p]
-    xvy = moments[:p, p]
+        gram[j + 1, 0] = _weighted_sum(w, xt[j], xt[j], sample, 1)
+        xvy[j + 1] = _weighted_sum(w, xt[j], r, sample, 2)
+        for m in range(j + 1):
+            gram[j + 1, m + 1] = _weighted_sum(w, xt[j], xt[m], sample, 2)
+    for j in range(p):
+        for m in range(j):
+            gram[m, j] = gram[j, m]
     mean = xvy[0] / gram[0, 0]  # sum v r / sum v
     if not _cholesky_solve(gram, xvy, max_bound, f):
         f[:] = np.nan
         return NEEDS_SVD, sample, n, mean, f, residuals, np.nan
     r2 = wls_fit(r, xt, v, sample, f, mean, residuals)
     return SOLVED, sample, n, mean, f, residuals, r2
+
+
+@sum_kernel
+def _weighted_sum(
+    w: FloatArray, a: FloatArray, b: FloatArray, sample: BoolArray, factors: int
+) -> float:
+    """``sum w_i``, ``sum w_i a_i`` or ``sum w_i a_i b_i`` (``factors`` 0, 1 or 2) over
+    the symbols of the sample (``w`` is 0 outside it, where ``a`` and ``b`` may be
+    NaN).  The compiler may reorder the sum (:func:`~factorcast.factors.jit.sum_kernel`)."""
+    s = 0.0
+    if factors == 2:
+        for i in range(w.shape[0]):
+            s += w[i] * a[i] * b[i] if sample[i] else 0.0
+    elif factors == 1:
+        for i in range(w.shape[0]):
+            s += w[i] * a[i] if sample[i] else 0.0
+    else:
+        for i in range(w.shape[0]):
+            s += w[i]
+    return s
 
 
 @kernel
