@@ -171,15 +171,14 @@ class Engine:
             state = None if self._rewinder is None else self._rewinder.snapshot()
             self._done.append(_Done(xs.ts, xs, state, self.last_ts, self._filled))
         snapshot = self.model.step(xs)
-        bar = self._analyze(xs.ts, _closes(xs), snapshot)
+        bar = None if self.analytics is None else self._analyze(xs.ts, _closes(xs), snapshot)
         decision = self.strategy.decide(xs, snapshot) if decide else _NO_DECISION
         self.last_ts = xs.ts
         self._filled = 0
         return snapshot, decision, bar
 
-    def _analyze(self, ts: int, close: np.ndarray, snapshot: FactorSnapshot) -> AnalyticsBar | None:
-        if self.analytics is None:
-            return None
+    def _analyze(self, ts: int, close: np.ndarray, snapshot: FactorSnapshot) -> AnalyticsBar:
+        assert self.analytics is not None
         # the model's exposures (by factor: the transpose of its (n, K) view) and the
         # closes are read-only, as the analytics keep them
         return self.analytics.update_rows(ts, close, snapshot.exposure.T, snapshot.weights)
@@ -193,9 +192,8 @@ class Engine:
             if self.amend_bars:
                 self._done.append(_Done(ts, None, None, self.last_ts, self._filled))
             snapshot = self.model.step(empty)
-            bar = self._analyze(ts, self._empty_close, snapshot)
-            if bar is not None:
-                self._earlier_alerts.extend(bar.alerts)
+            if self.analytics is not None:
+                self._earlier_alerts.extend(self._analyze(ts, self._empty_close, snapshot).alerts)
             self._filled += 1
 
     # -- late bars ----------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factorcast.factors.analytics.track import ReturnTrack
+from factorcast.factors.analytics.track import CUM, MDD, ReturnTrack
 
 TOL = 1e-12
 
@@ -56,7 +56,8 @@ def test_track_matches_the_definition(window: int, seed: int, saved: bool) -> No
             track.push(rng.normal(size=k))
             track.restore(token)
         row = None if np.isnan(f[t]).all() and t % 2 else f[t]
-        cum, mdd = track.push(row)
+        state = track.push(row)
+        cum, mdd = state[CUM], state[MDD]
         want_cum, want_mdd = plain(frame.iloc[max(0, t - window + 1) : t + 1])
         assert np.allclose(cum, want_cum, rtol=0, atol=TOL, equal_nan=True), t
         assert np.allclose(mdd, want_mdd, rtol=0, atol=TOL, equal_nan=True), t

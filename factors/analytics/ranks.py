@@ -152,12 +152,8 @@ def _ranks_of_rows(
     out = np.full((rows, n), np.nan)
     order = np.empty(n, dtype=np.int32)  # a symbol index: 4 bytes are plenty
     rank = np.empty(n)
-    low = (np.uint32(1) << np.uint32(shift)) - np.uint32(1)
     for r in range(rows):
-        c = counts[r]
-        for p in range(c):  # the p-th key's symbol has rank p + 1, but in a run
-            out[r, keys[r, p] & low] = p + 1.0
-        _settle_runs(keys[r], values[r], c, shift, order, rank, out[r], True)
+        _ranks_by_symbol(keys[r], values[r], counts[r], shift, order, rank, out[r])
     return out
 
 
@@ -246,12 +242,8 @@ def rank_ic_from_keys(
     syy = np.empty(masks)
     low = (np.uint32(1) << np.uint32(shift)) - np.uint32(1)
     for m in range(masks):
-        row = keys[k + m]
         c = mask_counts[m]
-        out = ry[m]
-        for p in range(c):
-            out[row[p] & low] = p + 1.0
-        syy[m] = _squares(c) + _settle_runs(row, y, c, shift, order, rank, out, True)[0]
+        syy[m] = _squares(c) + _ranks_by_symbol(keys[k + m], y, c, shift, order, rank, ry[m])
     rho = np.full(k, np.nan)
     reason = np.zeros(k, dtype=np.int8)
     for j in range(k):
@@ -273,6 +265,25 @@ def rank_ic_from_keys(
         else:
             rho[j] = (sxy - centre) / math.sqrt(vx * vy)
     return rho, reason
+
+
+@kernel
+def _ranks_by_symbol(
+    keys: KeyArray,
+    values: FloatArray,
+    count: int,
+    shift: int,
+    order: SymbolArray,
+    rank: FloatArray,
+    out: FloatArray,
+) -> float:
+    """The average ranks of one sorted row into ``out`` by symbol (the ``p``-th key's
+    symbol has rank ``p + 1``, but in a run: :func:`_settle_runs`); returns what the
+    runs change in ``sum r^2``.  ``order`` and ``rank`` are scratch."""
+    low = (np.uint32(1) << np.uint32(shift)) - np.uint32(1)
+    for p in range(count):
+        out[keys[p] & low] = p + 1.0
+    return _settle_runs(keys, values, count, shift, order, rank, out, True)[0]
 
 
 @kernel

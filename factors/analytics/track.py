@@ -343,12 +343,11 @@ class ReturnTrack:
         self._saved = np.empty((depth, self._returns.shape[1]))
 
     def push(self, returns: FloatArray | None) -> FloatArray:
-        """The factor returns of the next bar (None: none); the cumulative return
-        and maximum drawdown over the window that ends with it, the rows of a ``(2,
-        K)`` array."""
+        """The factor returns of the next bar (None: none); the state after them,
+        whose rows :data:`CUM` and :data:`MDD` are the cumulative return and maximum
+        drawdown over the window that ends with them."""
         f = None if returns is None else np.ascontiguousarray(returns, dtype=np.float64)
-        figures: FloatArray = self.pushed(track_push(*self.push_args(f)))[: MDD + 1]
-        return figures
+        return self.pushed(track_push(*self.push_args(f)))
 
     def push_args(self, returns: FloatArray | None) -> TrackPushArgs:
         """Count the next push of ``returns`` (C-contiguous float64, or None) and give
